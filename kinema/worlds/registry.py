@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from kinema.worlds.camera_motion import CameraMotion
 from kinema.worlds.physics import PHYSICS_WORLDS
+from kinema.worlds.tabletop import TABLETOP_WORLDS
 from kinema.worlds.world import World
 
-WORLDS: dict[str, type[World]] = {w.name: w for w in (*PHYSICS_WORLDS, CameraMotion)}
+WORLDS: dict[str, type[World]] = {w.name: w for w in (*PHYSICS_WORLDS, *TABLETOP_WORLDS, CameraMotion)}
 DEFAULT_WORLD = "unstable_stack"
 
 

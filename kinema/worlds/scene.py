@@ -100,7 +100,7 @@ class SceneBuilder:
             dark = tuple(0.7 * c for c in rgb)
             self.extra_xml.append(
                 f'<asset><texture name="grid" type="2d" builtin="checker" width="64" height="64" rgb1="{fmt(rgb)}" '
-                f'rgb2="{fmt(dark)}"/><material name="grid" texture="grid" texrepeat="8 8"/></asset>'
+                f'rgb2="{fmt(dark)}"/><material name="grid" texture="grid" texrepeat="4 4" texuniform="true"/></asset>'
             )
             material = ' material="grid"'
         self.body_xml.append(

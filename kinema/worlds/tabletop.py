@@ -22,7 +22,7 @@ Action (10-D, one per frame, applied after the frame is recorded; `action_names`
 - dx, dy, dz: TCP position delta, world frame, metres. The step is clipped to
   MAX_STEP (3 cm, i.e. 0.48 m/s at 16 fps) in norm, then the target is clipped
   to the workspace box WORKSPACE_LO..WORKSPACE_HI (x, y in [-0.32, 0.32],
-  z in [0.05, 0.42]: at z = 0.05 a downward-pointing gripper touches the table).
+  z in [0.05, 0.35]: at z = 0.05 a downward-pointing gripper touches the table).
 - r11, r21, r31, r12, r22, r32: the first two columns of a delta rotation ΔR,
   world frame, applied as R_target <- ΔR · R_target. The 6 numbers are made a
   rotation by Gram-Schmidt (a degenerate input reads as the identity) and the
@@ -30,8 +30,9 @@ Action (10-D, one per frame, applied after the frame is recorded; `action_names`
 - gripper: absolute closure target in [0, 1] (clipped); 0 = fully open (16 cm
   between the fingers), 1 = closed (fingers touching).
 The agent integrates the deltas into a target pose, solves the joint targets
-exactly (wrist centre = TCP + 0.102 m along the hand's +z; ZYX Euler angles,
-unwrapped so yaw and roll turn without limit; at pitch = ±90° the yaw is held)
+exactly (wrist centre = TCP + 0.102 m along the hand's +z; ZYX Euler angles on
+unlimited hinges, the solution nearest the previous one, so the wrist turns
+continuously and without limit about any axis; at pitch = ±90° the yaw is held)
 and returns the action it actually applied (after clipping), so replaying the
 recorded actions reproduces the targets.
 
@@ -59,7 +60,7 @@ from kinema.worlds.world import World
 POLICIES = ("expert", "random")
 
 WORKSPACE_LO = np.array([-0.32, -0.32, 0.05])
-WORKSPACE_HI = np.array([0.32, 0.32, 0.42])
+WORKSPACE_HI = np.array([0.32, 0.32, 0.35])
 MAX_STEP = 0.03  # m per frame
 MAX_ROT = 0.25  # rad per frame
 
@@ -142,20 +143,28 @@ def unwrap_to(a: float, ref: float) -> float:
     return a + 2 * math.pi * round((ref - a) / (2 * math.pi))
 
 
-def wrap_pi(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
+def zyx_euler(R: np.ndarray, prev: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) with R = Rz(yaw) Ry(pitch) Rx(roll), the solution nearest the previous angles.
 
-
-def zyx_euler(R: np.ndarray, prev_yaw: float, prev_roll: float) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) with R = Rz(yaw) Ry(pitch) Rx(roll), unwrapped toward the previous angles."""
-    pitch = math.asin(float(np.clip(-R[2, 0], -1.0, 1.0)))
-    if math.cos(pitch) > 1e-3:
-        yaw = unwrap_to(math.atan2(R[1, 0], R[0, 0]), prev_yaw)
-    else:  # gimbal lock: keep the yaw, put the rest into the roll
-        yaw = prev_yaw
-    Rx = (rot_z(yaw) @ rot_y(pitch)).T @ R
-    roll = unwrap_to(math.atan2(Rx[2, 1], Rx[1, 1]), prev_roll)
-    return yaw, pitch, roll
+    Every rotation has two solutions, (y, p, r) and (y + pi, pi - p, r + pi); the joints are unlimited, so
+    picking the nearer one (each angle unwrapped by 2*pi) lets the wrist turn continuously through
+    pitch = ±90 degrees. There (gimbal lock) the yaw is held and the rest goes into the roll.
+    """
+    p0 = math.asin(float(np.clip(-R[2, 0], -1.0, 1.0)))
+    best, best_cost = None, math.inf
+    for pitch in (p0, math.pi - p0):
+        pitch = unwrap_to(pitch, prev[1])
+        c = math.cos(pitch)
+        if abs(c) > 1e-3:
+            yaw = unwrap_to(math.atan2(R[1, 0] / c, R[0, 0] / c), prev[0])
+        else:
+            yaw = prev[0]
+        Rx = (rot_z(yaw) @ rot_y(pitch)).T @ R
+        roll = unwrap_to(math.atan2(Rx[2, 1], Rx[1, 1]), prev[2])
+        cost = (yaw - prev[0]) ** 2 + (pitch - prev[1]) ** 2 + (roll - prev[2]) ** 2
+        if cost < best_cost:
+            best, best_cost = (yaw, pitch, roll), cost
+    return best
 
 
 def yaw_of(R: np.ndarray) -> float:
@@ -163,10 +172,10 @@ def yaw_of(R: np.ndarray) -> float:
 
 
 # ---- the arm ----------------------------------------------------------------
-def _box(name, pos, size, rgb, mass, collide=False, extra=""):
+def _box(name, pos, size, rgb, mass, collide=False):
     col = 'contype="2" conaffinity="1" condim="4" friction="1.5 0.02 0.0001"' if collide else 'contype="0" conaffinity="0"'
     return (f'<geom name="{name}" type="box" pos="{fmt(pos)}" size="{fmt(size)}" rgba="{fmt(rgb)} 1" '
-            f'mass="{mass:.4g}" {col} {extra}/>')
+            f'mass="{mass:.4g}" {col}/>')
 
 
 def arm_xml(home_tcp: np.ndarray) -> tuple[str, str]:
@@ -177,7 +186,7 @@ def arm_xml(home_tcp: np.ndarray) -> tuple[str, str]:
     Robot geoms have contype 2 / conaffinity 1: they touch blocks and the table, not each other.
     """
     w = home_tcp + np.array([0.0, 0.0, TCP_OFFSET])  # wrist centre at home (gripper pointing down)
-    fx, fy, fz = FINGER_HALF
+    fy = FINGER_HALF[1]
     top = GANTRY_TOP
     posts = "".join(
         f'<geom type="box" pos="{sx * 0.62:.3g} {sy * 0.62:.3g} {top / 2:.4g}" size="0.022 0.022 {top / 2:.4g}" '
@@ -211,7 +220,7 @@ def arm_xml(home_tcp: np.ndarray) -> tuple[str, str]:
         '<joint name="arm_yaw" type="hinge" axis="0 0 1" armature="0.02" damping="0.05"/>'
         f'<geom type="cylinder" pos="0 0 0.018" size="0.03 0.014" rgba="{fmt(ARM_RGB)} 1" mass="0.2" contype="0" conaffinity="0"/>'
         '<body name="wrist_pitch" gravcomp="1">'
-        '<joint name="arm_pitch" type="hinge" axis="0 1 0" range="-1.5708 1.5708" armature="0.02" damping="0.05"/>'
+        '<joint name="arm_pitch" type="hinge" axis="0 1 0" armature="0.02" damping="0.05"/>'
         f'<geom type="cylinder" quat="0.7071068 0.7071068 0 0" size="0.022 0.028" rgba="{fmt(ARM_RGB)} 1" mass="0.2" contype="0" conaffinity="0"/>'
         '<body name="hand" gravcomp="1">'
         '<joint name="arm_roll" type="hinge" axis="1 0 0" armature="0.02" damping="0.05"/>'
@@ -227,10 +236,10 @@ def arm_xml(home_tcp: np.ndarray) -> tuple[str, str]:
         '<position name="arm_y" joint="arm_y" kp="10000" kv="300" ctrlrange="-0.45 0.45" forcerange="-300 300"/>'
         '<position name="arm_z" joint="arm_z" kp="10000" kv="260" ctrlrange="-0.1 0.65" forcerange="-300 300"/>'
         '<position name="arm_yaw" joint="arm_yaw" kp="60" kv="2.5" forcerange="-30 30"/>'
-        '<position name="arm_pitch" joint="arm_pitch" kp="60" kv="2.5" ctrlrange="-1.5708 1.5708" forcerange="-30 30"/>'
+        '<position name="arm_pitch" joint="arm_pitch" kp="60" kv="2.5" forcerange="-30 30"/>'
         '<position name="arm_roll" joint="arm_roll" kp="60" kv="2.5" forcerange="-30 30"/>'
-        f'<position name="finger_left" joint="finger_left" kp="600" kv="12" ctrlrange="0 {FINGER_TRAVEL}" forcerange="-25 25"/>'
-        f'<position name="finger_right" joint="finger_right" kp="600" kv="12" ctrlrange="0 {FINGER_TRAVEL}" forcerange="-25 25"/>'
+        f'<position name="finger_left" joint="finger_left" kp="600" kv="50" ctrlrange="0 {FINGER_TRAVEL}" forcerange="-25 25"/>'
+        f'<position name="finger_right" joint="finger_right" kp="600" kv="50" ctrlrange="0 {FINGER_TRAVEL}" forcerange="-25 25"/>'
         "</actuator>"
     )
     return body, act
@@ -294,7 +303,7 @@ class GantryAgent:
         return applied
 
     def _set_ctrl(self):
-        self.yaw, self.pitch, self.roll = zyx_euler(self.R_target, self.yaw, self.roll)
+        self.yaw, self.pitch, self.roll = zyx_euler(self.R_target, (self.yaw, self.pitch, self.roll))
         wrist = self.p_target + TCP_OFFSET * self.R_target[:, 2]
         ctrl = self.data.ctrl
         for j, v in zip(("arm_x", "arm_y", "arm_z"), wrist):
@@ -351,28 +360,46 @@ def nearest_mod(angle: float, period: float, ref: float) -> float:
 
 
 class RandomPolicy:
-    """Smooth random motion: an Ornstein-Uhlenbeck velocity, random yaw rate, small tilts, random gripper."""
+    """Smooth random motion: wander toward random waypoints (new every 0.5-1.5 s) with a low-pass
+    filtered, noisy velocity; random yaw and small tilts; a random gripper command every ~10 frames."""
+
+    LO, HI = np.array([-0.28, -0.28, 0.05]), np.array([0.28, 0.28, 0.32])
 
     def __init__(self, agent: GantryAgent):
         self.agent, self.rng = agent, agent.rng
         self.v = np.zeros(3)
-        self.w = np.zeros(3)
+        self.timer = 0
         self.grip = float(self.rng.uniform(0, 1))
+
+    def _new_waypoint(self):
+        rng = self.rng
+        self.goal = rng.uniform(self.LO, self.HI)
+        self.R_goal = rot_z(rng.uniform(-np.pi, np.pi)) @ rot_exp([*rng.uniform(-0.35, 0.35, 2), 0.0])
+        self.speed = rng.uniform(0.008, 0.025)
+        self.timer = int(rng.integers(8, 25))
 
     def __call__(self, t: int) -> np.ndarray:
         rng, a = self.rng, self.agent
-        self.v = 0.85 * self.v + 0.15 * rng.normal(0.0, 0.025, 3)
-        R = a.R_target
-        tilt = np.cross(R[:, 2], [0.0, 0.0, 1.0])  # restoring toward pointing down
-        self.w = 0.85 * self.w + 0.15 * rng.normal(0.0, [0.08, 0.08, 0.25])
-        rv = self.w + 0.15 * tilt
+        if self.timer <= 0:
+            self._new_waypoint()
+        self.timer -= 1
+        dp = self.goal - a.p_target
+        n = np.linalg.norm(dp)
+        if n > self.speed:
+            dp *= self.speed / n
+        self.v = 0.7 * self.v + 0.3 * (dp + rng.normal(0.0, 0.006, 3))
+        rv = rotvec(self.R_goal @ a.R_target.T)
+        ang = np.linalg.norm(rv)
+        if ang > 0.12:
+            rv *= 0.12 / ang
+        rv = rv + rng.normal(0.0, 0.03, 3)
         if rng.random() < 0.1:
             self.grip = float(rng.uniform(0, 1))
         return np.concatenate([self.v, rot6d(rot_exp(rv)), [self.grip]])
 
 
 class PushExpert:
-    """Lower a half-open gripper behind the block and push it along the block-goal line, closed-loop."""
+    """Lower a partly open gripper behind the block and push it along the block-goal line, closed-loop."""
 
     GRIP = 0.75  # partly open: the two fingers push side by side, 4 cm apart (blocks are at least 6 cm wide)
 
@@ -447,7 +474,7 @@ class PickPlaceExpert:
         self.agent, self.p = agent, scene.params
         self.block = self.p["block"]
         self.half = np.array(self.p["block_half"])
-        self.phase, self.count, self.hold, self.place_z = "above", 0, None, None
+        self.phase, self.count, self.hold, self.offset = "above", 0, None, np.zeros(3)
 
     def _place(self) -> tuple[np.ndarray, float, float | None]:
         """(xy of the block's centre when placed, its z when placed, yaw to match or None)."""
@@ -488,7 +515,7 @@ class PickPlaceExpert:
             self.hold = np.array([*a.p_target[:2], Z_TRAVEL])
         if self.phase == "lift":
             if a.reached(self.hold, tol=0.01):
-                self.phase = "carry"
+                self.phase, self.offset = "carry", a.tcp_rot().T @ (pb - tcp)  # the block in the hand's frame
             return a.toward(self.hold, yaw_of(a.R_target), 1.0, speed=0.02)
         if self.phase == "carry":
             xy, z_place, yaw_match = self._place()
@@ -496,8 +523,8 @@ class PickPlaceExpert:
             if yaw_match is not None:  # turn the held block to line up with the base
                 rel = yaw_of(Rb) - yaw
                 yaw = nearest_mod(yaw_match - rel, math.pi / 2, yaw)
-            p = np.array([*(xy + tcp[:2] - pb[:2]), Z_TRAVEL])
-            if a.reached(p, yaw, 0.01) and np.linalg.norm(pb[:2] - xy) < 0.01:
+            p = np.array([*(xy - (rot_z(yaw) @ self.offset)[:2]), Z_TRAVEL])
+            if a.reached(p, yaw, 0.01) and np.linalg.norm(pb[:2] - xy) < 0.015:
                 self.phase = "lower"
                 self.hold = np.array([*p[:2], tcp[2] + z_place - pb[2]])
             return a.toward(p, yaw, 1.0, speed=0.025, rot_speed=0.1)
@@ -546,16 +573,20 @@ class TabletopWorld(World):
         return b
 
     def _block(self, b: SceneBuilder, rng, xy) -> dict:
-        half = [rng.uniform(0.03, 0.045), rng.uniform(0.03, 0.045), rng.uniform(0.03, 0.045)]
+        """A free box (as SceneBuilder.free_object writes one) named and described as a block."""
+        half = [float(v) for v in rng.uniform(0.03, 0.045, 3)]
         yaw = rng.uniform(-np.pi, np.pi)
-        colour, _ = b.colour()
-        b._free_colours.insert(0, colour)  # free_object takes the colour by name below
-        b.free_object("box", half, [xy[0], xy[1], half[2] + 0.0005], quat_from_axis_angle([0, 0, 1], yaw),
-                      mass=rng.uniform(0.08, 0.35), friction=rng.uniform(0.5, 1.0), colour=colour,
-                      name=f"{colour}_block")
-        obj = b.objects[-1]
-        obj["noun"] = "block"
-        return obj
+        mass, friction = float(rng.uniform(0.08, 0.35)), float(rng.uniform(0.5, 1.0))
+        colour, rgb = b.colour()
+        name = f"{colour}_block"
+        pos = [xy[0], xy[1], half[2] + 0.0005]
+        b.raw_body(
+            f'<body name="{name}" pos="{fmt(pos)}" quat="{fmt(quat_from_axis_angle([0, 0, 1], yaw))}">'
+            f'<freejoint name="{name}"/><geom name="{name}" type="box" size="{fmt(half)}" mass="{mass:.6g}" '
+            f'rgba="{fmt(rgb)} 1" friction="{friction:.4g} 0.005 0.0001" condim="3"/></body>',
+            name=name, kind="dynamic", shape="box", colour=colour, rgb=rgb, size=half, mass=mass,
+            friction=friction, noun="block")
+        return b.objects[-1]
 
     def _goal(self, b: SceneBuilder, rng, xy, radius) -> dict:
         colour, rgb = b.colour()
@@ -575,10 +606,11 @@ class TabletopWorld(World):
         # elliptic friction cones with a high impratio keep a grasped block from slipping
         b.extra_xml.append('<option integrator="implicitfast" cone="elliptic" impratio="10"/>')
 
-    def _finish(self, b: SceneBuilder, rng):
-        target = [0.0, 0.0, 0.06]
-        b.camera("front", target, 1.05, -90, 42, jitter_deg=3.0, fovy=45)
-        b.camera("side", target, 1.05, 0, 34, jitter_deg=3.0, fovy=45)
+    def _finish(self, b: SceneBuilder):
+        # both see the whole block area (|x|, |y| < 0.25) and the arm's lower 25 cm at 64x64
+        target = [0.0, 0.0, 0.07]
+        b.camera("front", target, 1.0, -112, 40, jitter_deg=3.0, fovy=42)
+        b.camera("side", target, 1.0, 3, 30, jitter_deg=3.0, fovy=42)
         b.params["task"] = self.task
         return b.build()
 
@@ -633,7 +665,7 @@ class _GoalTask(TabletopWorld):
         block = self._block(b, rng, block_xy)
         b.params.update(block=block["name"], block_half=block["size"], goal=goal["name"],
                         goal_xy=[float(v) for v in goal_xy], goal_radius=float(radius))
-        return self._finish(b, rng)
+        return self._finish(b)
 
     def outcome(self, scene, states, contacts, agent, fps):
         p = scene.params
@@ -716,7 +748,7 @@ class Stack(TabletopWorld):
         top = self._block(b, rng, top_xy)
         base = self._block(b, rng, base_xy)
         b.params.update(block=top["name"], block_half=top["size"], base=base["name"], base_half=base["size"])
-        return self._finish(b, rng)
+        return self._finish(b)
 
     def outcome(self, scene, states, contacts, agent, fps):
         p = scene.params

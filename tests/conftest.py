@@ -1,0 +1,2 @@
+# Import kinema first: it selects the EGL rendering backend before any test imports mujoco.
+import kinema  # noqa: F401
