@@ -371,8 +371,10 @@ def _stats(x: np.ndarray) -> dict:
 
 def _image_stats(frames: np.ndarray) -> dict:
     """frames uint8 [T, H, W, 3] -> per-channel stats over [0, 1], shape [3, 1, 1]; count = T."""
-    s = _stats(frames.reshape(-1, 3) / 255.0)
-    out = {k: v.reshape(3, 1, 1) for k, v in s.items() if k != "count"}
+    x = frames.reshape(-1, 3)  # reduce the uint8 pixels directly: no float copy of the video
+    s = {"min": x.min(0) / 255.0, "max": x.max(0) / 255.0,
+         "mean": x.mean(0, dtype=np.float64) / 255.0, "std": x.std(0, dtype=np.float64) / 255.0}
+    out = {k: v.reshape(3, 1, 1) for k, v in s.items()}
     out["count"] = np.array([len(frames)])
     return out
 

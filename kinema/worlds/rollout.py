@@ -40,7 +40,9 @@ def object_geom_map(model: mujoco.MjModel, objects: list[dict]) -> tuple[np.ndar
                     b = model.body_parentid[b]
                 if b == bid:
                     geom_object[g] = obj["id"]
-            carriers.append(("body", bid))
+            # a robot's state is its hand's, not its fixed base's
+            carrier = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, obj.get("state_body", obj["name"]))
+            carriers.append(("body", carrier))
         else:
             gid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, obj["name"])
             if gid < 0:

@@ -8,7 +8,8 @@ then pitch about y, then roll about x: R = Rz(yaw) Ry(pitch) Rx(roll)), a palm
 and two fingers on prismatic joints. Every joint is driven by a stiff position
 actuator; the arm's bodies are gravity-compensated. A bridge, rails, posts and a
 vertical column are drawn (visual only) so a viewer sees the arm come down from
-above. The whole arm is one object (kind "robot", name "robot") in the masks.
+above. The whole arm is one object (kind "robot", name "robot") in the masks; its
+object state is the hand's pose and velocity.
 
 Frame and units: the world/table frame, metres and radians; z is up and the
 origin is the centre of the table, on its surface (the table is the floor plane).
@@ -601,7 +602,7 @@ class TabletopWorld(World):
         home = HOME + np.array([*rng.uniform(-0.04, 0.04, 2), 0.0])
         body, act = arm_xml(home)
         b.raw_body(body, name="robot", kind="robot", shape="compound", colour="dark grey", rgb=ARM_RGB,
-                   size=[0.16, 0.04, 0.15], noun="robot arm")
+                   size=[0.16, 0.04, 0.15], noun="robot arm", state_body="hand")
         b.extra_xml.append(act)
         # elliptic friction cones with a high impratio keep a grasped block from slipping
         b.extra_xml.append('<option integrator="implicitfast" cone="elliptic" impratio="10"/>')
