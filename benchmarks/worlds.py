@@ -83,7 +83,6 @@ def main():
     ds_root = tmp / "reader"
     generate("dominoes", 16, 1, ds_root, progress=False, frames=33)
     ds = ClipDataset(ds_root, 16)
-    rng = np.random.default_rng(0)
     for workers in (0, 2):
         loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=workers,
                                              sampler=torch.utils.data.RandomSampler(ds, num_samples=256, generator=torch.Generator().manual_seed(0)))
@@ -94,7 +93,6 @@ def main():
 
         t = median_time(read_all, args.repeats)
         print(f"reader: {256 / t:.0f} clips/s (16 frames x 4 cameras + masks + audio, random access, num_workers={workers})")
-    _ = rng
 
     # Codec round trip on rendered frames.
     ep = rollout(get_world("dominoes"), 2, size=args.size)

@@ -3,7 +3,7 @@
 Legend: E episodes, T frames of one episode, F frames of one file, H height,
 W width, K objects, S state dims, A action dims, N audio samples.
 
-Layout under `root` (XXX = chunk index, YYY = file index; a file holds
+Layout under `root` (NNN = chunk index, YYY = file index; a file holds
 `episodes_per_file` consecutive episodes, the file index rolls over into the
 next chunk every `chunks_size` files; data, videos, masks, audio and episode
 metadata of the same episodes share one (chunk, file) pair):
@@ -13,25 +13,25 @@ metadata of the same episodes share one (chunk, file) pair):
   meta/stats.json           per feature min/max/mean/std/count (images: per
                             channel over [0, 1], shape [3, 1, 1])
   meta/tasks.parquet        task string (pandas index "task") <-> task_index
-  meta/episodes/chunk-XXX/file-YYY.parquet
+  meta/episodes/chunk-NNN/file-YYY.parquet
                             one row per episode: LeRobot v3 columns, per-episode
                             stats/<feature>/<stat>, and kinema/* columns (JSON)
-  data/chunk-XXX/file-YYY.parquet
+  data/chunk-NNN/file-YYY.parquet
                             one row per frame [F]: observation.state [S],
                             action [A], observation.objects [K*13] (float64),
                             observation.camera.<cam>.intrinsics [9] /
                             .extrinsics [16] (float64, row-major), timestamp,
                             frame_index, episode_index, index, task_index;
                             one row group per episode
-  videos/observation.images.<cam>/chunk-XXX/file-YYY.mp4
+  videos/observation.images.<cam>/chunk-NNN/file-YYY.mp4
                             the frames [F, H, W, 3] of the same episodes,
                             concatenated, a keyframe at each episode start
-  masks/chunk-XXX/file-YYY.parquet   (kinema) rows aligned with the data file
+  masks/chunk-NNN/file-YYY.parquet   (kinema) rows aligned with the data file
                             of the same chunk/file:
                             index, episode_index, frame_index and one
                             fixed_size_binary[H*W] column observation.masks.<cam>
                             (uint8 object ids, row-major; 0 = empty); zstd
-  audio/chunk-XXX/file-YYY.parquet   (kinema) one row per episode:
+  audio/chunk-NNN/file-YYY.parquet   (kinema) one row per episode:
                             episode_index, sample_rate, samples list<float32> [N]
 
 Every file is written under a temporary name and `os.replace`d into place, so
