@@ -3,7 +3,7 @@
 Legend: T frames, H height, W width, K objects, S state dims, A action dims,
 N audio samples.
 
-One sample per episode, key `episode_XXXXXX` (the episode index). Members:
+One sample per episode, key `episode_NNNNNN` (the episode index). Members:
 
   frames.<cam>.mp4       the frames uint8 [T, H, W, 3], re-encoded with the
                          lossless codec (exact, ~70 bytes per 64x64 frame
@@ -23,7 +23,7 @@ webdataset lower-cases member suffixes, so camera names are written
 lower-cased (two cameras differing only in case are refused). Arrays are .npy
 written and read with allow_pickle=False: no pickle anywhere.
 
-Shards are written as `shard-XXXXXX.tar.tmp` and renamed to `shard-XXXXXX.tar`
+Shards are written as `shard-NNNNNN.tar.tmp` and renamed to `shard-NNNNNN.tar`
 once complete, so a killed export leaves no half shard under a final name.
 """
 
