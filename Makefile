@@ -23,6 +23,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/worlds.py
+	$(BIN)/python benchmarks/tokenizer.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--maxcount", type=int, default=100, help="episodes per shard")
     e.set_defaults(func=_worlds_export)
 
+    from kinema.tokenize.cli import add_parser as add_tokenizer
+
+    add_tokenizer(sub)
+
+    from kinema.eval.cli import add_parser as add_eval
+
+    add_eval(sub)
+
     d = sub.add_parser("demo", help="the main job on built-in defaults")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
     d.set_defaults(func=_demo)

@@ -42,6 +42,8 @@ __all__ = [
     "weighted_spatial_iou",
     "physics_iq_mse",
     "physics_iq_scores",
+    "physics_iq_score",
+    "roc_auc",
 ]
 
 # PSNR of identical frames is +inf; a finite cap keeps averages and JSON meaningful.
@@ -466,3 +468,64 @@ def physics_iq_scores(pred, target, target_take2=None) -> dict[str, MetricResult
             )
         out.update(four(mg, motion_masks(g2), g, g2.to(g.device), "physical_variance_"))
     return out
+
+
+_IQ_KEYS = ("spatial_iou", "spatiotemporal_iou", "weighted_spatial_iou", "mse")
+
+
+def physics_iq_score(model: Mapping[str, float], variance: Mapping[str, float]) -> MetricResult:
+    """The Physics-IQ score (0..100) from dataset means of the four metrics and of their physical variance.
+
+    `model` and `variance` map "spatial_iou", "spatiotemporal_iou",
+    "weighted_spatial_iou" and "mse" to their means over every scored clip
+    (model vs real, and real take 1 vs real take 2). As Physics-IQ's original
+    score: 100 * (mean of the three IoU ratios model/variance, minus the MSE
+    excess model - variance), clipped to [0, 100]. A model as close to the
+    real video as a second take of it scores about 100.
+    """
+    for name, d in (("model", model), ("variance", variance)):
+        missing = [k for k in _IQ_KEYS if k not in d]
+        if missing:
+            raise ValueError(f"{name}: expected the means of {', '.join(_IQ_KEYS)}; missing {', '.join(missing)}")
+    ratios = []
+    for k in _IQ_KEYS[:3]:
+        v = float(variance[k])
+        # a zero variance IoU means the two real takes never agree; no ratio can be formed
+        ratios.append(float(model[k]) / v if v > 0 else float("nan"))
+    raw = 100.0 * (float(np.mean(ratios)) - (float(model["mse"]) - float(variance["mse"])))
+    value = float(np.clip(raw, 0.0, 100.0)) if math.isfinite(raw) else float("nan")
+    return MetricResult(
+        name="physics_iq_score",
+        value=value,
+        per_frame=None,
+        convention=(
+            "Physics-IQ score (original formula): 100 * ((sIoU/var_sIoU + stIoU/var_stIoU + wsIoU/var_wsIoU)/3 "
+            "- (MSE - var_MSE)), clipped to [0, 100]; each term a mean over all scored clips, var_* the same "
+            "metric between two takes of the real scene (physical variance); MSE on [0,1]"
+        ),
+    )
+
+
+def roc_auc(scores, labels) -> MetricResult:
+    """Area under the ROC curve of `scores` (higher = more likely positive) for binary `labels` (1 = positive).
+
+    Computed as the Mann-Whitney statistic: the probability that a random
+    positive scores higher than a random negative, ties counting one half.
+    0.5 is chance, 1 a perfect ranking. NaN when one class is empty.
+    """
+    s = np.asarray(scores, np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1)
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels: expected the same length, got {s.shape[0]} and {y.shape[0]}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores: expected finite numbers, found NaN or inf")
+    if not np.all(np.isin(y, (0, 1))):
+        raise ValueError("labels: expected 0 (negative) or 1 (positive)")
+    pos, neg = s[y == 1], s[y == 0]
+    conv = ("ROC AUC as the Mann-Whitney U statistic: P(score of a random positive > score of a random negative) "
+            "+ 0.5 P(tie); 0.5 = chance, 1 = perfect")
+    if len(pos) == 0 or len(neg) == 0:
+        return MetricResult("roc_auc", float("nan"), None, conv + "; NaN: one class is empty")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return MetricResult("roc_auc", float((greater + 0.5 * ties) / (len(pos) * len(neg))), None, conv)

@@ -1,0 +1,176 @@
+"""`kinema eval ...`: the five benchmarks and the report, as subcommands of the kinema command.
+
+Every benchmark takes the thing to evaluate as `--model PATH` (a checkpoint
+folder) or `--baseline NAME`, writes into `--out` (default outputs/eval)
+resumably, and prints its Markdown table. `--quick` is the tiny preset the
+test suite runs: one rollout, 32x32 frames, fewer policies.
+"""
+
+from __future__ import annotations
+
+import time
+
+DEFAULT_OUT = "outputs/eval"
+QUICK = dict(n=1, size=32)
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise ValueError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _predictor(args):
+    from kinema.eval.predictor import get_predictor
+
+    if args.model:  # a model loader gets the device; the baselines have no use for one
+        return get_predictor(args.model, device=args.device)
+    return get_predictor(f"baseline:{args.baseline}")
+
+
+def _sizes(args) -> dict:
+    d = dict(n=args.n, size=args.size)
+    if args.quick:
+        d.update(QUICK)
+    return d
+
+
+def _finish(name: str, folder, table: str, t0: float):
+    print(table)
+    print(f"{name}: {time.time() - t0:.1f} s; results, summary.json, table.md and plots in {folder}")
+
+
+def _physics(args):
+    """`physics` and `physics-iq`: the same rollouts and arguments, scored by the module args.benchmark."""
+    import importlib
+
+    from kinema.eval.harness import run_dir
+
+    bench = importlib.import_module(f"kinema.eval.{args.benchmark}")
+    p, t0 = _predictor(args), time.time()
+    kw = dict(scenarios=_csv(args.scenarios) if args.scenarios else bench.SCENARIOS,
+              cameras=_csv(args.cameras) if args.cameras else bench.CAMERAS,
+              conditions=_ints(args.conditions))
+    s = bench.run(p, args.out, progress=not args.no_progress, **_sizes(args), **kw)
+    _finish(bench.BENCHMARK, run_dir(args.out, bench.BENCHMARK, p.name), bench.table(s), t0)
+
+
+def _actions(args):
+    from kinema.eval import actions as bench
+    from kinema.eval.harness import run_dir
+    from kinema.eval.predictor import get_predictor
+
+    episodes = 2 if args.quick else args.mean_episodes
+    p = get_predictor("baseline:mean_action", episodes=episodes) if args.baseline == "mean_action" else _predictor(args)
+    t0 = time.time()
+    kw = dict(scenarios=_csv(args.scenarios) if args.scenarios else bench.SCENARIOS, context=args.context,
+              clip=args.clip, tokenizer=args.tokenizer, mean_episodes=episodes)
+    s = bench.run(p, args.out, progress=not args.no_progress, **_sizes(args), **kw)
+    _finish("actions", run_dir(args.out, bench.BENCHMARK, p.name), bench.table(s), t0)
+
+
+def _closed_loop(args):
+    from kinema.eval import closed_loop as bench
+    from kinema.eval.harness import run_dir
+
+    p, t0 = _predictor(args), time.time()
+    tasks = _csv(args.tasks) if args.tasks else list(bench.TASKS)
+    policies = _csv(args.policies) if args.policies else list(bench.POLICIES)
+    if args.quick:
+        tasks, policies = (tasks if args.tasks else ["push"]), (policies if args.policies else ["expert", "random"])
+    s = bench.run(p, args.out, tasks=tasks, policies=policies, context=args.context, chunk=args.chunk,
+                  progress=not args.no_progress, **_sizes(args))
+    _finish("closed-loop", run_dir(args.out, bench.BENCHMARK, p.name), bench.table(s), t0)
+
+
+def _plausibility(args):
+    from kinema.eval import plausibility as bench
+    from kinema.eval.harness import run_dir
+    from kinema.eval.judge import get_judge
+
+    judge = get_judge(args.model, device=args.device) if args.model else get_judge(f"baseline:{args.baseline}")
+    t0 = time.time()
+    scenarios = _csv(args.scenarios) if args.scenarios else bench.SCENARIOS
+    s = bench.run(judge, args.out, scenarios=scenarios, progress=not args.no_progress, **_sizes(args))
+    _finish("plausibility", run_dir(args.out, bench.BENCHMARK, judge.name), bench.table(s), t0)
+
+
+def _report(args):
+    from kinema.eval.report import write_report
+
+    path = write_report(args.out)
+    print(path.read_text())
+    print(f"report: {path}")
+
+
+def _common(p, *, what: str, default_baseline: str | None = None):
+    src = p.add_mutually_exclusive_group(required=default_baseline is None)
+    src.add_argument("--model", default=None, help=f"a {what} checkpoint folder (config.json + model.safetensors)")
+    src.add_argument("--baseline", default=default_baseline, help="a built-in baseline by name")
+    p.add_argument("--out", default=DEFAULT_OUT, help="output folder (shared by all benchmarks; resumable)")
+    p.add_argument("--n", type=int, default=10, help="held-out rollouts (episodes, seeds) per scenario")
+    p.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny preset: 1 rollout at 32x32, overriding --n and --size (what the tests run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda: where a --model checkpoint runs")
+
+
+def add_parser(subparsers) -> None:
+    """Register `kinema eval` and its subcommands on the kinema command's subparsers."""
+    from kinema.eval.predictor import PREDICTORS
+
+    e = subparsers.add_parser("eval", help="physics alignment, Physics-IQ, actions, closed loop, plausibility, "
+                                           "report").add_subparsers(dest="action", required=True)
+    frame_baselines = "copy_last, zero_motion, linear, second_take, simulator"
+
+    p = e.add_parser("physics", help="Cosmos 1 physics alignment: PSNR, SSIM, object IoU on 8 scenarios x 4 views")
+    _common(p, what="world-model")
+    p.add_argument("--conditions", default="1,9", help="context frames to condition on (comma-separated)")
+    p.add_argument("--scenarios", default=None, help="comma-separated subset of the 8 scenarios")
+    p.add_argument("--cameras", default=None, help="comma-separated subset of front,side,oblique,top")
+    p.epilog = f"baselines: {frame_baselines}"
+    p.set_defaults(func=_physics, benchmark="physics_alignment")
+
+    q = e.add_parser("physics-iq", help="Physics-IQ-style score on the same rollouts, normalised by a second take")
+    _common(q, what="world-model")
+    q.add_argument("--conditions", default="1,9", help="context frames to condition on (comma-separated)")
+    q.add_argument("--scenarios", default=None)
+    q.add_argument("--cameras", default=None)
+    q.epilog = f"baselines: {frame_baselines}"
+    q.set_defaults(func=_physics, benchmark="physics_iq")
+
+    a = e.add_parser("actions", help="forward dynamics with true vs shuffled actions; inverse dynamics vs mean action")
+    _common(a, what="world-model")
+    a.add_argument("--scenarios", default=None, help="comma-separated subset of push,pick_place,stack,camera_motion")
+    a.add_argument("--context", type=int, default=9, help="context frames")
+    a.add_argument("--clip", type=int, default=33, help="clip frames (context + predicted)")
+    a.add_argument("--tokenizer", default=None, help="video tokenizer checkpoint for latent L2 (skipped without)")
+    a.add_argument("--mean-episodes", type=int, default=16,
+                   help="training episodes the mean-action baseline averages (2 with --quick)")
+    a.epilog = f"baselines: {', '.join(PREDICTORS)}"
+    a.set_defaults(func=_actions)
+
+    c = e.add_parser("closed-loop", help="policy success in the simulator and inside a world model")
+    _common(c, what="world-model", default_baseline="simulator")
+    c.add_argument("--tasks", default=None, help="comma-separated subset of push,pick_place,stack")
+    c.add_argument("--policies", default=None,
+                   help="comma-separated: expert, noisy_expert:EPS, random, or a policy checkpoint folder")
+    c.add_argument("--context", type=int, default=1, help="real frames the imagination starts from")
+    c.add_argument("--chunk", type=int, default=32, help="frames imagined per world-model call")
+    c.epilog = "the world model (--model/--baseline) is what the policies are imagined in; default baseline:simulator"
+    c.set_defaults(func=_closed_loop)
+
+    j = e.add_parser("plausibility", help="ROC AUC of a judge on the implausible twins")
+    _common(j, what="judge", default_baseline="state_checker")
+    j.add_argument("--scenarios", default=None, help="comma-separated subset of the worlds")
+    j.set_defaults(func=_plausibility)
+
+    r = e.add_parser("report", help="gather every result under --out into one Markdown page")
+    r.add_argument("--out", default=DEFAULT_OUT)
+    r.set_defaults(func=_report)

@@ -1,0 +1,296 @@
+"""`kinema tokenizer train|encode|decode|reconstruct|eval`: the command line of the tokenizers.
+
+Files: `encode` reads a video (mp4 or any format PyAV opens) and writes a
+safetensors file holding the latent (CV: "latent"; DV: "indices" and "codes")
+plus a JSON header with the tokenizer path, frame count and fps; `decode` reads
+that file back into an mp4. Audio: a .wav in, an "audio_latent" out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+DEFAULT_VIDEO = "checkpoints/tokenizer-cv4x8x8"
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return name
+
+
+def _train(args):
+    from dataclasses import fields
+
+    from kinema.train.config import TrainConfig
+    from kinema.tokenize import audio, video
+    from kinema.tokenize.train import train_audio_tokenizer, train_video_tokenizer
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    train = TrainConfig(**overrides)
+    train.device = _device(train.device)
+    t = time.time()
+    if args.preset.startswith("audio-"):
+        cfg = audio.get_preset(args.preset.removeprefix("audio-"))
+        out = train_audio_tokenizer(cfg, args.data, train, heldout=args.heldout, eval_every=args.eval_every)
+    else:
+        cfg = video.get_preset(args.preset)
+        if args.no_wavelet:
+            cfg.wavelet = False
+        out = train_video_tokenizer(cfg, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
+                                    eval_every=args.eval_every)
+    print(f"trained {args.preset} in {(time.time() - t) / 60:.1f} min -> {out}")
+
+
+def _read_video(path) -> tuple:
+    import av
+
+    from kinema.data.video_io import decode_video
+
+    try:
+        with av.open(str(path)) as c:
+            fps = float(c.streams.video[0].average_rate or 16)
+    except (av.error.FFmpegError, IndexError) as e:
+        raise ValueError(f"{path}: not a readable video ({e})") from e
+    return decode_video(path), fps
+
+
+def _read_wav(path):
+    """16-bit PCM mono .wav -> (float32 [N] in [-1, 1], sample rate), with the standard library."""
+    import wave
+
+    import numpy as np
+
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2 or w.getnchannels() != 1:
+                raise ValueError(f"{path}: expected 16-bit PCM mono, got {8 * w.getsampwidth()}-bit x {w.getnchannels()} channels")
+            data = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+            return data, w.getframerate()
+    except (wave.Error, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .wav ({e})") from e
+
+
+def _write_wav(path, samples, rate: int) -> None:
+    import wave
+
+    import numpy as np
+
+    pcm = (np.clip(samples, -1, 1) * 32767).round().astype("<i2")
+    tmp = Path(str(path) + ".tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    tmp.replace(path)
+
+
+def _encode(args):
+    import torch
+    from safetensors.torch import save_file
+
+    from kinema.tokenize.data import to_model
+    from kinema.tokenize.load import load_tokenizer
+
+    model = load_tokenizer(args.tokenizer, device=_device(args.device))
+    dev = next(model.parameters()).device
+    meta = {"tokenizer": str(args.tokenizer)}
+    if model.__class__.__name__ == "AudioTokenizer":
+        samples, rate = _read_wav(args.input)
+        if rate != model.cfg.sample_rate:
+            raise ValueError(f"{args.input}: {rate} Hz; this audio tokenizer expects {model.cfg.sample_rate} Hz mono")
+        tensors = {"audio_latent": model.encode(torch.from_numpy(samples)[None].to(dev))}
+        meta |= {"num_samples": str(len(samples)), "sample_rate": str(rate)}
+    else:
+        frames, fps = _read_video(args.input)
+        out = model.encode(to_model(frames)[None].to(dev))
+        tensors = {"indices": out[0].int(), "codes": out[1]} if model.cfg.discrete else {"latent": out}
+        meta |= {"num_frames": str(len(frames)), "fps": str(fps), "height": str(frames.shape[1]), "width": str(frames.shape[2])}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(args.output) + ".tmp")
+    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    tmp.replace(args.output)
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in tensors.items())
+    print(f"{args.input} -> {shapes} in {args.output}")
+
+
+def _decode(args):
+    from safetensors import safe_open
+
+    from kinema.data.video_io import encode_video
+    from kinema.tokenize.data import to_uint8
+    from kinema.tokenize.load import load_tokenizer
+
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"{args.input}: no such latent file")
+    with safe_open(args.input, "pt") as f:
+        meta = f.metadata() or {}
+        keys = set(f.keys())
+        tensors = {k: f.get_tensor(k) for k in keys}
+    tok = args.tokenizer or meta.get("tokenizer")
+    if not tok:
+        raise ValueError(f"{args.input} does not say which tokenizer made it; pass --tokenizer")
+    model = load_tokenizer(tok, device=_device(args.device))
+    dev = next(model.parameters()).device
+    if "audio_latent" in tensors:
+        y = model.decode(tensors["audio_latent"].to(dev), num_samples=int(meta.get("num_samples", 0)) or None)
+        _write_wav(args.output, y[0].cpu().numpy(), model.cfg.sample_rate)
+        print(f"{args.input} -> {y.shape[1]} samples in {args.output}")
+        return
+    z = tensors["indices"].long() if "indices" in tensors else tensors.get("latent")
+    if z is None:
+        raise ValueError(f"{args.input}: expected a 'latent' or 'indices' tensor, found {sorted(keys)}")
+    video = model.decode(z.to(dev), num_frames=int(meta["num_frames"]) if "num_frames" in meta else None)
+    frames = to_uint8(video[0])
+    encode_video(args.output, frames, float(meta.get("fps", 16)), codec="preview" if args.preview else "lossless")
+    print(f"{args.input} -> {len(frames)} frames in {args.output}")
+
+
+def _reconstruct(args):
+    import numpy as np
+    import torch
+
+    from kinema.data.video_io import encode_video
+    from kinema.eval.metrics import psnr, ssim
+    from kinema.tokenize.data import to_model, to_uint8
+    from kinema.tokenize.load import load_tokenizer
+    from kinema.worlds.preview import contact_sheet, write_png
+
+    model = load_tokenizer(args.tokenizer, device=_device(args.device))
+    frames, fps = _read_video(args.input)
+    sc = model.cfg.spatial_compression
+    H, W = frames.shape[1] // sc * sc, frames.shape[2] // sc * sc
+    if (H, W) != frames.shape[1:3]:
+        print(f"note: cropping {frames.shape[2]}x{frames.shape[1]} to {W}x{H} (multiples of {sc})")
+        frames = frames[:, :H, :W]
+    x = to_model(frames)[None].to(next(model.parameters()).device)
+    t = time.time()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+        recon = to_uint8(model.decode(model.encode(x), num_frames=len(frames))[0])
+    dt = time.time() - t
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    side = np.concatenate([frames, recon], axis=2)  # original | reconstruction
+    stem = Path(args.input).stem
+    mp4 = encode_video(out / f"{stem}_reconstruction.mp4", side, fps, codec="preview")
+    err = np.clip(np.abs(frames.astype(np.int16) - recon.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
+    png = write_png(out / f"{stem}_reconstruction.png",
+                    contact_sheet([("original", frames), ("reconstruction", recon), ("|error| x4", err)], columns=min(9, len(frames))))
+    p, s = psnr(recon, frames), ssim(recon, frames)
+    print(f"{len(frames)} frames in {dt:.2f} s ({dt * 1000 / len(frames):.1f} ms/frame): PSNR {p.value:.2f} dB, SSIM {s.value:.4f}")
+    print(f"side by side: {mp4}\ncontact sheet: {png}")
+
+
+def _eval(args):
+    from kinema.tokenize.evaluate import evaluate_audio, evaluate_h264, evaluate_video, h264_at_bpp, held_out_clips
+    from kinema.tokenize.load import load_tokenizer
+
+    results = {}
+    t0 = time.time()
+    clips = None
+    for path in args.tokenizer:
+        model = load_tokenizer(path, device=_device(args.device))
+        t = time.time()
+        if model.__class__.__name__ == "AudioTokenizer":
+            r = evaluate_audio(model, args.data, episodes=args.episodes)
+        else:
+            clips = clips or held_out_clips(args.data, args.clip_len, args.episodes)
+            r = evaluate_video(model, clips, dtype=args.dtype)
+        r["params"] = sum(p.numel() for p in model.parameters())
+        r["seconds"] = time.time() - t
+        results[str(path)] = r
+    if args.h264:
+        clips = clips or held_out_clips(args.data, args.clip_len, args.episodes)
+        h = evaluate_h264(clips)
+        for r in results.values():
+            if "bpp" in r:
+                r["h264_at_same_bpp"] = h264_at_bpp(h["curve"], r["bpp"])
+        results["h264"] = h
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(out)
+    print(_table(results))
+    print(f"wrote {out} in {time.time() - t0:.0f} s")
+
+
+def _table(results: dict) -> str:
+    lines = []
+    for name, r in results.items():
+        if name == "h264":
+            continue
+        m = r["mean"]
+        head = " ".join(f"{k} {v:.3f}" for k, v in m.items())
+        extra = f"  bpp {r['bpp']:.4f}" if "bpp" in r else ""
+        if "h264_at_same_bpp" in r:
+            h = r["h264_at_same_bpp"]
+            extra += f"  | H.264 at {h['bpp']:.4f} bpp: psnr {h['psnr']:.3f} ssim {h['ssim']:.3f}"
+        lines.append(f"{name}: {head}{extra}")
+        for s, v in r["per_scenario"].items():
+            lines.append("    " + f"{s:16s} " + " ".join(f"{k} {x:.3f}" for k, x in v.items() if k != "clips"))
+    return "\n".join(lines)
+
+
+def add_parser(sub) -> None:
+    from kinema.train.config import TrainConfig
+
+    t = sub.add_parser("tokenizer", help="causal wavelet video tokenizer and audio tokenizer").add_subparsers(
+        dest="action", required=True)
+
+    tr = t.add_parser("train", help="train a tokenizer preset on datasets (resumes from OUT)")
+    tr.add_argument("--preset", required=True,
+                    help="a video preset such as cv4x8x8-small, dv4x8x8-small, cv8x16x16-tiny, or audio-small / audio-tiny")
+    tr.add_argument("--data", required=True, help="a LeRobot dataset or a folder of them")
+    tr.add_argument("--heldout", default=None, help="held-out datasets for the quality curve in the log")
+    tr.add_argument("--clip-len", type=int, default=17, help="frames per training clip (1 + k * temporal compression)")
+    tr.add_argument("--eval-every", type=int, default=200)
+    tr.add_argument("--no-wavelet", action="store_true", help="ablation: plain space-to-depth patches instead of Haar")
+    defaults = TrainConfig()
+    for name in ("out", "steps", "batch_size", "grad_accum", "lr", "warmup", "ema_decay", "dtype", "device", "seed",
+                 "ckpt_every", "log_every", "num_workers"):
+        d = getattr(defaults, name)
+        tr.add_argument("--" + name.replace("_", "-"), dest=name, type=type(d), default=None,
+                        required=name == "out", help=f"(default {d})" if name != "out" else "run directory")
+    tr.set_defaults(func=_train)
+
+    e = t.add_parser("encode", help="video file -> latent safetensors")
+    e.add_argument("input")
+    e.add_argument("output")
+    e.add_argument("--tokenizer", default=DEFAULT_VIDEO)
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=_encode)
+
+    d = t.add_parser("decode", help="latent safetensors -> mp4")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.add_argument("--tokenizer", default=None, help="default: the one recorded in the latent file")
+    d.add_argument("--preview", action="store_true", help="write a small yuv420 mp4 instead of lossless")
+    d.add_argument("--device", default="auto")
+    d.set_defaults(func=_decode)
+
+    r = t.add_parser("reconstruct", help="encode + decode a video: side-by-side mp4, contact sheet, PSNR/SSIM")
+    r.add_argument("input")
+    r.add_argument("--tokenizer", default=DEFAULT_VIDEO)
+    r.add_argument("--out", default="outputs/reconstruct")
+    r.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=_reconstruct)
+
+    v = t.add_parser("eval", help="TokenBench-style PSNR/SSIM per scenario on held-out data (+ the H.264 baseline)")
+    v.add_argument("--data", required=True, help="held-out datasets (seeds the tokenizer never saw)")
+    v.add_argument("--tokenizer", nargs="+", default=[DEFAULT_VIDEO])
+    v.add_argument("--clip-len", type=int, default=33)
+    v.add_argument("--episodes", type=int, default=6, help="episodes per scenario")
+    v.add_argument("--h264", action="store_true", help="also sweep H.264 and compare at equal bits per pixel")
+    v.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    v.add_argument("--device", default="auto")
+    v.add_argument("--out", default="outputs/tokenizer_eval.json")
+    v.set_defaults(func=_eval)

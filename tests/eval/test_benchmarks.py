@@ -1,0 +1,127 @@
+"""A quick mode of every benchmark through the `kinema eval` command, on the tiny preset (1 rollout, 32x32).
+
+Checks the figures that must hold whatever the seed: the second take beats copy-last-frame, baselines that
+ignore actions score the same with shuffled ones while the simulator does not, the simulator used as its own
+world model ranks policies exactly as reality does, the ground-truth judge separates the twins.
+"""
+
+import json
+
+import pytest
+
+from kinema.cli import main
+
+
+def _run(args: list[str]) -> None:
+    assert main(["eval", *args, "--no-progress"]) == 0
+
+
+def _summary(out, bench, name) -> dict:
+    return json.loads((out / bench / name / "summary.json").read_text())
+
+
+def _conventions(d, path="") -> list[str]:
+    """Every figure (a dict with "value") in a summary must say how it was computed."""
+    missing = []
+    if isinstance(d, dict):
+        if "value" in d and not d.get("convention"):
+            missing.append(path)
+        for k, v in d.items():
+            missing += _conventions(v, f"{path}/{k}")
+    return missing
+
+
+def _copy_last_and_second_take(out, bench) -> tuple[dict, dict]:
+    """Run `bench` with both baselines -> their summaries."""
+    for b in ("copy_last", "second_take"):
+        _run([bench, "--baseline", b, "--quick", "--out", str(out)])
+    return _summary(out, bench, "copy_last"), _summary(out, bench, "second_take")
+
+
+def test_physics_alignment_second_take_beats_copy_last(eval_out):
+    copy, take = _copy_last_and_second_take(eval_out, "physics")
+    assert not _conventions(copy)
+    for c in ("1", "9"):
+        assert take["overall"][c]["iou"]["value"] > copy["overall"][c]["iou"]["value"]
+        assert take["overall"][c]["ssim"]["value"] > copy["overall"][c]["ssim"]["value"]
+        assert copy["overall"][c]["segmenter_gt_iou"]["value"] >= 0.9
+    folder = eval_out / "physics" / "copy_last"
+    for f in ("results.jsonl", "table.md", "psnr_per_frame.png", "iou_per_frame.png", "best_worst.png"):
+        assert (folder / f).stat().st_size > 0
+    # resumable: a second run finds every clip done and adds nothing
+    lines = (folder / "results.jsonl").read_text().count("\n")
+    _run(["physics", "--baseline", "copy_last", "--quick", "--out", str(eval_out)])
+    assert (folder / "results.jsonl").read_text().count("\n") == lines == 8 * 2 * 4
+
+
+def test_physics_iq_second_take_beats_copy_last(eval_out):
+    copy, take = _copy_last_and_second_take(eval_out, "physics-iq")
+    assert not _conventions(copy)
+    for c in ("1", "9"):
+        assert take["overall"][c]["score"]["value"] > copy["overall"][c]["score"]["value"]
+
+
+def test_actions_steer_the_simulator_not_the_baselines(eval_out):
+    for b in ("copy_last", "simulator", "state_diff"):
+        _run(["actions", "--baseline", b, "--quick", "--out", str(eval_out)])
+    copy, sim = _summary(eval_out, "actions", "copy_last"), _summary(eval_out, "actions", "simulator")
+    assert not _conventions(sim)
+    for world in ("push", "pick_place", "stack", "camera_motion"):
+        assert copy["forward"][world]["psnr_gap"]["value"] == 0.0  # ignores its actions
+        assert sim["forward"][world]["psnr_true"]["value"] > 80  # replays them exactly
+        assert sim["forward"][world]["psnr_gap"]["value"] > 10
+    oracle = _summary(eval_out, "actions", "state_diff")
+    for world in ("push", "camera_motion"):  # reading the recorded state beats the mean-action reference by far
+        d = oracle["inverse"][world]["translation"]
+        assert d["mean_action_mse"]["value"] > 0 and d["ratio"]["value"] < 0.1
+    assert "latent L2 skipped" in (eval_out / "actions" / "simulator" / "table.md").read_text()
+
+
+def test_closed_loop_simulator_as_world_model_agrees_with_reality(eval_out):
+    _run(["closed-loop", "--baseline", "simulator", "--quick", "--out", str(eval_out)])
+    s = _summary(eval_out, "closed-loop", "simulator")
+    assert not _conventions(s)
+    rates = s["rates"]["push"]
+    assert rates["expert"]["real"]["value"] == 1.0 and rates["random"]["real"]["value"] == 0.0
+    for d in rates.values():
+        assert d["imagined"]["value"] == d["real"]["value"]
+    assert rates["random"]["imagined"]["mode"] == "closed loop"  # it only looks, so it acts inside the model
+    assert rates["expert"]["imagined"]["mode"] == "open-loop replay"
+    assert s["pearson_r"]["value"] == pytest.approx(1.0)
+
+
+def test_plausibility_state_checker_separates_twins(eval_out):
+    _run(["plausibility", "--quick", "--out", str(eval_out)])
+    s = _summary(eval_out, "plausibility", "state_checker")
+    assert not _conventions(s)
+    assert s["auc"]["value"] >= 0.9
+
+
+def _ensure_every_benchmark(out) -> None:
+    """Runs are resumable, so this is instant where an earlier test (on the same xdist worker) already ran them."""
+    for args in (["physics", "--baseline", "copy_last"], ["physics-iq", "--baseline", "copy_last"],
+                 ["actions", "--baseline", "simulator"], ["closed-loop", "--baseline", "simulator"], ["plausibility"]):
+        _run([*args, "--quick", "--out", str(out)])
+
+
+def test_report_gathers_every_benchmark(eval_out):
+    _ensure_every_benchmark(eval_out)
+    assert main(["eval", "report", "--out", str(eval_out)]) == 0
+    text = (eval_out / "report.md").read_text()
+    for section in ("Physics alignment", "Physics-IQ", "Action-conditioned", "Closed loop", "Plausibility"):
+        assert section in text
+    assert "other data" in text and "Cosmos-1 Diffusion-7B (published)" in text
+
+
+def test_bad_inputs_are_clear_errors(eval_out, capsys, tmp_path):
+    _run(["physics", "--baseline", "copy_last", "--quick", "--out", str(eval_out)])
+    assert main(["eval", "physics", "--baseline", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown baseline 'nope'" in capsys.readouterr().err
+    assert main(["eval", "physics", "--baseline", "copy_last", "--n", "0", "--out", str(tmp_path)]) == 2
+    assert "--n: expected a whole number >= 1, got 0" in capsys.readouterr().err
+    assert main(["eval", "closed-loop", "--policies", "teleoperator", "--out", str(tmp_path)]) == 2
+    assert "unknown policy 'teleoperator'" in capsys.readouterr().err
+    # the quick physics run above used conditions 1,9: other settings in the same folder are refused
+    assert main(["eval", "physics", "--baseline", "copy_last", "--quick", "--conditions", "1", "--out",
+                 str(eval_out)]) == 2
+    assert "holds results made with other settings (conditions)" in capsys.readouterr().err

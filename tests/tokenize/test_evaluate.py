@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from kinema.tokenize.evaluate import _nal_payload_bytes, h264_at_bpp, h264_roundtrip
+
+
+def test_sei_units_are_not_counted():
+    sps = b"\x00\x00\x00\x01\x67" + b"\xaa" * 10
+    sei = b"\x00\x00\x01\x06" + b"x264 - core" * 20
+    idr = b"\x00\x00\x01\x65" + b"\xbb" * 30
+    assert _nal_payload_bytes(sps + sei + idr) == (3 + 1 + 10) + (3 + 1 + 30)
+
+
+def test_h264_rate_falls_and_error_grows_with_crf():
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), 9, 0)
+    frames[:, 8:16, :] = np.arange(9)[:, None, None, None] * 20
+    lo, nlo = h264_roundtrip(frames, 18)
+    hi, nhi = h264_roundtrip(frames, 45)
+    assert lo.shape == frames.shape and nhi < nlo
+    err = lambda d: np.abs(d.astype(int) - frames).mean()  # noqa: E731
+    assert err(lo) < err(hi)
+
+
+def test_rate_interpolation():
+    curve = [{"bpp": 0.1, "mean": {"psnr": 30.0, "ssim": 0.9}}, {"bpp": 0.4, "mean": {"psnr": 40.0, "ssim": 0.98}}]
+    mid = h264_at_bpp(curve, 0.2)
+    assert mid["psnr"] == pytest.approx(35.0) and not mid["at_lowest_rate"]
+    low = h264_at_bpp(curve, 0.05)
+    assert low["at_lowest_rate"] and low["psnr"] == 30.0 and low["bpp"] == 0.1

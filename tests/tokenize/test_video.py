@@ -1,0 +1,141 @@
+import pytest
+import torch
+
+from kinema.tokenize.video import PRESETS, VideoTokenizer, VideoTokenizerConfig, get_preset
+
+COMPRESSIONS = [("4x8x8", 4, 8), ("8x8x8", 8, 8), ("8x16x16", 8, 16)]
+
+
+def model(name: str) -> VideoTokenizer:
+    torch.manual_seed(0)
+    return VideoTokenizer(get_preset(name)).eval()
+
+
+def video(T=17, H=32, W=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, T, H, W, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("kind", ["cv", "dv"])
+@pytest.mark.parametrize("comp,tf,sf", COMPRESSIONS)
+def test_shapes_for_every_compression(kind, comp, tf, sf):
+    m = model(f"{kind}{comp}-tiny")
+    x = video(17, 32, 32)
+    out = m.encode(x)
+    t, h, w = 1 + 16 // tf, 32 // sf, 32 // sf
+    if kind == "cv":
+        assert out.shape == (1, 16, t, h, w)
+    else:
+        indices, codes = out
+        assert indices.shape == (1, t, h, w) and indices.dtype == torch.int64
+        assert codes.shape == (1, 6, t, h, w)
+        assert torch.equal(m.fsq.indices_to_codes(indices), codes)
+        assert torch.equal(m.decode(indices), m.decode(codes))
+        out = codes
+    y = m.decode(out)
+    assert y.shape == x.shape and y.abs().max() <= 1
+
+
+@pytest.mark.parametrize("name", ["cv4x8x8-tiny", "dv8x8x8-tiny", "cv8x16x16-tiny"])
+def test_causality_later_frames_never_change_earlier_latents(name):
+    m = model(name)
+    tf = m.cfg.temporal_compression
+    x = video(33)
+    for t in (1, 9, 20, 32):
+        x2 = x.clone()
+        x2[:, :, t] = -x2[:, :, t]
+        first_affected = -(-t // tf)  # latent j covers frames (j-1)*tf+1 .. j*tf
+        a, b = m.encode(x), m.encode(x2)
+        if m.cfg.discrete:  # the indices of earlier latents are unchanged too
+            assert torch.equal(a[0][:, :first_affected], b[0][:, :first_affected])
+        a, b = m.encode_window(x), m.encode_window(x2)  # the bottleneck before quantization
+        assert torch.allclose(a[:, :, :first_affected], b[:, :, :first_affected], atol=1e-6), t
+        assert not torch.allclose(a[:, :, first_affected:], b[:, :, first_affected:], atol=1e-4), t
+
+
+def test_decoder_is_causal_too():
+    m = model("cv4x8x8-tiny")
+    z = m.encode(video(17))
+    z2 = z.clone()
+    z2[:, :, 3] += 1.0  # latent 3 covers frames 9..12
+    a, b = m.decode(z), m.decode(z2)
+    assert torch.allclose(a[:, :, :9], b[:, :, :9], atol=1e-6)
+    assert not torch.allclose(a[:, :, 9:13], b[:, :, 9:13], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["cv4x8x8-tiny", "dv4x8x8-tiny"])
+def test_image_path_equals_video_path_on_one_frame(name):
+    m = model(name)
+    x = video(17)
+    img = m.encode_image(x[:, :, 0])
+    vid = m.encode(x)
+    if m.cfg.discrete:
+        assert torch.equal(img[0], vid[0][:, :1])
+        img, vid = img[1], vid[1]
+    assert img.shape[2] == 1
+    assert torch.allclose(img, vid[:, :, :1], atol=1e-6)
+    assert m.decode_image(img).shape == (1, 3, 32, 32)
+
+
+def test_odd_lengths_are_padded_and_cropped_back_and_long_videos_windowed():
+    cfg = get_preset("cv4x8x8-tiny")
+    cfg.window = 9
+    m = VideoTokenizer(cfg).eval()
+    x = video(22)  # 22 = not 1 + 4k: padded to 25 -> windows of 9, 9, 7 (-> 9)
+    z = m.encode(x)
+    assert z.shape[2] == 3 + 3 + 3
+    assert m.decode(z, num_frames=22).shape == x.shape
+    # windows are independent: the first window's latents equal encoding it alone
+    assert torch.allclose(z[:, :, :3], m.encode(x[:, :, :9]), atol=1e-6)
+
+
+def test_bad_inputs_get_clear_errors():
+    m = model("cv4x8x8-tiny")
+    with pytest.raises(ValueError, match=r"\[B, 3, T, H, W\]"):
+        m.encode(torch.zeros(3, 17, 32, 32))
+    with pytest.raises(ValueError, match="uint8"):
+        m.encode(torch.zeros(1, 3, 17, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        m.encode(torch.full((1, 3, 17, 32, 32), 255.0))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        m.encode(torch.zeros(1, 3, 17, 30, 32))
+    with pytest.raises(ValueError, match="latent must be"):
+        m.decode(torch.zeros(1, 6, 3, 4, 4))
+    with pytest.raises(ValueError, match="unknown video tokenizer preset"):
+        get_preset("cv4x4x4-huge")
+    with pytest.raises(ValueError, match="power of two"):
+        VideoTokenizerConfig(spatial_compression=12)
+    with pytest.raises(ValueError, match="unknown VideoTokenizerConfig keys"):
+        VideoTokenizerConfig.from_dict({"chanels": 8})
+
+
+def test_the_ablation_has_the_same_parameter_count():
+    a = VideoTokenizer(get_preset("cv4x8x8-small"))
+    cfg = get_preset("cv4x8x8-small")
+    cfg.wavelet = False
+    b = VideoTokenizer(cfg)
+    assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
+    x = video(9, 16, 16)
+    assert torch.allclose(b.patcher.unpatch(b.patcher.patch(x)), x)
+
+
+def test_published_configuration_size():
+    m = VideoTokenizer(PRESETS["cv4x8x8-cosmos"])
+    n = sum(p.numel() for p in m.parameters())
+    assert 80e6 < n < 120e6  # Cosmos reports 105M for CV4x8x8 (90M in another count)
+
+
+def test_tiny_forward_backward_learns():
+    torch.manual_seed(0)
+    m = VideoTokenizer(get_preset("dv4x8x8-tiny"))
+    opt = torch.optim.AdamW(m.parameters(), 3e-3)
+    x = video(9, 16, 16)
+    losses = []
+    for _ in range(10):
+        y, _ = m(x)
+        loss = (y - x).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
