@@ -261,7 +261,10 @@ class VideoTokenizer(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
-        """CV latent, DV codes [B, 6, t, h, w] or DV indices int64 [B, t, h, w] -> video [B, 3, T, H, W] in [-1, 1]."""
+        """CV latent, DV codes [B, 6, t, h, w], DV indices int64 [B, t, h, w] or DV `encode`'s (indices, codes)
+        -> video [B, 3, T, H, W] in [-1, 1]."""
+        if isinstance(z, tuple):  # decode(encode(x)) for both kinds
+            z = z[0]
         if self.cfg.discrete and not z.dtype.is_floating_point:
             z = self.fsq.indices_to_codes(z)
         if z.dim() != 5 or z.shape[1] != self.cfg.code_dim:

@@ -39,11 +39,12 @@ def test_encode_decode_reconstruct(data, trained, tmp_path, capsys):
         back = decode_video(tmp_path / f"{preset}.mp4")
         assert back.shape == frames.shape
     assert "indices [1, 5, 4, 4]" in capsys.readouterr().out
-    assert main(["tokenizer", "reconstruct", str(src), "--tokenizer", str(trained["cv4x8x8-tiny"]),
-                 "--out", str(tmp_path / "rec")]) == 0
-    assert decode_video(tmp_path / "rec" / "clip_reconstruction.mp4").shape == (17, 32, 64, 3)  # side by side
-    assert (tmp_path / "rec" / "clip_reconstruction.png").stat().st_size > 1000
-    assert "PSNR" in capsys.readouterr().out
+    for preset in ("cv4x8x8-tiny", "dv4x8x8-tiny"):
+        assert main(["tokenizer", "reconstruct", str(src), "--tokenizer", str(trained[preset]),
+                     "--out", str(tmp_path / preset)]) == 0
+        assert decode_video(tmp_path / preset / "clip_reconstruction.mp4").shape == (17, 32, 64, 3)  # side by side
+        assert (tmp_path / preset / "clip_reconstruction.png").stat().st_size > 1000
+        assert "PSNR" in capsys.readouterr().out
 
 
 def test_audio_wav_round_trip(trained, tmp_path):
