@@ -24,6 +24,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/worlds.py
 	$(BIN)/python benchmarks/tokenizer.py
+	$(BIN)/python benchmarks/generate.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

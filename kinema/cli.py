@@ -54,20 +54,10 @@ def _worlds_export(args):
 
 
 def _demo(args):
-    """The main job on built-in defaults: simulate the default world and write a preview."""
-    from kinema.worlds.generate import generate
-    from kinema.worlds.preview import preview
-    from kinema.worlds.registry import DEFAULT_WORLD
+    """The main job on built-in defaults: the world model predicts a held-out episode from its actions."""
+    from kinema.model.demo import demo
 
-    out = Path(args.out)
-    data = out / DEFAULT_WORLD
-    t = time.time()
-    generate(DEFAULT_WORLD, 4, 0, data, twins=True)
-    png, mp4 = preview(data, out, episodes=4)
-    print(f"simulated {DEFAULT_WORLD}: 4 episodes + their implausible twins in {time.time() - t:.1f} s")
-    print(f"dataset (LeRobot v3.0): {data}")
-    print(f"contact sheet:          {png}")
-    print(f"video grid:             {mp4}")
+    demo(args.out, args.model, device=args.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,8 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval(sub)
 
+    from kinema.model.cli import add_parsers as add_model
+
+    add_model(sub)
+
     d = sub.add_parser("demo", help="the main job on built-in defaults")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)
+    d.add_argument("--model", default="checkpoints/world-model-small")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.set_defaults(func=_demo)
     return p
 

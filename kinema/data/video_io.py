@@ -314,3 +314,37 @@ def probe_video(path: str | os.PathLike) -> dict:
             }
     except av.FFmpegError as e:
         raise ValueError(f"cannot read video {label}: corrupt or truncated mp4 ({e})") from e
+
+
+def encode_video_with_audio(path: str | os.PathLike, frames: np.ndarray, fps: float, audio: np.ndarray | None,
+                            sample_rate: int = 16000, *, codec: str = "yuv444") -> Path:
+    """frames uint8 [T, H, W, 3] and mono audio f32 [N] in [-1, 1] -> one mp4 (H.264 + AAC), atomically.
+
+    audio=None writes the video alone. Used for generated clips, where sound is muxed in for people to hear.
+    """
+    frames = _check_frames(frames, f"frames for {path}")
+    if len(frames) == 0:
+        raise ValueError(f"frames for {path}: no frames to encode")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    rate = frame_rate(fps)
+    _check_codec(codec, frames.shape[1], frames.shape[2], path)
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            video = _add_stream(container, codec, rate, frames.shape[1], frames.shape[2])
+            sound = None
+            if audio is not None:
+                sound = container.add_stream("aac", rate=int(sample_rate), layout="mono")
+            _encode(container, video, frames, {0}, 0, 1 / rate)
+            _encode(container, video, None)
+            if sound is not None:
+                samples = np.clip(np.asarray(audio, np.float32), -1, 1)[None]  # [1, N] planar
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout="mono")
+                af.sample_rate, af.pts = int(sample_rate), 0
+                for packet in [*sound.encode(af), *sound.encode(None)]:
+                    container.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

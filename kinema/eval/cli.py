@@ -9,6 +9,7 @@ test suite runs: one rollout, 32x32 frames, fewer policies.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 DEFAULT_OUT = "outputs/eval"
 QUICK = dict(n=1, size=32)
@@ -100,6 +101,23 @@ def _plausibility(args):
     _finish("plausibility", run_dir(args.out, bench.BENCHMARK, judge.name), bench.table(s), t0)
 
 
+def _text2video(args):
+    """Text-to-video: do the colours the prompt names appear? (a generator checkpoint only)"""
+    from kinema.eval.results import markdown_table, write_json
+    from kinema.model.evaluate import text_to_video
+    from kinema.model.pipeline import Pipeline
+
+    t0 = time.time()
+    folder = Path(args.out) / "text2video"
+    r = text_to_video(Pipeline.from_pretrained(args.model, device=args.device), folder, n=args.n,
+                      num_steps=args.steps, guidance=args.guidance, progress=not args.no_progress)
+    write_json(folder / "summary.json", r)
+    table = markdown_table(["frames from", "named colours present", "unnamed colours present"],
+                           [[k, f"{r[k][0]:.3f}", f"{r[k][1]:.3f}"] for k in ("model", "simulator")])
+    (folder / "table.md").write_text(table + "\n")
+    _finish("text2video", folder, table, t0)
+
+
 def _report(args):
     from kinema.eval.report import write_report
 
@@ -170,6 +188,16 @@ def add_parser(subparsers) -> None:
     _common(j, what="judge", default_baseline="state_checker")
     j.add_argument("--scenarios", default=None, help="comma-separated subset of the worlds")
     j.set_defaults(func=_plausibility)
+
+    t = e.add_parser("text2video", help="text-to-video: do the colours named in the prompt appear?")
+    t.add_argument("--model", required=True, help="a world-model checkpoint folder")
+    t.add_argument("--out", default=DEFAULT_OUT)
+    t.add_argument("--n", type=int, default=4, help="held-out episodes per scenario")
+    t.add_argument("--steps", type=int, default=20, help="sampling steps")
+    t.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_text2video)
 
     r = e.add_parser("report", help="gather every result under --out into one Markdown page")
     r.add_argument("--out", default=DEFAULT_OUT)

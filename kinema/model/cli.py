@@ -1,0 +1,14 @@
+"""`kinema train` and `kinema generate`."""
+
+from __future__ import annotations
+
+
+def add_parsers(sub) -> None:
+    from kinema.model import train
+
+    train.add_parser(sub)
+    try:
+        from kinema.model import generate
+    except ImportError:  # generate arrives with its module
+        return
+    generate.add_parser(sub)

@@ -1,0 +1,110 @@
+"""The world model's config and its named presets (saved as JSON beside every checkpoint).
+
+Sizes (two experts; only one runs per token, so a token costs one expert):
+  tiny   D=64,  L=2   tests, seconds per step
+  small  D=256, L=6   trained on this CPU and shipped (~10M parameters, ~20 MB bf16)
+  base   D=768, L=12  GPU (~170M), one node
+  large  D=1536, L=24 GPU (~1.4B), FSDP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from kinema.config import Config
+from kinema.model.embodiments import BUILTIN, Embodiment
+
+KIND = "world_model"
+
+
+@dataclass
+class WorldModelConfig(Config):
+    width: int = 256
+    depth: int = 6
+    heads: int = 4
+    mlp_hidden: int = 0                # SwiGLU hidden width; 0 = 8/3 * width rounded up to 64
+    vocab_size: int = 2048             # text BPE vocabulary (tokenizer.json beside the weights)
+    max_text_tokens: int = 64
+    # vision: patchified latents of the video tokenizer
+    latent_channels: int = 16
+    patch: tuple[int, int] = (2, 2)    # over latent rows, columns (1 in time: a token is one latent frame's patch)
+    temporal_compression: int = 4      # of the video tokenizer: a latent frame = 4 video frames
+    spatial_compression: int = 8
+    # sound: the audio tokenizer's latents, `audio_patch` latent frames (25 Hz) per token
+    audio_channels: int = 64
+    audio_patch: int = 2
+    audio_rate: float = 25.0           # audio latent frames per second
+    # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
+    max_action_dim: int = 64
+    max_embodiments: int = 32
+    embodiments: list = field(default_factory=lambda: [replace(e) for e in BUILTIN])
+    # positions: time in latent frames at ref_fps, so clips at other rates line up in seconds
+    ref_fps: float = 16.0
+    text_margin: float = 4.0           # gap between the last text position and time zero
+    rope_theta: float = 10000.0
+    # diffusion
+    schedule: str = "rectified_flow"   # or "edm"
+    base_shift: float = 2.0            # rectified-flow time shift at 16 tokens per latent frame (64x64 video)
+    # data statistics (per channel), filled from the training data: the model sees standardised latents
+    latent_mean: list = field(default_factory=list)
+    latent_std: list = field(default_factory=list)
+    audio_mean: list = field(default_factory=list)
+    audio_std: list = field(default_factory=list)
+    # the tokenizers it was trained with (checkpoint folder names under checkpoints/)
+    video_tokenizer: str = "tokenizer-cv4x8x8"
+    audio_tokenizer: str = "tokenizer-audio"
+
+    def __post_init__(self):
+        self.patch = tuple(self.patch)
+        self.embodiments = [e if isinstance(e, Embodiment) else Embodiment(**e) for e in self.embodiments]
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ValueError(f"width {self.width} must split into {self.heads} heads of an even size")
+        if len(self.embodiments) > self.max_embodiments:
+            raise ValueError(f"{len(self.embodiments)} embodiments exceed max_embodiments={self.max_embodiments}")
+        self.latent_mean = list(self.latent_mean) or [0.0] * self.latent_channels
+        self.latent_std = list(self.latent_std) or [1.0] * self.latent_channels
+        self.audio_mean = list(self.audio_mean) or [0.0] * self.audio_channels
+        self.audio_std = list(self.audio_std) or [1.0] * self.audio_channels
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def hidden(self) -> int:
+        return self.mlp_hidden or -(-8 * self.width // 3 // 64) * 64
+
+    @property
+    def vision_dim(self) -> int:  # numbers in one vision token
+        return self.latent_channels * self.patch[0] * self.patch[1]
+
+    @property
+    def audio_dim(self) -> int:
+        return self.audio_channels * self.audio_patch
+
+    @property
+    def value_dim(self) -> int:  # the padded width of any continuous token payload
+        return max(self.vision_dim, self.audio_dim, self.max_action_dim)
+
+    @property
+    def positions_per_second(self) -> float:  # one temporal position per latent frame at ref_fps
+        return self.ref_fps / self.temporal_compression
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["embodiments"] = [dict(e.__dict__, action_names=list(e.action_names)) for e in self.embodiments]
+        return d
+
+
+PRESETS = {
+    "tiny": dict(width=64, depth=2, heads=2, vocab_size=512),
+    "small": dict(width=256, depth=6, heads=4),
+    "base": dict(width=768, depth=12, heads=12, vocab_size=32768, max_text_tokens=256),
+    "large": dict(width=1536, depth=24, heads=24, vocab_size=65536, max_text_tokens=512),
+}
+
+
+def get_preset(name: str, **overrides) -> WorldModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown world-model preset {name!r}; known: {sorted(PRESETS)}")
+    return WorldModelConfig(**{**PRESETS[name], **overrides})

@@ -1,0 +1,185 @@
+"""Training data for the world model: episodes -> tokenizer latents once -> a mixture of tasks.
+
+Legend: N clips, C latent channels, t latent frames, h/w latent grid,
+Ca audio channels, Na audio latent frames, T clip frames, A action dims.
+
+`build_latents` encodes every clip of every dataset under the given roots with
+the (frozen) video and audio tokenizers and stores them, one safetensors shard
+per dataset, written atomically and skipped when present (a killed run
+resumes). `ClipTasks` turns a stored clip into one training sample: it draws a
+mode (the conditioning mask of DESIGN's table) by the clip's family and
+returns its packed tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kinema.model import embodiments as emb
+from kinema.model.modes import plan_tokens, sample_task
+from kinema.model.sequence import audio_latent_frames
+from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
+
+FAMILY_EMBODIMENT = {"tabletop": "single_arm", "camera": "camera"}
+
+
+def audio_to_model(a: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Audio latents [Ca, Na] -> model values: standardised, then asinh-compressed. Contact sounds are
+    silence with loud impacts (standardised peaks reach 50): asinh keeps them near unit scale, invertibly."""
+    return torch.asinh((a - mean) / std)
+
+
+def audio_from_model(z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return torch.sinh(z) * std + mean
+
+
+def shard_name(root: Path) -> str:
+    return f"{root.name}-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}"
+
+
+@torch.no_grad()
+def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: int = 33, stride: int = 32,
+                  batch: int = 8, progress: bool = True) -> list[Path]:
+    """Encode every clip_frames-long clip (every `stride` frames) of every camera; -> the shard paths."""
+    from kinema.data.reader import EpisodeStore
+    from kinema.tokenize.data import find_datasets, to_model
+
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    sets = [p for r in roots for p in find_datasets(r)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for root in tqdm(sets, desc="encode datasets", unit="set", disable=not progress):
+        path = out / f"{shard_name(root)}.safetensors"
+        shards.append(path)
+        if path.exists() and path.with_suffix(".json").exists():
+            continue
+        store = EpisodeStore(root)
+        videos, audios, actions, meta = [], [], [], []
+        pending = []
+
+        def flush():
+            if pending:
+                x = torch.stack([to_model(f) for f in pending])
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    videos.append(video_tokenizer.encode(x).float().half())
+                pending.clear()
+
+        for i in range(len(store)):
+            a = store.read(i, masks=False)
+            row = store.meta[i]
+            info = json.loads(row["kinema/info"])
+            T = row["length"]
+            sr = a["sample_rate"]
+            for start in range(0, T - clip_frames + 1, stride):
+                s0 = round(start / store.fps * sr)
+                n = round(clip_frames / store.fps * sr)
+                sound = np.zeros(n, np.float32)
+                piece = a["audio"][s0 : s0 + n]
+                sound[: len(piece)] = piece
+                audios.append(torch.as_tensor(sound))
+                for cam in store.cameras:
+                    pending.append(a[f"frames/{cam}"][start : start + clip_frames])
+                    actions.append(torch.as_tensor(a["action"][start : start + clip_frames]))
+                    meta.append(dict(world=info["scenario"], family=info["family"], camera=cam, start=start,
+                                     fps=store.fps, episode=i, seed=json.loads(row["kinema/seed"]), audio=len(audios) - 1,
+                                     caption=json.loads(row["kinema/caption"]), task=row["tasks"][0],
+                                     action_names=info.get("action_names", [])))
+                    if len(pending) >= batch:
+                        flush()
+        flush()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            sound = audio_tokenizer.encode(torch.stack(audios)).float()
+        Na = audio_latent_frames(clip_frames, store.fps, audio_tokenizer.cfg.frame_rate)
+        tensors = {"vision": torch.cat(videos), "audio": sound[..., :Na].half().contiguous()}
+        if actions[0].shape[1]:
+            tensors["actions"] = torch.stack(actions).float()
+        save_tensors(path, tensors)
+        write_json(path.with_suffix(".json"), {"dataset": str(root), "clip_frames": clip_frames, "clips": meta})
+    return shards
+
+
+class ClipTasks(torch.utils.data.Dataset):
+    """Stored clips -> packed training samples (sequence.Tokens), one random mode per draw.
+
+    Randomness comes from torch's global RNG, which the trainer checkpoints, so a
+    resumed run draws the same modes. `mode` forces one mode (evaluation).
+    """
+
+    def __init__(self, shards, config, text_tokenizer, *, cond_dropout: float = 0.15, mode: str | None = None):
+        self.config, self.cond_dropout, self.mode = config, cond_dropout, mode
+        self.vision, self.audio, self.actions, self.clips = [], [], [], []
+        for path in shards:
+            t = load_tensors(Path(path))
+            meta = read_json(Path(path).with_suffix(".json"))["clips"]
+            base_audio = sum(len(a) for a in self.audio)
+            for j, m in enumerate(meta):
+                m = dict(m, row=len(self.clips), audio=base_audio + m["audio"],
+                         action_row=(len(self.actions) if "actions" in t else None))
+                if "actions" in t:
+                    self.actions.append(t["actions"][j])
+                self.clips.append(m)
+            self.vision.append(t["vision"])
+            self.audio.append(t["audio"])
+        self.vision, self.audio = torch.cat(self.vision), torch.cat(self.audio)
+        self.text = {}
+        for m in self.clips:
+            for s in (m["caption"], m["task"]):
+                if s not in self.text:
+                    self.text[s] = text_tokenizer.encode(s, bos=True)[: config.max_text_tokens]
+        c = config
+        self.latent_mean = torch.tensor(c.latent_mean).view(-1, 1, 1, 1)
+        self.latent_std = torch.tensor(c.latent_std).view(-1, 1, 1, 1)
+        self.audio_mean = torch.tensor(c.audio_mean).view(-1, 1)
+        self.audio_std = torch.tensor(c.audio_std).view(-1, 1)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def clip(self, i: int) -> dict:
+        """The standardised streams of clip i: vision [C, t, h, w], audio [Ca, Na], actions [T, A] or None."""
+        m = self.clips[i]
+        out = dict(meta=m, vision=(self.vision[i].float() - self.latent_mean) / self.latent_std,
+                   audio=audio_to_model(self.audio[m["audio"]].float(), self.audio_mean, self.audio_std), actions=None, domain=None)
+        fam = FAMILY_EMBODIMENT.get(m["family"])
+        if fam is not None and m["action_row"] is not None:
+            slot = emb.index(self.config.embodiments, fam)
+            e = self.config.embodiments[slot]
+            a = self.actions[m["action_row"]]
+            out["actions"] = (a - torch.tensor(e.mean)) / torch.tensor(e.std)
+            out["domain"] = slot
+        return out
+
+    def __getitem__(self, i: int):
+        c = self.clip(i)
+        m = c["meta"]
+        task = sample_task(m["family"], c["vision"].shape[1], has_audio=m["family"] == "physics")
+        mode = self.mode or task["mode"]
+        text = [] if task["drop_text"] < self.cond_dropout else self.text[m[task["text"]]]
+        return plan_tokens(self.config, mode, dict(c, fps=m["fps"]), text=text, k=task["k"], sound=task["sound"])
+
+
+def statistics(shards, config) -> None:
+    """Fill config's per-channel latent/audio statistics and each embodiment's action mean/std from the shards."""
+    vis, aud, acts = [], [], {}
+    for path in shards:
+        t = load_tensors(Path(path))
+        meta = read_json(Path(path).with_suffix(".json"))["clips"]
+        vis.append(t["vision"].float().transpose(0, 1).reshape(t["vision"].shape[1], -1))
+        aud.append(t["audio"].float().transpose(0, 1).reshape(t["audio"].shape[1], -1))
+        fam = FAMILY_EMBODIMENT.get(meta[0]["family"])
+        if fam and "actions" in t:
+            acts.setdefault(fam, []).append(t["actions"].reshape(-1, t["actions"].shape[-1]))
+    v, a = torch.cat(vis, 1), torch.cat(aud, 1)
+    config.latent_mean, config.latent_std = v.mean(1).tolist(), v.std(1).clamp_min(1e-3).tolist()
+    config.audio_mean, config.audio_std = a.mean(1).tolist(), a.std(1).clamp_min(1e-3).tolist()
+    for name, rows in acts.items():
+        e = config.embodiments[emb.index(config.embodiments, name)]
+        x = torch.cat(rows)
+        e.mean, e.std = x.mean(0).tolist(), x.std(0).clamp_min(0.05).tolist()  # near-constant dims stay near 0

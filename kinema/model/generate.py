@@ -1,0 +1,250 @@
+"""`kinema generate`: one request (flags or a JSON file with the Cosmos 3 fields) -> mp4, actions JSON, PNG.
+
+Every check on the request runs before any model is loaded, so a bad request
+costs nothing and says exactly which field is wrong.
+
+    kinema generate --model_mode forward_dynamics --vision_path clip.mp4 --action_path actions.json
+    kinema generate request.json          # the same fields as a JSON object
+
+Outputs in --out: video.mp4 (sound muxed in when generated), actions.json
+(generated or given actions), contact.png (given | generated frames), request.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from kinema.diffusion import SAMPLERS
+from kinema.model.modes import ACTION_MODES, MODES
+
+DEFAULT_MODEL = "checkpoints/world-model-small"
+VISION_MODES = ("image2video", "video2video", "forward_dynamics", "inverse_dynamics", "policy")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class GenerateRequest:
+    model_mode: str = "forward_dynamics"
+    prompt: str = ""
+    vision_path: str | None = None      # mp4 (or an image for image2video)
+    action_path: str | None = None      # JSON: a list of rows, or {"actions": rows}; or .npy (no pickle)
+    domain_name: str | None = None      # embodiment (single_arm, camera, ...); default: found from the action width
+    context_frames: int | None = None   # given frames read from vision_path; default 9 (image2video: 1)
+    fps: float = 16.0
+    num_frames: int = 33
+    seed: int = 0
+    guidance: float | None = None       # CFG scale; 1 = off; default 3 for text2image/text2video, else 1
+    num_steps: int | None = None        # default 35 (text2image 50, action modes 30)
+    shift: float | None = None          # rectified-flow time shift; default from the resolution
+    sampler: str = "dpmpp_2m"
+    enable_sound: bool = False
+    resolution: int = 64                # frame size when nothing is given (text2image, text2video)
+
+    @classmethod
+    def from_json(cls, path) -> "GenerateRequest":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"request file {path} does not exist") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"request file {path}: not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"request file {path}: expected a JSON object with the request fields")
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"request file {path}: unknown field(s) {sorted(unknown)}; known: "
+                             f"{[f.name for f in fields(cls)]}")
+        return cls(**d)
+
+
+def load_actions(path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"action_path: {path} does not exist")
+    if path.suffix == ".npy":
+        a = np.load(path, allow_pickle=False)
+    else:
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"action_path: {path} is not valid JSON ({e})") from None
+        a = d.get("actions") if isinstance(d, dict) else d
+        try:
+            a = np.asarray(a, np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"action_path: {path} must hold a list of equal-length rows of numbers") from None
+    if a.ndim != 2 or not np.all(np.isfinite(a)):
+        raise ValueError(f"action_path: {path} must hold finite rows [T, A], got shape {a.shape}")
+    return a.astype(np.float32)
+
+
+def load_vision(path, count: int | None) -> tuple[np.ndarray, float | None]:
+    """-> (uint8 frames [count, H, W, 3], the video's fps or None for an image)."""
+    from kinema.tokenize.cli import _read_video
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"vision_path: {path} does not exist")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        import cv2
+
+        img = cv2.imread(str(path))
+        if img is None:
+            raise ValueError(f"vision_path: {path} is not a readable image")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[None], None
+    frames, fps = _read_video(path)
+    if count is not None and len(frames) < count:
+        raise ValueError(f"vision_path: {path} has {len(frames)} frames; the request needs {count}")
+    return frames[:count], fps
+
+
+def validate(req: GenerateRequest, config) -> dict:
+    """Check every field against the model's config before any compute; -> what the run needs."""
+    from kinema.model import embodiments as emb
+
+    def bad(field, expected):
+        raise ValueError(f"{field}: expected {expected}, got {getattr(req, field)!r}")
+
+    if req.model_mode not in MODES:
+        bad("model_mode", f"one of {', '.join(MODES)}")
+    tc = config.temporal_compression
+    if req.model_mode != "text2image" and (not isinstance(req.num_frames, int) or req.num_frames < 1
+                                           or (req.num_frames - 1) % tc or req.num_frames > 401):
+        bad("num_frames", f"1 + {tc}k frames the tokenizer can take (1, {1 + tc}, ..., 33, ..., at most 401)")
+    if not (isinstance(req.fps, (int, float)) and math.isfinite(req.fps) and 1 <= req.fps <= 120):
+        bad("fps", "a number of frames per second in [1, 120]")
+    if req.num_steps is not None and (not isinstance(req.num_steps, int) or not 1 <= req.num_steps <= 1000):
+        bad("num_steps", "an integer in [1, 1000]")
+    if req.guidance is not None and not (isinstance(req.guidance, (int, float)) and 0 <= req.guidance <= 30):
+        bad("guidance", "a number in [0, 30] (1 = no guidance)")
+    if req.shift is not None and not (isinstance(req.shift, (int, float)) and 0 < req.shift <= 100):
+        bad("shift", "a number in (0, 100]")
+    if req.sampler not in SAMPLERS:
+        bad("sampler", f"one of {SAMPLERS}")
+    if not isinstance(req.seed, int) or req.seed < 0:
+        bad("seed", "an integer >= 0")
+    if not isinstance(req.prompt, str) or len(req.prompt) > 2000:
+        bad("prompt", "a string of at most 2000 characters")
+    if req.enable_sound and req.model_mode not in ("text2video", "image2video", "video2video"):
+        bad("enable_sound", "false unless model_mode is text2video, image2video or video2video")
+    step = config.spatial_compression * config.patch[0]
+    if not isinstance(req.resolution, int) or req.resolution % step or not step <= req.resolution <= 512:
+        bad("resolution", f"a multiple of {step} pixels in [{step}, 512]")
+    need = {}
+    T = 1 if req.model_mode == "text2image" else req.num_frames
+    if req.model_mode in VISION_MODES:
+        if not req.vision_path:
+            bad("vision_path", f"a video (or image) file: {req.model_mode} starts from given frames")
+        default = T if req.model_mode == "inverse_dynamics" else 1 if req.model_mode == "image2video" else 9
+        count = req.context_frames or default
+        if req.model_mode == "inverse_dynamics" and count != T:
+            bad("context_frames", f"{T} (inverse_dynamics reads the whole clip)")
+        if req.model_mode != "inverse_dynamics" and (count < 1 or (count - 1) % tc or count >= T):
+            bad("context_frames", f"1 + {tc}j given frames, fewer than num_frames={T}")
+        need["context_frames"] = count
+        if not Path(req.vision_path).is_file():
+            raise FileNotFoundError(f"vision_path: {req.vision_path} does not exist")
+    if req.model_mode in ("forward_dynamics",) and not req.action_path:
+        bad("action_path", "a JSON file of actions, one row per frame (forward_dynamics is driven by actions)")
+    if req.action_path:
+        if req.model_mode not in ACTION_MODES:
+            bad("action_path", f"none: {req.model_mode} takes no actions")
+        a = load_actions(req.action_path)
+        slot = emb.index(config.embodiments, req.domain_name) if req.domain_name else \
+            emb.find(config.embodiments, dim=a.shape[1])
+        e = config.embodiments[slot]
+        if a.shape[1] != e.dim:
+            raise ValueError(f"action_path: rows have {a.shape[1]} numbers; embodiment {e.name!r} takes {e.dim}")
+        if len(a) < T:
+            raise ValueError(f"action_path: {len(a)} rows for {T} frames; expected one row per frame")
+        need.update(actions=a[:T], domain_name=e.name)
+    elif req.domain_name:
+        emb.index(config.embodiments, req.domain_name)
+        need["domain_name"] = req.domain_name
+    elif req.model_mode in ACTION_MODES:  # generated actions with no given rows: nothing tells the width
+        bad("domain_name", f"one of {', '.join(e.name for e in config.embodiments)} "
+                           f"({req.model_mode} without action_path must name the embodiment)")
+    return need
+
+
+def write_outputs(out_dir, result: dict, req: GenerateRequest, context: np.ndarray | None, sample_rate: int) -> dict:
+    from kinema.data.video_io import encode_video_with_audio
+    from kinema.train.checkpoint import write_json
+    from kinema.worlds.preview import contact_sheet, write_png
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = result["frames"]
+    paths = {"video": encode_video_with_audio(out / "video.mp4", frames, req.fps, result["audio"], sample_rate)}
+    rows = [("generated", frames)]
+    if context is not None and len(context) > 1:
+        rows.insert(0, ("given", context))
+    paths["contact_sheet"] = write_png(out / "contact.png", contact_sheet(rows, columns=min(8, len(frames)), scale=2))
+    if result["actions"] is not None:
+        write_json(out / "actions.json", {"model_mode": req.model_mode, "rows_belong_to_frames": "1..T-1",
+                                          "actions": np.round(result["actions"], 6).tolist()})
+        paths["actions"] = out / "actions.json"
+    write_json(out / "request.json", asdict(req))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", *, device="auto", dtype="bf16",
+             progress=True) -> dict:
+    from kinema.model.config import KIND, WorldModelConfig
+    from kinema.model.pipeline import Pipeline
+    from kinema.train.checkpoint import read_json
+
+    cfg_path = Path(model) / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"model: {cfg_path} does not exist (a world-model checkpoint folder is expected)")
+    raw = read_json(cfg_path)
+    if raw.get("kind") != KIND:
+        raise ValueError(f"model: {model} holds a {raw.get('kind')!r}, not a {KIND}")
+    need = validate(req, WorldModelConfig.from_dict(raw["model"]))
+    context = None
+    fps = req.fps
+    if "context_frames" in need:
+        context, _ = load_vision(req.vision_path, need["context_frames"])
+    pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype)
+    t = time.time()
+    result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),
+                      domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,
+                      seed=req.seed, guidance=req.guidance, num_steps=req.num_steps, shift=req.shift,
+                      sampler=req.sampler, sound=req.enable_sound, progress=progress)
+    seconds = time.time() - t
+    paths = write_outputs(out, result, req, context, pipe.audio_tokenizer.cfg.sample_rate)
+    return dict(paths, seconds=round(seconds, 2))
+
+
+def _cli(args):
+    req = GenerateRequest.from_json(args.request) if args.request else GenerateRequest()
+    for f in fields(GenerateRequest):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            setattr(req, f.name, v)
+    res = generate(req, args.model, args.out, device=args.device, dtype=args.dtype)
+    for k, v in res.items():
+        print(f"{k}: {v}")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("generate", help="generate video / sound / actions with the world model (any mode)")
+    p.add_argument("request", nargs="?", help="a JSON file with the request fields (flags override it)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--out", default="outputs/generate")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
+    types = {"prompt": str, "vision_path": str, "action_path": str, "domain_name": str, "sampler": str,
+             "model_mode": str, "context_frames": int, "fps": float, "num_frames": int, "seed": int,
+             "guidance": float, "num_steps": int, "shift": float, "resolution": int}
+    for name, typ in types.items():
+        p.add_argument(f"--{name}", f"--{name.replace('_', '-')}", type=typ, default=None)
+    p.add_argument("--enable_sound", "--sound", action="store_const", const=True, default=None)
+    p.set_defaults(func=_cli)

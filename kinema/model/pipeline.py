@@ -1,0 +1,238 @@
+"""Sampling the world model: from given frames, actions and a prompt to generated frames, actions and sound.
+
+Legend: T clip frames (1 + 4k), Tc given frames, k given latent frames,
+C latent channels, t latent frames, h/w latent grid, L tokens, V value width,
+R action rows, A action dims, N audio samples.
+
+One call of `Pipeline.run` builds the packed tokens of the requested mode
+(modes.py), encodes the clean context once into a K/V cache, and lets the
+sampler (kinema.diffusion) denoise only the noisy tokens against that cache.
+Classifier-free guidance batches the conditional and the unconditional
+(prompt dropped) sequence together: x0 = x0_u + g (x0_c - x0_u), so g = 1 is
+plain conditional sampling and costs one sequence, not two.
+`rollout` makes clips longer than the model's window autoregressively: each
+chunk is conditioned on the last 9 frames made so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.diffusion import sample
+from kinema.model import embodiments as emb
+from kinema.model.config import KIND, WorldModelConfig
+from kinema.model.data import audio_from_model
+from kinema.model.modes import ACTION_MODES, check_mode, plan_tokens
+from kinema.model.sequence import (ACTION, AUDIO, VISION, audio_frames, audio_latent_frames, collate, latent_frames,
+                                   segment_values, unpatchify)
+from kinema.model.train import schedule_for
+from kinema.model.world_model import WorldModel
+from kinema.tokenize.data import to_model, to_uint8
+
+DEFAULT_STEPS = {"text2image": 50, **{m: 30 for m in ACTION_MODES}}  # others: 35 (REFERENCE §4)
+DEFAULT_GUIDANCE = {"text2image": 3.0, "text2video": 3.0}  # others: 1 (no CFG), as Cosmos 3's action modes
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+class Pipeline:
+    def __init__(self, model: WorldModel, text, video_tokenizer, audio_tokenizer, *, device="cpu", dtype="bf16"):
+        if dtype not in ("fp32", "bf16"):
+            raise ValueError(f"dtype: expected fp32 or bf16, got {dtype!r}")
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).eval()
+        self.config: WorldModelConfig = model.config
+        self.text, self.video_tokenizer, self.audio_tokenizer = text, video_tokenizer, audio_tokenizer
+        for m in (video_tokenizer, audio_tokenizer):
+            if m is not None:
+                m.to(self.device).eval()
+        self.dtype = dtype
+        c = self.config
+        self._lat = (torch.tensor(c.latent_mean).view(-1, 1, 1, 1), torch.tensor(c.latent_std).view(-1, 1, 1, 1))
+        self._aud = (torch.tensor(c.audio_mean).view(-1, 1), torch.tensor(c.audio_std).view(-1, 1))
+
+    @classmethod
+    def from_pretrained(cls, path, *, device="auto", dtype="bf16", video_tokenizer=None, audio_tokenizer=None):
+        """A checkpoint folder (config.json, model.safetensors, tokenizer.json); the video and audio
+        tokenizers default to the folders its config names, beside it."""
+        from kinema.tokenize.load import load_tokenizer
+        from kinema.tokenize.text import TextTokenizer
+        from kinema.train.checkpoint import load_pretrained, load_state_strict
+
+        path = Path(path)
+        raw, state = load_pretrained(path, expected_kind=KIND)
+        try:
+            config = WorldModelConfig.from_dict(raw["model"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"checkpoint {path}: its config does not describe a world model: {e}") from e
+        model = WorldModel(config)
+        load_state_strict(model, {k: v.float() for k, v in state.items()}, where=str(path))
+        vt = load_tokenizer(video_tokenizer or path.parent / config.video_tokenizer, "video_tokenizer")
+        at = load_tokenizer(audio_tokenizer or path.parent / config.audio_tokenizer, "audio_tokenizer")
+        return cls(model, TextTokenizer.load(path), vt, at, device=device, dtype=dtype)
+
+    # ------------------------------------------------------------ streams <-> model values
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bf16")
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [Tc, H, W, 3] (Tc = 1 + 4j) -> standardised latents [C, k, h, w]."""
+        with self._autocast():
+            z = self.video_tokenizer.encode(to_model(frames)[None].to(self.device))[0].float().cpu()
+        return (z - self._lat[0]) / self._lat[1]
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor, num_frames: int) -> np.ndarray:
+        z = z * self._lat[1] + self._lat[0]
+        with self._autocast():
+            video = self.video_tokenizer.decode(z[None].to(self.device), num_frames=num_frames)[0]
+        return to_uint8(video)
+
+    def _domain(self, domain_name, action_names, dim, timing=None) -> int:
+        if domain_name:
+            slot = emb.index(self.config.embodiments, domain_name)
+        else:
+            slot = emb.find(self.config.embodiments, action_names, dim, timing)
+        e = self.config.embodiments[slot]
+        if dim is not None and dim != e.dim:
+            raise ValueError(f"actions have {dim} numbers per row; embodiment {e.name!r} takes {e.dim}")
+        return slot
+
+    # ------------------------------------------------------------ one clip
+
+    @torch.no_grad()
+    def run(self, mode: str, *, num_frames: int = 33, context: np.ndarray | None = None, actions=None,
+            domain_name: str | None = None, action_names=(), prompt: str = "", fps: float = 16.0, size: int = 64,
+            seed: int = 0, guidance: float | None = None, num_steps: int | None = None, shift: float | None = None,
+            sampler: str = "dpmpp_2m", sound: bool = False, progress: bool = False) -> dict:
+        """-> {"frames": uint8 [T, H, W, 3], "actions": f32 [R, A] or None, "audio": f32 [N] or None,
+               "context_frames": Tc}. context: uint8 [Tc, H, W, 3]; actions: raw [T, A] (row t of frame t)."""
+        check_mode(mode)
+        c = self.config
+        tc, sc = c.temporal_compression, c.spatial_compression
+        t = 1 if mode == "text2image" else latent_frames(num_frames, tc)
+        T = 1 + tc * (t - 1)
+        guidance = DEFAULT_GUIDANCE.get(mode, 1.0) if guidance is None else float(guidance)
+        num_steps = DEFAULT_STEPS.get(mode, 35) if num_steps is None else num_steps
+        if context is not None:
+            size = context.shape[1]
+        if size % (sc * c.patch[0]):
+            raise ValueError(f"size: frames must be a multiple of {sc * c.patch[0]} pixels, got {size}")
+        vision = torch.zeros(c.latent_channels, t, size // sc, size // sc)
+        k, Tc = None, 0
+        if context is not None and mode not in ("text2image", "text2video"):
+            Tc = len(context) if mode != "image2video" else 1
+            if mode == "inverse_dynamics" and Tc != T:
+                raise ValueError(f"inverse_dynamics reads the whole clip: expected {T} frames, got {Tc}")
+            if (Tc - 1) % tc or Tc > T:
+                raise ValueError(f"context: expected 1 + {tc}j given frames (1, {1 + tc}, {1 + 2 * tc}, ...) and "
+                                 f"fewer than num_frames={T}, got {Tc}")
+            k = 1 + (Tc - 1) // tc
+            vision[:, :k] = self.encode_frames(context[:Tc])
+        elif mode not in ("text2image", "text2video"):
+            raise ValueError(f"{mode} needs given frames (vision_path)")
+        streams = dict(vision=vision, fps=fps, audio=None, actions=None, domain=None)
+        if mode in ACTION_MODES:
+            if actions is None and mode != "inverse_dynamics" and mode != "policy":
+                raise ValueError(f"{mode} needs actions (action_path)")
+            dim = None if actions is None else np.asarray(actions).shape[1]
+            slot = self._domain(domain_name, action_names, dim)
+            e = c.embodiments[slot]
+            a = np.zeros((T, e.dim), np.float32) if actions is None else np.asarray(actions, np.float32)
+            if len(a) < T:
+                raise ValueError(f"actions: expected a row for each of the {T} frames, got {len(a)}")
+            streams.update(actions=(torch.as_tensor(a[:T]) - torch.tensor(e.mean)) / torch.tensor(e.std), domain=slot)
+        if sound:
+            streams["audio"] = torch.zeros(c.audio_channels, audio_latent_frames(T, fps, c.audio_rate))
+        ids = self.text.encode(prompt, bos=True) if prompt else []
+        tok = plan_tokens(c, mode, streams, text=ids, k=k, sound=sound)
+        uncond = plan_tokens(c, mode, streams, text=[], k=k, sound=sound) if guidance != 1.0 else None
+        values = self._denoise(tok, uncond, guidance=guidance, num_steps=num_steps, shift=shift, sampler=sampler,
+                               seed=seed, progress=progress)
+        return self._unpack(mode, tok, values, vision, k or 0, T, streams, fps)
+
+    def _denoise(self, tok, uncond, *, guidance, num_steps, shift, sampler, seed, progress) -> torch.Tensor:
+        """Sample the noisy tokens' values; -> all values [L, V] with the noisy rows filled."""
+        seqs = [tok] if uncond is None else [tok, uncond]
+        ctx = [s.select(~s.gen) for s in seqs]
+        noisy = collate([s.select(s.gen) for s in seqs]).to(self.device)
+        cache = None
+        with self._autocast():
+            if max(len(x) for x in ctx):
+                cache = self.model.encode_context(collate(ctx).to(self.device))
+        n, Ln, V = noisy.value.shape
+        schedule = schedule_for(self.config)
+        real = (torch.arange(V, device=self.device) < noisy.dims[0, :, None]).float()  # [Ln, V]
+        g = torch.Generator().manual_seed(int(seed))
+        noise = torch.randn(Ln, V, generator=g).to(self.device) * real
+
+        def denoise(x, t):
+            value = schedule.model_input(x, t).expand(n, Ln, V).float()
+            with self._autocast():
+                out = self.model(replace(noisy, value=value), schedule.noise_level(t).expand(n, Ln).float(), cache=cache)
+            x0 = schedule.to_x0(x, t, out.float())
+            if n == 2:
+                x0 = x0[1] + guidance * (x0[0] - x0[1])
+            return x0.reshape(Ln, V) * real
+
+        x0 = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift, progress=progress)
+        values = tok.value.clone()
+        values[tok.gen] = x0.float().cpu()
+        return values
+
+    def _unpack(self, mode, tok, values, vision, k, T, streams, fps) -> dict:
+        c = self.config
+        C, t, h, w = vision.shape
+        z = unpatchify(segment_values(tok, values, VISION), C, t, h, w, c.patch)
+        z[:, :k] = vision[:, :k]  # given frames stay exactly as encoded
+        out = {"frames": self.decode_latents(z, 1 if mode == "text2image" else T), "actions": None, "audio": None,
+               "context_frames": 1 + c.temporal_compression * (k - 1) if k else 0}
+        if streams["actions"] is not None:
+            e = c.embodiments[streams["domain"]]
+            rows = segment_values(tok, values, ACTION) * torch.tensor(e.std) + torch.tensor(e.mean)
+            out["actions"] = rows.numpy().astype(np.float32)
+        if (tok.kind == AUDIO).any():
+            Na = streams["audio"].shape[1]
+            a = audio_from_model(audio_frames(segment_values(tok, values, AUDIO), c, Na), *self._aud)
+            with torch.no_grad(), self._autocast():
+                wav = self.audio_tokenizer.decode(a[None].to(self.device))[0].float().cpu()
+            sr = self.audio_tokenizer.cfg.sample_rate
+            out["audio"] = wav[: round(T / fps * sr)].clamp(-1, 1).numpy()
+        return out
+
+    # ------------------------------------------------------------ long clips
+
+    def rollout(self, context: np.ndarray, num_future: int, *, actions=None, window: int = 33, max_context: int = 9,
+                **kw) -> np.ndarray:
+        """uint8 [Tc, H, W, 3] + raw actions [Tc + num_future, A] (or None) -> uint8 [num_future, H, W, 3].
+
+        Chunks of at most `window` frames, each conditioned on the last 1 + 4j <= max_context frames so far
+        (forward dynamics with actions, else video2video)."""
+        tc = self.config.temporal_compression
+        frames = list(context)
+        mode = "forward_dynamics" if actions is not None else "video2video"
+        while len(frames) < len(context) + num_future:
+            c = 1 + tc * ((min(len(frames), max_context) - 1) // tc)
+            start = len(frames) - c
+            need = len(context) + num_future - len(frames)
+            total = c + need
+            T = min(window, 1 + tc * -(-(total - 1) // tc))  # round up to 1 + 4m, at most the window
+            a = None
+            if actions is not None:
+                a = np.asarray(actions, np.float32)[start : start + T]
+                a = np.concatenate([a, np.repeat(a[-1:], T - len(a), 0)]) if len(a) < T else a
+            out = self.run(mode, num_frames=T, context=np.stack(frames[start:]), actions=a, **kw)
+            frames += list(out["frames"][c : c + need])
+        return np.stack(frames[len(context):])

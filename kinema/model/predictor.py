@@ -1,0 +1,53 @@
+"""The world model behind the evaluation interface (kinema.eval.predictor).
+
+`kinema eval physics --model checkpoints/world-model-small` loads it through
+the loader registered in kinema/model/__init__.py. Prediction is forward
+dynamics when the request carries actions, else video-to-video from the
+prompt; clips longer than the model's 33-frame window roll out in chunks.
+Inverse dynamics reads the actions back from a whole clip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kinema.model.pipeline import Pipeline
+
+DEFAULT_STEPS = 10  # benchmarks/generate.py: the fewest steps within 0.5 dB of 35 (see BENCHMARKS.md)
+
+
+class WorldModelPredictor:
+    uses_oracle = False
+
+    def __init__(self, pipeline: Pipeline, *, num_steps: int = DEFAULT_STEPS, sampler: str = "dpmpp_2m",
+                 seed: int = 0, name: str = "world_model"):
+        self.pipeline, self.num_steps, self.sampler, self.seed, self.name = pipeline, num_steps, sampler, seed, name
+
+    def _kw(self, req) -> dict:
+        return dict(prompt=req.prompt or "", fps=req.fps, action_names=tuple(req.action_names),
+                    num_steps=self.num_steps, sampler=self.sampler, seed=self.seed)
+
+    def predict(self, req) -> np.ndarray:
+        actions = req.actions if req.actions is not None and req.actions.shape[1] > 0 else None
+        return self.pipeline.rollout(req.context, int(req.num_frames), actions=actions, **self._kw(req))
+
+    def infer_actions(self, req) -> np.ndarray:
+        """The whole clip [T, H, W, 3] -> [T - 1, A]; a clip that is not 1 + 4k frames is padded with its
+        last frame and the extra rows dropped."""
+        clip = req.context
+        T = len(clip)
+        tc = self.pipeline.config.temporal_compression
+        Tp = 1 + tc * -(-(T - 1) // tc)
+        if Tp > T:
+            clip = np.concatenate([clip, np.repeat(clip[-1:], Tp - T, 0)])
+        timing = req.action_timing
+        e = self.pipeline._domain(None, tuple(req.action_names), None, timing)
+        out = self.pipeline.run("inverse_dynamics", num_frames=Tp, context=clip,
+                                domain_name=self.pipeline.config.embodiments[e].name, **self._kw(req))
+        return out["actions"][: T - 1]
+
+
+def load_predictor(path: Path, *, device: str = "auto", num_steps: int = DEFAULT_STEPS, **options):
+    return WorldModelPredictor(Pipeline.from_pretrained(path, device=device), num_steps=num_steps, **options)

@@ -1,0 +1,185 @@
+"""One packed token sequence per sample: what each token is, where it sits, who attends whom.
+
+Legend: L tokens, V value width (cfg.value_dim), C latent channels, t latent
+frames, h/w latent rows/columns, gh/gw = h/ph, w/pw patch grid, Ca audio
+channels, Na audio latent frames, R action rows, A action dims.
+
+Segments, in order: text (BPE ids) | vision (t·gh·gw patches, frame-major) |
+audio (Na / audio_patch tokens) | actions (R rows, row r belongs to frame r+1).
+Each token is given (clean context) or generated (noisy). Positions (t, h, w),
+from REFERENCE §4/§6:
+
+  text      (p, p, p)                  p = 0 .. n-1
+  vision    (T0 + time, row, column)   time = seconds · positions_per_second
+  audio     (T0 + time, 0, 0)          at the centre of its audio frames
+  action    (T0 + time, 0, 0)          at the frame it belongs to
+  T0 = n + text_margin                 the clip's time zero, after the text
+
+With 16 fps video and a 4x temporal tokenizer, one temporal position is one
+latent frame (4 video frames); at 8 fps it is still a quarter second.
+Groups (see mot.py): text token i -> i; clean tokens of latent frame k (and
+the audio / actions inside its time) -> n + 1 + k; noisy tokens -> NOISY.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from kinema.model.mot import NOISY
+
+PAD, TEXT, VISION, AUDIO, ACTION = range(5)
+
+
+@dataclass
+class Tokens:
+    """A sample ([L, ...]) or a padded batch ([B, L, ...])."""
+
+    kind: torch.Tensor    # int64, PAD | TEXT | VISION | AUDIO | ACTION
+    gen: torch.Tensor     # bool, noisy (generated) token
+    group: torch.Tensor   # int64, attention group
+    pos: torch.Tensor     # float32 [..., 3] (t, h, w)
+    text: torch.Tensor    # int64 text id (0 elsewhere)
+    value: torch.Tensor   # float32 [..., V] clean value of a continuous token (targets for noisy ones)
+    dims: torch.Tensor    # int64, how many leading entries of value are real
+    domain: torch.Tensor  # int64, embodiment slot of an action token
+    index: torch.Tensor   # int64, the token's place inside its segment (to unpack outputs)
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.kind != PAD
+
+    def to(self, device) -> "Tokens":
+        return Tokens(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def select(self, keep: torch.Tensor) -> "Tokens":
+        """The tokens of one sample where keep [L] is True, in order."""
+        return Tokens(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.kind.shape[-1]
+
+
+def patchify(latent: torch.Tensor, patch) -> torch.Tensor:
+    """[C, t, h, w] -> [t·gh·gw, C·ph·pw] (frame-major, then rows, then columns)."""
+    C, t, h, w = latent.shape
+    ph, pw = patch
+    if h % ph or w % pw:
+        raise ValueError(f"latent grid {h}x{w} is not divisible by the patch {ph}x{pw}")
+    x = latent.reshape(C, t, h // ph, ph, w // pw, pw).permute(1, 2, 4, 0, 3, 5)
+    return x.reshape(t * (h // ph) * (w // pw), C * ph * pw)
+
+
+def unpatchify(tokens: torch.Tensor, C: int, t: int, h: int, w: int, patch) -> torch.Tensor:
+    """[t·gh·gw, C·ph·pw] -> [C, t, h, w]"""
+    ph, pw = patch
+    x = tokens.reshape(t, h // ph, w // pw, C, ph, pw).permute(3, 0, 1, 4, 2, 5)
+    return x.reshape(C, t, h, w)
+
+
+def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audio=None, audio_gen: bool = False,
+          actions=None, action_gen=None, domain: int = 0) -> Tokens:
+    """One sample's tokens. vision [C, t, h, w] and vision_gen bool [t]; audio [Ca, Na]; actions [R, A] with
+    action_gen bool [R]. Values are standardised already; noisy entries hold their x0 (training) or anything."""
+    V, tc = cfg.value_dim, cfg.temporal_compression
+    pps = cfg.positions_per_second
+    text = list(text)[: cfg.max_text_tokens]
+    n = len(text)
+    T0 = n + cfg.text_margin if n else 0.0
+    parts = []  # (kind, gen [N], group [N], pos [N, 3], ids [N], value [N, V], dims, index [N])
+
+    def frame_group(frame: torch.Tensor) -> torch.Tensor:  # video frame -> group of the latent frame holding it
+        return n + 1 + torch.ceil(frame / tc).long()
+
+    def add(kind, gen, group, pos, value=None, dims=0, ids=None):
+        N = len(gen)
+        v = torch.zeros(N, V)
+        if value is not None:
+            v[:, : value.shape[1]] = value
+        group = torch.where(gen, torch.full_like(group, NOISY), group)
+        ids = torch.zeros(N, dtype=torch.long) if ids is None else ids
+        parts.append((kind, gen, group, pos, ids, v, dims, torch.arange(N)))
+
+    if n:
+        p = torch.arange(n, dtype=torch.float32)
+        add(TEXT, torch.zeros(n, dtype=torch.bool), torch.arange(n), p[:, None].expand(n, 3),
+            ids=torch.tensor(text, dtype=torch.long))
+    if vision is not None:
+        C, t, h, w = vision.shape
+        ph, pw = cfg.patch
+        gh, gw = h // ph, w // pw
+        gen = torch.as_tensor(vision_gen, dtype=torch.bool)
+        if gen.shape != (t,):
+            raise ValueError(f"vision_gen: expected one flag per latent frame ({t}), got {tuple(gen.shape)}")
+        k = torch.arange(t).repeat_interleave(gh * gw)
+        rows = torch.arange(gh).repeat_interleave(gw).repeat(t)
+        cols = torch.arange(gw).repeat(t * gh)
+        time = T0 + (k * tc / fps) * pps
+        pos = torch.stack([time, rows.float(), cols.float()], -1)
+        add(VISION, gen[k], n + 1 + k, pos, patchify(vision.float(), cfg.patch), cfg.vision_dim)
+    if audio is not None:
+        Ca, Na = audio.shape
+        ap = cfg.audio_patch
+        pad = -Na % ap
+        a = torch.nn.functional.pad(audio.float(), (0, pad))
+        tokens = a.reshape(Ca, -1, ap).permute(1, 0, 2).reshape(-1, Ca * ap)  # [Na/ap, Ca·ap]
+        N = len(tokens)
+        seconds = (torch.arange(N) * ap + ap / 2) / cfg.audio_rate
+        pos = torch.stack([T0 + seconds * pps, torch.zeros(N), torch.zeros(N)], -1)
+        add(AUDIO, torch.full((N,), bool(audio_gen)), frame_group(seconds * fps), pos, tokens, cfg.audio_dim)
+    if actions is not None:
+        R, A = actions.shape
+        gen = torch.as_tensor(action_gen, dtype=torch.bool)
+        if gen.shape != (R,):
+            raise ValueError(f"action_gen: expected one flag per action row ({R}), got {tuple(gen.shape)}")
+        frame = torch.arange(1, R + 1, dtype=torch.float32)  # row r belongs to frame r + 1
+        pos = torch.stack([T0 + frame / fps * pps, torch.zeros(R), torch.zeros(R)], -1)
+        add(ACTION, gen, frame_group(frame), pos, actions.float(), A)
+    if not parts:
+        raise ValueError("a sample needs at least one segment (text, vision, audio or actions)")
+    kinds = torch.cat([torch.full((len(p[1]),), p[0]) for p in parts])
+    dims = torch.cat([torch.full((len(p[1]),), p[6]) for p in parts])
+    dom = torch.where(kinds == ACTION, domain, 0)
+    return Tokens(kind=kinds, gen=torch.cat([p[1] for p in parts]), group=torch.cat([p[2] for p in parts]),
+                  pos=torch.cat([p[3] for p in parts]).float(), text=torch.cat([p[4] for p in parts]),
+                  value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]))
+
+
+def collate(samples: list[Tokens]) -> Tokens:
+    """Pad samples to the longest: [B, L, ...]; padding is kind PAD (never attended, never scored)."""
+    L = max(len(s) for s in samples)
+    out = {}
+    for f in fields(Tokens):
+        xs = [getattr(s, f.name) for s in samples]
+        pad = torch.zeros((len(xs), L, *xs[0].shape[1:]), dtype=xs[0].dtype)
+        for i, x in enumerate(xs):
+            pad[i, : len(x)] = x
+        out[f.name] = pad
+    return Tokens(**out)
+
+
+def segment_values(tok: Tokens, value: torch.Tensor, kind: int) -> torch.Tensor:
+    """The rows of value [L, V] (one sample) that belong to segment `kind`, in segment order, real dims only."""
+    keep = tok.kind == kind
+    rows = value[keep][torch.argsort(tok.index[keep])]
+    d = int(tok.dims[keep][0]) if keep.any() else 0
+    return rows[:, :d]
+
+
+def audio_frames(tokens: torch.Tensor, cfg, Na: int) -> torch.Tensor:
+    """[Na/ap, Ca·ap] -> [Ca, Na]"""
+    ap = cfg.audio_patch
+    return tokens.reshape(-1, cfg.audio_channels, ap).permute(1, 0, 2).reshape(cfg.audio_channels, -1)[:, :Na]
+
+
+def latent_frames(num_frames: int, tc: int) -> int:
+    """Latent frames of a 1 + k·tc frame clip."""
+    if num_frames < 1 or (num_frames - 1) % tc:
+        raise ValueError(f"num_frames: the tokenizer takes 1 + k·{tc} frames (1, {1 + tc}, {1 + 2 * tc}, ...), got {num_frames}")
+    return 1 + (num_frames - 1) // tc
+
+
+def audio_latent_frames(num_frames: int, fps: float, rate: float) -> int:
+    return math.ceil(num_frames / fps * rate - 1e-6)

@@ -1,0 +1,135 @@
+"""Training the world model: latents once, then the shared Trainer on a mixture of tasks.
+
+Legend: B batch, L tokens, V value width.
+
+The objective (DESIGN "Objectives"): every noisy token gets the schedule's
+loss (rectified flow: velocity; EDM: preconditioned denoising), averaged per
+modality over its real entries, then summed with weights (vision 1, action 1,
+sound 0.5). A batch shares one noise level per sample, drawn by the schedule
+with the resolution-dependent shift.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from kinema.diffusion.schedules import get_schedule, resolution_shift
+from kinema.model.config import KIND, WorldModelConfig, get_preset
+from kinema.model.sequence import ACTION, AUDIO, VISION, Tokens, collate
+from kinema.model.world_model import WorldModel
+from kinema.train.checkpoint import read_json, write_json
+
+LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio", 0.5)}
+
+
+def schedule_for(config: WorldModelConfig, shift: float | None = None):
+    """The config's schedule; rectified flow shifted for its tokens per latent frame (64x64: 16)."""
+    if config.schedule == "edm":
+        return get_schedule("edm")
+    tokens = (64 // config.spatial_compression // config.patch[0]) * (64 // config.spatial_compression // config.patch[1])
+    return get_schedule("rectified_flow", shift=shift or resolution_shift(config.base_shift, tokens))
+
+
+def noised(schedule, batch: Tokens, t: torch.Tensor, noise: torch.Tensor) -> tuple[Tokens, torch.Tensor]:
+    """Replace the values of noisy tokens by the network input at time t [B]; -> (tokens, level [B, L])."""
+    B, L = batch.kind.shape
+    tt = t.view(B, 1, 1)
+    xt = schedule.add_noise(batch.value, noise, tt)
+    value = torch.where(batch.gen[..., None], schedule.model_input(xt, tt), batch.value)
+    level = schedule.noise_level(t).view(B, 1).expand(B, L)
+    return replace(batch, value=value), level
+
+
+def world_model_loss(model, batch: Tokens, schedule) -> tuple[torch.Tensor, dict[str, float]]:
+    B, L, V = batch.value.shape
+    t = schedule.sample_training_t(B, device=batch.value.device)
+    noise = torch.randn_like(batch.value)
+    tok, level = noised(schedule, batch, t, noise)
+    out = model(tok, level)
+    per = schedule.loss(out.float(), batch.value, noise, t.view(B, 1, 1))  # [B, L, V]
+    real = torch.arange(V, device=per.device) < batch.dims[..., None]
+    total, metrics = per.new_zeros(()), {}
+    for kind, (name, w) in LOSS_WEIGHTS.items():
+        m = real & (batch.gen & (batch.kind == kind))[..., None]
+        n = m.sum()
+        if n:
+            loss_k = (per * m).sum() / n
+            total = total + w * loss_k
+            metrics[f"loss/{name}"] = float(loss_k.detach())
+    return total, metrics
+
+
+def prepare(data, out: Path, config: WorldModelConfig, video_tokenizer: str, audio_tokenizer: str,
+            stride: int = 32, progress: bool = True):
+    """Latents, text tokenizer and data statistics for a run folder; reused when the run resumes."""
+    from kinema.model.data import build_latents, statistics
+    from kinema.tokenize.load import load_tokenizer
+    from kinema.tokenize.text import TextTokenizer, corpus_from_datasets
+
+    shards = build_latents(data, out / "latents", load_tokenizer(video_tokenizer, "video_tokenizer"),
+                           load_tokenizer(audio_tokenizer, "audio_tokenizer"), stride=stride, progress=progress)
+    text_path = out / "text"
+    if not (text_path / TextTokenizer.FILENAME).exists():
+        TextTokenizer.train(corpus_from_datasets(data), vocab_size=config.vocab_size).save(text_path)
+    text = TextTokenizer.load(text_path)
+    saved = out / "model_config.json"
+    if saved.exists():  # a resumed run keeps its statistics and registry exactly
+        config = WorldModelConfig.from_dict(read_json(saved))
+    else:
+        config = replace(config, vocab_size=text.vocab_size, video_tokenizer=Path(video_tokenizer).name,
+                         audio_tokenizer=Path(audio_tokenizer).name)
+        statistics(shards, config)
+        write_json(saved, config.to_dict())
+    return shards, text, config
+
+
+def train(args) -> Path:
+    from kinema.model.data import ClipTasks
+    from kinema.train import TrainConfig, Trainer
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = get_preset(args.preset, schedule=args.schedule)
+    shards, text, config = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer, args.stride)
+    dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout)
+    print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
+    tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                     lr=args.lr, warmup=args.warmup, dtype=args.dtype, device=args.device, seed=args.seed,
+                     ckpt_every=args.ckpt_every, log_every=args.log_every, ema_decay=args.ema_decay)
+    torch.manual_seed(tc.seed)
+    model = WorldModel(config)
+    print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
+    schedule = schedule_for(config)
+    trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
+                      collate_fn=collate, find_unused_parameters=True)
+    final = trainer.fit()
+    shutil.copy(Path(text.save(out / "text")), final / "tokenizer.json")
+    return final
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train the world model on episodes (a mixture of every mode)")
+    p.add_argument("--preset", default="small", help="tiny | small | base | large")
+    p.add_argument("--data", nargs="+", required=True, help="folders holding datasets (kinema worlds generate)")
+    p.add_argument("--out", default="outputs/runs/world-model")
+    p.add_argument("--video-tokenizer", default="checkpoints/tokenizer-cv4x8x8")
+    p.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio")
+    p.add_argument("--schedule", default="rectified_flow", choices=["rectified_flow", "edm"])
+    p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--cond-dropout", type=float, default=0.15, help="probability of dropping the text (for CFG)")
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=25)
+    p.set_defaults(func=train)

@@ -1,0 +1,131 @@
+"""The world model: modality adapters around the MoT backbone.
+
+Legend: B batch, L tokens, D width, V value width, N selected tokens,
+S embodiment slots, A padded action width (cfg.max_action_dim).
+
+  tokens (sequence.Tokens) --embed--> [B, L, D] --MoT--> [B, L, D] --heads--> values [B, L, V]
+
+Embedding: a learned embedding per token kind, plus
+  text    BPE id embedding
+  vision  Linear(C·ph·pw -> D) of a latent patch
+  audio   Linear(Ca·ap -> D) of audio latent frames
+  action  per-embodiment Linear(A -> D) of the zero-padded action
+and, on noisy tokens only, the timestep embedding of their noise level
+(Cosmos 3 adds it to the noisy tokens instead of AdaLN). The heads read the
+generator's final hidden states back to values (the schedule's network
+output: velocity for rectified flow) for noisy tokens only; the reasoner's
+text head arrives with the reasoner issue.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kinema.model.config import WorldModelConfig
+from kinema.model.mot import MoT, Cache
+from kinema.model.sequence import ACTION, AUDIO, TEXT, VISION, Tokens
+from kinema.nn.timestep import TimestepEmbedding
+
+
+class DomainLinear(nn.Module):
+    """A Linear layer per embodiment slot: x [N, In] with slot [N] -> [N, Out]."""
+
+    def __init__(self, slots: int, d_in: int, d_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(slots, d_in, d_out) / d_in**0.5)
+        self.bias = nn.Parameter(torch.zeros(slots, d_out))
+
+    def forward(self, x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(len(x), self.weight.shape[-1])
+        for s in slot.unique().tolist():  # a batch holds one or two embodiments: loop, do not gather weights per row
+            idx = (slot == s).nonzero().squeeze(1)
+            out = out.index_copy(0, idx, (x[idx] @ self.weight[s].to(x.dtype) + self.bias[s].to(x.dtype)))
+        return out
+
+
+class WorldModel(nn.Module):
+    def __init__(self, config: WorldModelConfig):
+        super().__init__()
+        c = self.config = config
+        D = c.width
+        self.kind_embed = nn.Embedding(5, D)
+        self.text_embed = nn.Embedding(c.vocab_size, D)
+        self.vision_in = nn.Linear(c.vision_dim, D)
+        self.audio_in = nn.Linear(c.audio_dim, D)
+        self.action_in = DomainLinear(c.max_embodiments, c.max_action_dim, D)
+        self.time_embed = TimestepEmbedding(D)
+        self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta)
+        self.vision_out = nn.Linear(D, c.vision_dim)
+        self.audio_out = nn.Linear(D, c.audio_dim)
+        self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
+        self.apply(_init)
+        for head in (self.vision_out, self.audio_out):  # DiT: zero heads start as "predict zero"
+            nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+        nn.init.zeros_(self.action_out.weight)
+
+    def embed(self, tok: Tokens, level: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] and per-token noise level [B, L] (read on noisy tokens) -> [B, L, D]"""
+        B, L = tok.kind.shape
+        kind, value = tok.kind.reshape(-1), tok.value.reshape(B * L, -1)
+        x = self.kind_embed(kind)
+        c = self.config
+        adapters = {
+            TEXT: lambda i: self.text_embed(tok.text.reshape(-1)[i]),
+            VISION: lambda i: self.vision_in(value[i, : c.vision_dim]),
+            AUDIO: lambda i: self.audio_in(value[i, : c.audio_dim]),
+            ACTION: lambda i: self.action_in(value[i, : c.max_action_dim], tok.domain.reshape(-1)[i]),
+        }
+        for k, adapter in adapters.items():
+            idx = (kind == k).nonzero().squeeze(1)
+            if len(idx):
+                x = x.index_add(0, idx, adapter(idx).to(x.dtype))
+        noisy = tok.gen.reshape(-1).nonzero().squeeze(1)
+        if len(noisy):
+            x = x.index_add(0, noisy, self.time_embed(level.reshape(-1)[noisy]).to(x.dtype))
+        return x.reshape(B, L, -1)
+
+    def heads(self, tok: Tokens, h: torch.Tensor) -> torch.Tensor:
+        """hidden [B, L, D] -> values [B, L, V] for noisy tokens (zero elsewhere)."""
+        B, L = tok.kind.shape
+        c = self.config
+        h = h.reshape(B * L, -1)
+        kind, noisy = tok.kind.reshape(-1), tok.gen.reshape(-1)
+        out = h.new_zeros(B * L, c.value_dim, dtype=torch.float32)
+        heads = {
+            VISION: lambda i: self.vision_out(h[i]),
+            AUDIO: lambda i: self.audio_out(h[i]),
+            ACTION: lambda i: self.action_out(h[i], tok.domain.reshape(-1)[i]),
+        }
+        for k, head in heads.items():
+            idx = ((kind == k) & noisy).nonzero().squeeze(1)
+            if len(idx):
+                y = head(idx).float()
+                out[idx, : y.shape[1]] = y
+        return out.reshape(B, L, -1)
+
+    def forward(self, tok: Tokens, level: torch.Tensor, cache: Cache | None = None):
+        """Values for the noisy tokens of `tok` [B, L, V]; with `cache`, tok holds only tokens after the cached context."""
+        h, _ = self.backbone(self.embed(tok, level), tok.gen, tok.group, tok.valid, tok.pos, cache=cache)
+        return self.heads(tok, h)
+
+    @torch.no_grad()
+    def encode_context(self, tok: Tokens) -> Cache:
+        """Run clean context tokens once and keep their K/V for every denoising step."""
+        if tok.gen.any():
+            raise ValueError("encode_context takes clean context tokens only")
+        _, cache = self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,
+                                 tok.pos, keep_cache=True)
+        return cache
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _init(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, std=0.02)

@@ -1,0 +1,115 @@
+"""`kinema generate`: requests are checked against the config before any model loads; one tiny run end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kinema.data.video_io import decode_video, encode_video_with_audio
+from kinema.model.generate import GenerateRequest, generate, validate
+from kinema.train.checkpoint import read_json, write_json
+from tests.model.helpers import SIZE, random_frames, tiny_config
+
+CFG = tiny_config()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("requests")
+    clip = d / "clip.mp4"
+    encode_video_with_audio(clip, random_frames(17), 16.0, None)
+    write_json(d / "actions.json", {"actions": np.random.default_rng(0).normal(size=(17, 10)).round(4).tolist()})
+    write_json(d / "narrow.json", np.zeros((17, 7)).tolist())
+    return d
+
+
+def _req(files, **kw):
+    base = dict(model_mode="forward_dynamics", vision_path=str(files / "clip.mp4"),
+                action_path=str(files / "actions.json"), num_frames=17)
+    return GenerateRequest(**{**base, **kw})
+
+
+def test_a_good_request_validates(files):
+    need = validate(_req(files), CFG)
+    assert need["context_frames"] == 9 and need["domain_name"] == "single_arm" and need["actions"].shape == (17, 10)
+
+
+@pytest.mark.parametrize("kw,error,match", [
+    (dict(model_mode="video2sound"), ValueError, "model_mode: expected one of text2image"),
+    (dict(num_frames=32), ValueError, "num_frames: expected 1 \\+ 4k frames"),
+    (dict(action_path="narrow.json"), ValueError, "no registered embodiment has actions 7-D"),
+    (dict(action_path="narrow.json", domain_name="single_arm"), ValueError,
+     "rows have 7 numbers; embodiment 'single_arm' takes 10"),
+    (dict(domain_name="hexapod"), ValueError, "unknown embodiment"),
+    (dict(vision_path="missing.mp4"), FileNotFoundError, "vision_path: .*missing.mp4 does not exist"),
+    (dict(action_path="missing.json"), FileNotFoundError, "action_path: .*missing.json does not exist"),
+    (dict(action_path=None), ValueError, "action_path: expected a JSON file of actions"),
+    (dict(vision_path=None), ValueError, "vision_path: expected a video"),
+    (dict(context_frames=8), ValueError, "context_frames: expected 1 \\+ 4j"),
+    (dict(model_mode="text2video", action_path="actions.json", vision_path=None), ValueError, "takes no actions"),
+    (dict(enable_sound=True), ValueError, "enable_sound"),
+    (dict(sampler="heun"), ValueError, "sampler"),
+    (dict(resolution=40), ValueError, "resolution: expected a multiple of 16"),
+])
+def test_bad_requests_fail_with_the_field_named(files, kw, error, match):
+    for key in ("vision_path", "action_path"):
+        if kw.get(key) and "/" not in kw[key]:
+            kw[key] = str(files / kw[key])
+    with pytest.raises(error, match=match):
+        validate(_req(files, **kw), CFG)
+
+
+def test_validation_runs_before_any_model_is_loaded(files, tmp_path):
+    """A folder with a config but no weights: a bad request fails on the request, not on the missing weights."""
+    write_json(tmp_path / "config.json", {"kind": "world_model", "model": CFG.to_dict()})
+    with pytest.raises(ValueError, match="num_frames"):
+        generate(_req(files, num_frames=32), tmp_path, tmp_path / "out", device="cpu", progress=False)
+    with pytest.raises(FileNotFoundError, match="action_path"):
+        generate(_req(files, action_path=str(files / "missing.json")), tmp_path, tmp_path / "out", device="cpu",
+                 progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):  # a good request does reach the loading
+        generate(_req(files), tmp_path, tmp_path / "out", device="cpu", progress=False)
+
+
+
+@pytest.mark.parametrize("mode", ["inverse_dynamics", "policy"])
+def test_generated_actions_need_an_embodiment(files, tmp_path, mode):
+    """Without actions nothing tells the action width: the embodiment must be named, and that is checked up front."""
+    req = _req(files, model_mode=mode, action_path=None,
+               context_frames=17 if mode == "inverse_dynamics" else None)
+    with pytest.raises(ValueError, match="domain_name: expected one of single_arm, camera, toy_gripper"):
+        validate(req, CFG)
+    write_json(tmp_path / "config.json", {"kind": "world_model", "model": CFG.to_dict()})
+    with pytest.raises(ValueError, match="domain_name"):
+        generate(req, tmp_path, tmp_path / "out", device="cpu", progress=False)
+    named = validate(_req(files, model_mode=mode, action_path=None, domain_name="camera"), CFG)
+    assert named["domain_name"] == "camera"
+
+
+def test_request_json_rejects_unknown_fields(tmp_path):
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps({"model_mode": "text2video", "num_frame": 17}))
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['num_frame'\]"):
+        GenerateRequest.from_json(path)
+    path.write_text(json.dumps({"model_mode": "text2video", "num_frames": 17, "prompt": "a ball"}))
+    req = GenerateRequest.from_json(path)
+    assert (req.model_mode, req.num_frames, req.prompt) == ("text2video", 17, "a ball")
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        GenerateRequest.from_json(path)
+
+
+def test_generate_end_to_end(files, saved, tmp_path):
+    out = tmp_path / "gen"
+    res = generate(_req(files, num_steps=2, seed=1), saved["model"], out, device="cpu", dtype="fp32", progress=False)
+    for name in ("video.mp4", "contact.png", "actions.json", "request.json"):
+        assert (out / name).is_file(), name
+    video = decode_video(out / "video.mp4")
+    assert video.shape == (17, SIZE, SIZE, 3)
+    actions = read_json(out / "actions.json")
+    assert actions["model_mode"] == "forward_dynamics" and np.array(actions["actions"]).shape == (16, 10)
+    given = np.array(read_json(files / "actions.json")["actions"])[:16]
+    assert np.allclose(actions["actions"], given, atol=1e-4)  # forward dynamics hands the given actions back
+    assert read_json(out / "request.json")["num_steps"] == 2
+    assert res["seconds"] >= 0 and res["video"].endswith("video.mp4")

@@ -1,0 +1,232 @@
+"""Sampling: every mode on the tiny pipeline, long rollouts, cached == uncached sampling, seeds, embodiments,
+and checkpoints that load back to the same outputs."""
+
+from dataclasses import replace
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.diffusion import sample
+from kinema.model.config import WorldModelConfig
+from kinema.model.modes import ACTION_MODES, MODES
+from kinema.model.pipeline import Pipeline
+from kinema.model.sequence import collate
+from kinema.model.train import schedule_for
+from kinema.train.checkpoint import read_json
+from tests.model.helpers import SIZE, TOY, random_frames
+
+T = 17  # frames: 5 latent frames
+STEPS = 2
+PROMPT = "push the cyan block into the magenta goal"
+
+
+def _run(pipe, mode, **kw):
+    clip = random_frames(T)
+    args = dict(num_frames=T, prompt=PROMPT, size=SIZE, num_steps=STEPS, seed=0)
+    if mode in ("image2video", "video2video", "forward_dynamics", "policy"):
+        args["context"] = clip[:9]
+    elif mode == "inverse_dynamics":
+        args["context"] = clip
+    if mode == "forward_dynamics":
+        args["actions"] = np.random.default_rng(0).normal(size=(T, 10)).astype(np.float32)
+    elif mode in ACTION_MODES:
+        args["domain_name"] = "single_arm"
+    args.update(kw)
+    return pipe.run(mode, **args)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_runs(tiny_pipeline, mode):
+    out = _run(tiny_pipeline, mode)
+    frames = out["frames"]
+    n = 1 if mode == "text2image" else T
+    assert frames.dtype == np.uint8 and frames.shape == (n, SIZE, SIZE, 3)
+    assert out["audio"] is None
+    if mode in ACTION_MODES:
+        assert out["actions"].shape == (T - 1, 10) and out["actions"].dtype == np.float32
+        assert np.isfinite(out["actions"]).all()
+    else:
+        assert out["actions"] is None
+    assert out["context_frames"] == {"image2video": 1, "video2video": 9, "forward_dynamics": 9, "policy": 9,
+                                     "inverse_dynamics": T}.get(mode, 0)
+
+
+def test_forward_dynamics_returns_the_given_actions(tiny_pipeline):
+    a = np.random.default_rng(3).normal(size=(T, 10)).astype(np.float32)
+    out = _run(tiny_pipeline, "forward_dynamics", actions=a)
+    assert np.allclose(out["actions"], a[:-1], atol=1e-5)  # timing "after": rows 0..T-2 shape frames 1..T-1
+
+
+def test_action_modes_use_the_named_embodiment(tiny_pipeline):
+    out = _run(tiny_pipeline, "inverse_dynamics", domain_name=TOY["name"])
+    assert out["actions"].shape == (T - 1, TOY["dim"])
+    a = np.random.default_rng(0).normal(size=(T, TOY["dim"])).astype(np.float32)
+    out = _run(tiny_pipeline, "forward_dynamics", actions=a, domain_name=None, action_names=TOY["action_names"])
+    assert np.allclose(out["actions"], a[1:], atol=1e-5)  # timing "at": row r is frame r + 1 itself
+
+
+@pytest.mark.parametrize("mode", ["text2video", "image2video", "video2video"])
+def test_sound(tiny_pipeline, mode):
+    out = _run(tiny_pipeline, mode, sound=True)
+    sr = tiny_pipeline.audio_tokenizer.cfg.sample_rate
+    assert out["audio"].shape == (round(T / 16 * sr),) and out["audio"].dtype == np.float32
+    assert np.abs(out["audio"]).max() <= 1 and out["frames"].shape == (T, SIZE, SIZE, 3)
+
+
+def test_64_pixel_frames(tiny_pipeline):
+    out = tiny_pipeline.run("image2video", num_frames=9, context=random_frames(1, size=64), num_steps=STEPS)
+    assert out["frames"].shape == (9, 64, 64, 3)
+
+
+@pytest.mark.parametrize("with_actions", [False, True])
+def test_rollout_beyond_one_window(tiny_pipeline, monkeypatch, with_actions):
+    calls = []
+    run = tiny_pipeline.run
+    monkeypatch.setattr(tiny_pipeline, "run", lambda mode, **kw: calls.append((mode, kw["num_frames"])) or run(mode, **kw))
+    context, future = random_frames(5), 23
+    actions = np.random.default_rng(0).normal(size=(5 + future, 10)).astype(np.float32) if with_actions else None
+    out = tiny_pipeline.rollout(context, future, actions=actions, window=T, max_context=9, num_steps=STEPS,
+                                domain_name="single_arm" if with_actions else None)
+    assert out.shape == (future, SIZE, SIZE, 3) and out.dtype == np.uint8
+    assert len(calls) >= 2 and all(n <= T for _, n in calls)
+    assert {m for m, _ in calls} == {"forward_dynamics" if with_actions else "video2video"}
+
+
+# ------------------------------------------------------------------ cached == uncached
+
+
+def _uncached_denoise(pipe, tok, uncond, *, guidance, num_steps, shift, sampler, seed, progress):
+    """Pipeline._denoise written the slow way: the whole sequence (context included) at every step, no cache."""
+    seqs = [tok] if uncond is None else [tok, uncond]
+    full = collate(seqs)
+    n, Ln, V = len(seqs), int(tok.gen.sum()), tok.value.shape[-1]
+    assert all(int(s.gen.sum()) == Ln for s in seqs)
+    schedule = schedule_for(pipe.config)
+    real = (torch.arange(V) < tok.dims[tok.gen][:, None]).float()
+    noise = torch.randn(Ln, V, generator=torch.Generator().manual_seed(int(seed))) * real
+
+    def denoise(x, t):
+        value = full.value.clone()
+        value[full.gen] = schedule.model_input(x, t).float().repeat(n, 1)
+        level = torch.where(full.gen, schedule.noise_level(t).float(), torch.zeros(()))
+        out = pipe.model(replace(full, value=value), level)[full.gen].reshape(n, Ln, V)
+        x0 = schedule.to_x0(x, t, out)
+        if n == 2:
+            x0 = x0[1] + guidance * (x0[0] - x0[1])
+        return x0.reshape(Ln, V) * real
+
+    values = tok.value.clone()
+    values[tok.gen] = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift).float()
+    return values
+
+
+@pytest.mark.parametrize("mode,guidance", [("text2video", 3.0), ("video2video", 2.5), ("policy", 1.0)])
+def test_cached_sampling_equals_uncached(tiny_pipeline, monkeypatch, mode, guidance):
+    pipe = tiny_pipeline
+    seen = []
+    unpack = pipe._unpack
+    monkeypatch.setattr(pipe, "_unpack", lambda *a: seen.append(a[2]) or unpack(*a))
+    kw = dict(guidance=guidance, num_steps=3, sound=mode != "policy")
+    cached = _run(pipe, mode, **kw)
+    monkeypatch.setattr(pipe, "_denoise", partial(_uncached_denoise, pipe))
+    uncached = _run(pipe, mode, **kw)
+    assert len(seen) == 2
+    assert torch.allclose(seen[0], seen[1], atol=1e-4, rtol=1e-4), (seen[0] - seen[1]).abs().max()
+    assert np.abs(cached["frames"].astype(int) - uncached["frames"]).max() <= 1
+    for key in ("audio", "actions"):
+        if cached[key] is not None:
+            assert np.allclose(cached[key], uncached[key], atol=1e-4)
+
+
+def test_guidance_changes_the_sample(tiny_pipeline):
+    a, b = (_run(tiny_pipeline, "text2video", guidance=g)["frames"] for g in (1.0, 4.0))
+    assert not np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------ seeds, embodiments
+
+
+def test_seeds_reproduce(tiny_pipeline):
+    a, b, c = (_run(tiny_pipeline, "text2video", seed=s, sound=True) for s in (7, 7, 8))
+    assert np.array_equal(a["frames"], b["frames"]) and np.array_equal(a["audio"], b["audio"])
+    assert not np.array_equal(a["frames"], c["frames"]) and not np.array_equal(a["audio"], c["audio"])
+    p, q = (_run(tiny_pipeline, "policy", seed=s)["actions"] for s in (1, 2))
+    assert not np.allclose(p, q)
+
+
+def test_actions_of_the_wrong_width_are_refused(tiny_pipeline):
+    bad = np.zeros((T, 7), np.float32)
+    with pytest.raises(ValueError, match=r"7 numbers per row; embodiment 'single_arm' takes 10"):
+        _run(tiny_pipeline, "forward_dynamics", actions=bad, domain_name="single_arm")
+    with pytest.raises(ValueError, match=r"10 numbers per row; embodiment 'toy_gripper' takes 3"):
+        _run(tiny_pipeline, "forward_dynamics", domain_name=TOY["name"])
+    with pytest.raises(ValueError, match="no registered embodiment has actions 7-D"):
+        _run(tiny_pipeline, "forward_dynamics", actions=bad)
+    with pytest.raises(ValueError, match="unknown embodiment"):
+        _run(tiny_pipeline, "inverse_dynamics", domain_name="hexapod")
+    with pytest.raises(ValueError, match="a row for each of the 17 frames"):
+        _run(tiny_pipeline, "forward_dynamics", actions=np.zeros((5, 10), np.float32))
+
+
+def test_bad_requests_are_refused(tiny_pipeline):
+    with pytest.raises(ValueError, match="model_mode"):
+        tiny_pipeline.run("video2audio")
+    with pytest.raises(ValueError, match="needs given frames"):
+        tiny_pipeline.run("video2video", num_frames=T)
+    with pytest.raises(ValueError, match="1 \\+ k·4 frames"):
+        tiny_pipeline.run("text2video", num_frames=16)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        tiny_pipeline.run("text2image", size=40)
+    with pytest.raises(ValueError, match="whole clip"):
+        _run(tiny_pipeline, "inverse_dynamics", context=random_frames(9))
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoint_loads_to_the_same_outputs(tiny_pipeline, saved):
+    loaded = Pipeline.from_pretrained(saved["model"], device="cpu", dtype="fp32", video_tokenizer=saved["video"],
+                                      audio_tokenizer=saved["audio"])
+    assert loaded.config == tiny_pipeline.config
+    assert loaded.text.vocab_size == tiny_pipeline.text.vocab_size
+    for mode, kw in (("text2video", dict(sound=True, guidance=2.0)), ("forward_dynamics", {}), ("policy", {})):
+        a, b = _run(tiny_pipeline, mode, seed=3, **kw), _run(loaded, mode, seed=3, **kw)
+        for key in ("frames", "actions", "audio"):
+            assert (a[key] is None) == (b[key] is None) and (a[key] is None or np.array_equal(a[key], b[key])), key
+    # the tokenizers are found beside the model by the names in its config
+    beside = Pipeline.from_pretrained(saved["model"], device="cpu", dtype="fp32")
+    assert np.array_equal(_run(beside, "text2image")["frames"], _run(tiny_pipeline, "text2image")["frames"])
+
+
+def test_config_json_round_trips(tiny_pipeline, saved):
+    raw = read_json(saved["model"] / "config.json")
+    assert raw["kind"] == "world_model"
+    cfg = WorldModelConfig.from_dict(raw["model"])
+    assert cfg == tiny_pipeline.config
+    toy = cfg.embodiments[-1]
+    assert (toy.name, toy.dim, toy.timing, toy.action_names) == (TOY["name"], TOY["dim"], TOY["timing"], TOY["action_names"])
+    assert toy.mean == [0.1, -0.2, 0.5] and toy.std == [2.0, 1.5, 0.25]
+    assert [e.name for e in cfg.embodiments] == ["single_arm", "camera", TOY["name"]]
+    assert WorldModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown WorldModelConfig keys"):
+        WorldModelConfig.from_dict(dict(raw["model"], colour="blue"))
+
+
+def test_wrong_kind_of_checkpoint_is_refused(saved):
+    with pytest.raises(ValueError, match="expected 'world_model'"):
+        Pipeline.from_pretrained(saved["video"], device="cpu")
+
+
+def test_bf16_sampling_stays_close_to_fp32(tiny_pipeline):
+    p = tiny_pipeline
+    bf16 = Pipeline(p.model, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="bf16")
+    for mode in ("video2video", "policy"):
+        a, b = _run(bf16, mode, guidance=2.0, num_steps=3), _run(p, mode, guidance=2.0, num_steps=3)
+        assert a["frames"].shape == b["frames"].shape
+        assert np.abs(a["frames"].astype(int) - b["frames"]).mean() < 4
+        if mode == "policy":
+            assert np.abs(a["actions"] - b["actions"]).max() < 0.05
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        Pipeline(p.model, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp16")

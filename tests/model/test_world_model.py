@@ -1,0 +1,139 @@
+"""The MoT backbone and the world model: context never sees noise, the K/V cache is exact, experts get the
+gradients their tokens give."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from kinema.model.sequence import ACTION, AUDIO, VISION, build, collate
+from tests.model.helpers import grads, mixed_sample, tiny_config, tiny_model
+
+CFG = tiny_config()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(CFG)
+
+
+def _hidden(model, tok, level):
+    h, _ = model.backbone(model.embed(tok, level), tok.gen, tok.group, tok.valid, tok.pos)
+    return h
+
+
+def _batch():
+    """Three samples of different lengths: text + vision (clean and noisy) + noisy audio + actions; a shorter one;
+    and one whose clean tokens come after noisy ones in time (all frames and the audio given, actions generated)."""
+    a = mixed_sample(CFG, n_text=5, t=3, vision_gen=(False, True, True), seed=1)
+    b = mixed_sample(CFG, n_text=2, t=2, vision_gen=(False, True), audio=False, seed=2, grid=(2, 4))
+    c = mixed_sample(CFG, n_text=3, t=3, vision_gen=(False, False, False), audio_gen=False, action_gen=[True] * 8,
+                     seed=3)
+    assert len({len(a), len(b), len(c)}) == 3
+    return [a, b, c]
+
+
+@torch.no_grad()
+def test_noisy_values_do_not_change_context_hidden_states(model):
+    batch = collate(_batch())
+    level = torch.full(batch.kind.shape, 0.7)
+    h = _hidden(model, batch, level)
+    g = torch.Generator().manual_seed(5)
+    other = torch.where(batch.gen[..., None], torch.randn(batch.value.shape, generator=g) * 3, batch.value)
+    h2 = _hidden(model, replace(batch, value=other), torch.full(batch.kind.shape, 0.2))
+    ctx = ~batch.gen & batch.valid
+    assert torch.allclose(h[ctx], h2[ctx], atol=1e-6, rtol=0)
+    assert (h[batch.gen] - h2[batch.gen]).abs().max() > 1e-2  # the noisy tokens did change
+    # ... while changing the context changes the noisy tokens' states (they do attend it)
+    ctx_values = torch.where((~batch.gen)[..., None], batch.value + 1.0, batch.value)
+    h3 = _hidden(model, replace(batch, value=ctx_values), level)
+    assert (h[batch.gen] - h3[batch.gen]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_cached_context_gives_the_full_sequence_outputs(model):
+    samples = _batch()
+    full = collate(samples)
+    level = torch.full(full.kind.shape, 0.6)
+    out_full = model(full, level)
+    ctx = collate([s.select(~s.gen) for s in samples])
+    noisy = collate([s.select(s.gen) for s in samples])
+    cache = model.encode_context(ctx)
+    assert len(cache.layers) == CFG.depth and cache.layers[0].k.shape[2] == ctx.kind.shape[1]
+    out_cached = model(noisy, torch.full(noisy.kind.shape, 0.6), cache=cache)
+    for b, s in enumerate(samples):
+        want = out_full[b, : len(s)][s.gen]
+        got = out_cached[b, : int(s.gen.sum())]
+        assert want.abs().max() > 1e-2  # the heads are live: the comparison means something
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (b, (got - want).abs().max())
+    # without the cache the noisy tokens alone give something else (the context matters)
+    alone = model(noisy, torch.full(noisy.kind.shape, 0.6))
+    assert not torch.allclose(alone[0, : int(samples[0].gen.sum())], out_full[0][samples[0].gen], atol=1e-3)
+    with pytest.raises(ValueError, match="clean context tokens only"):
+        model.encode_context(full)
+
+
+def test_gradients_reach_both_experts(model):
+    model.zero_grad()
+    batch = collate(_batch())
+    out = model(batch, torch.full(batch.kind.shape, 0.5))
+    (out[batch.gen] ** 2).sum().backward()
+    gn = grads(model)
+    last = CFG.depth - 1
+    for i in range(CFG.depth):
+        gen = {n: v for n, v in gn.items() if n.startswith(f"backbone.layers.{i}.gen.")}
+        und = {n: v for n, v in gn.items() if n.startswith(f"backbone.layers.{i}.und.")}
+        assert gen and all(v > 0 for v in gen.values()), gen
+        assert gn[f"backbone.layers.{i}.und.qkv.weight"] > 0  # context K/V feed the noisy tokens at every layer
+        if i < last:
+            assert all(v > 0 for v in und.values()), und
+        else:  # the context's last-layer outputs reach no noisy token
+            for n in ("proj.weight", "mlp.gate_up.weight", "mlp.down.weight", "norm2.weight"):
+                assert und[f"backbone.layers.{i}.und.{n}"] == 0, n
+    assert gn["backbone.norm_und.weight"] == 0 and gn["backbone.norm_gen.weight"] > 0
+    assert gn["text_embed.weight"] > 0 and gn["vision_in.weight"] > 0 and gn["action_in.weight"] > 0
+    assert gn["vision_out.weight"] > 0 and gn["audio_out.weight"] > 0 and gn["action_out.weight"] > 0
+    model.zero_grad()
+
+
+def test_only_noisy_vision_gives_no_action_head_gradient(model):
+    model.zero_grad()
+    tok = mixed_sample(CFG, t=3, vision_gen=(False, True, True), audio=False, action_gen=[False] * 8)
+    assert not tok.gen[tok.kind == ACTION].any() and tok.gen[tok.kind == VISION].any()
+    batch = collate([tok])
+    out = model(batch, torch.full(batch.kind.shape, 0.5))
+    (out[batch.gen] ** 2).sum().backward()
+    gn = grads(model)
+    assert gn["action_out.weight"] == 0 and gn["action_out.bias"] == 0 and gn["audio_out.weight"] == 0
+    assert gn["action_in.weight"] > 0  # the given actions are context
+    assert all(v > 0 for n, v in gn.items() if ".gen." in n)
+    model.zero_grad()
+
+
+def test_all_noisy_sample_without_context_leaves_the_reasoner_alone(model):
+    model.zero_grad()
+    tok = build(CFG, vision=torch.randn(CFG.latent_channels, 2, 4, 4), vision_gen=[True, True],
+                audio=torch.randn(CFG.audio_channels, 6), audio_gen=True)
+    assert tok.gen.all()
+    batch = collate([tok])
+    out = model(batch, torch.full(batch.kind.shape, 0.5))
+    (out ** 2).sum().backward()
+    und = {n: p.grad for n, p in model.named_parameters() if ".und." in n or "norm_und" in n}
+    assert und and all(g is None or not g.any() for g in und.values())
+    assert model.text_embed.weight.grad is None or not model.text_embed.weight.grad.any()
+    assert all(v > 0 for n, v in grads(model).items() if ".gen." in n)
+    model.zero_grad()
+
+
+def test_domain_layers_route_each_embodiment_to_its_slot(model):
+    """Action tokens of embodiment s use slot s of the action layers only."""
+    model.zero_grad()
+    tok = mixed_sample(CFG, t=2, vision_gen=(False, True), audio=False, domain=2, action_gen=[True] * 4)
+    assert (tok.domain[tok.kind == ACTION] == 2).all() and tok.dims[tok.kind == ACTION][0] == 3
+    batch = collate([tok])
+    out = model(batch, torch.full(batch.kind.shape, 0.5))
+    out[batch.gen & (batch.kind == ACTION)].sum().backward()
+    w_in, w_out = model.action_in.weight.grad, model.action_out.weight.grad
+    assert w_out[2].abs().sum() > 0 and w_out[[0, 1, 3]].abs().sum() == 0
+    assert w_in[2].abs().sum() > 0 and w_in[[0, 1, 3]].abs().sum() == 0
+    model.zero_grad()
