@@ -5,4 +5,4 @@ set -euo pipefail
 KINEMA=${KINEMA:-kinema}
 OUT=${OUT:-outputs/runs/world-model-small}
 $KINEMA train --preset small --data outputs/data/train --out $OUT \
-  --steps ${STEPS:-7000} --batch-size 16 --lr 5e-4 --warmup 200 --dtype bf16 --ckpt-every 250 "$@"
+  --steps ${STEPS:-5500} --batch-size 16 --lr 5e-4 --warmup 200 --dtype bf16 --ckpt-every 250 "$@"

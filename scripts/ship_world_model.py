@@ -15,36 +15,13 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kinema.model.demo import REGRESSION, regression_outputs  # noqa: E402
 from kinema.train.checkpoint import (latest_checkpoint, load_pretrained, load_train_checkpoint,  # noqa: E402
                                      save_pretrained, write_json)
-
-REGRESSION = dict(world="push", episode=0, camera="front", context=9, frames=33, num_steps=10, seed=0)
-
-
-def regression_outputs(model_dir) -> dict:
-    """The demo clip predicted by the model at model_dir: PSNR against the simulator and pixel statistics."""
-    from kinema.eval.data import heldout_seed
-    from kinema.eval.harness import request_from_episode
-    from kinema.eval.metrics import psnr
-    from kinema.model.pipeline import Pipeline
-    from kinema.model.predictor import WorldModelPredictor
-    from kinema.worlds.registry import get_world
-    from kinema.worlds.rollout import rollout
-
-    r = REGRESSION
-    ep = rollout(get_world(r["world"]), heldout_seed(r["episode"]), size=64, frames=r["frames"])
-    req = request_from_episode(ep, r["camera"], context=r["context"], future=r["frames"] - r["context"])
-    pred = WorldModelPredictor(Pipeline.from_pretrained(model_dir, device="cpu"), num_steps=r["num_steps"],
-                               seed=r["seed"]).predict(req)
-    gt = ep.frames[r["camera"]][r["context"]:]
-    return {"psnr": psnr(pred, gt).value, "mean": float(pred.mean()), "std": float(pred.std()),
-            "frame_means": [float(f.mean()) for f in pred]}
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -182,4 +182,4 @@ def statistics(shards, config) -> None:
     for name, rows in acts.items():
         e = config.embodiments[emb.index(config.embodiments, name)]
         x = torch.cat(rows)
-        e.mean, e.std = x.mean(0).tolist(), x.std(0).clamp_min(0.05).tolist()  # near-constant dims stay near 0
+        e.mean, e.std = x.mean(0).tolist(), x.std(0).clamp_min(emb.STD_FLOOR).tolist()

@@ -16,6 +16,28 @@ import cv2
 import numpy as np
 
 DEMO_WORLD, DEMO_CAMERA, CONTEXT, FRAMES = "push", "front", 9, 33
+# the shipped model's regression clip (tests/model/test_shipped.py): the demo's, at fixed steps and seed
+REGRESSION = dict(world=DEMO_WORLD, episode=0, camera=DEMO_CAMERA, context=CONTEXT, frames=FRAMES, num_steps=10, seed=0)
+
+
+def regression_outputs(model_dir) -> dict:
+    """The regression clip predicted by the model at model_dir: PSNR against the simulator, pixel statistics."""
+    from kinema.eval.data import heldout_seed
+    from kinema.eval.harness import request_from_episode
+    from kinema.eval.metrics import psnr
+    from kinema.model.pipeline import Pipeline
+    from kinema.model.predictor import WorldModelPredictor
+    from kinema.worlds.registry import get_world
+    from kinema.worlds.rollout import rollout
+
+    r = REGRESSION
+    ep = rollout(get_world(r["world"]), heldout_seed(r["episode"]), size=64, frames=r["frames"])
+    req = request_from_episode(ep, r["camera"], context=r["context"], future=r["frames"] - r["context"])
+    pred = WorldModelPredictor(Pipeline.from_pretrained(model_dir, device="cpu"), num_steps=r["num_steps"],
+                               seed=r["seed"]).predict(req)
+    gt = ep.frames[r["camera"]][r["context"]:]
+    return {"psnr": psnr(pred, gt).value, "mean": float(pred.mean()), "std": float(pred.std()),
+            "frame_means": [float(f.mean()) for f in pred]}
 
 
 def _label(frames: np.ndarray, text: str, scale: int = 3) -> np.ndarray:

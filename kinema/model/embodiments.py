@@ -17,6 +17,9 @@ from kinema.worlds.camera_motion import POSE_NAMES
 from kinema.worlds.tabletop import ACTION_NAMES
 
 TIMINGS = ("after", "at")
+# Floor on an action dimension's std: a dimension that (almost) never varies in the training data is
+# not scaled up into noise; the pipeline predicts such a dimension as its training mean.
+STD_FLOOR = 1e-3
 
 
 @dataclass
@@ -42,6 +45,10 @@ class Embodiment:
         self.std = list(self.std) or [1.0] * self.dim
         if len(self.mean) != self.dim or len(self.std) != self.dim:
             raise ValueError(f"embodiment {self.name!r}: mean/std must have {self.dim} entries")
+
+    def constant_dims(self) -> list[bool]:
+        """Dimensions whose training std sat at the floor: they carry no signal to predict."""
+        return [s <= STD_FLOOR * (1 + 1e-6) for s in self.std]
 
 
 # The built-in layouts (REFERENCE §4): slots 0 and 1 of every model.

@@ -202,6 +202,7 @@ class Pipeline:
         if streams["actions"] is not None:
             e = c.embodiments[streams["domain"]]
             rows = segment_values(tok, values, ACTION) * torch.tensor(e.std) + torch.tensor(e.mean)
+            rows[:, torch.tensor(e.constant_dims())] = torch.tensor(e.mean)[torch.tensor(e.constant_dims())]
             out["actions"] = rows.numpy().astype(np.float32)
         if (tok.kind == AUDIO).any():
             Na = streams["audio"].shape[1]

@@ -1,0 +1,29 @@
+"""The shipped world model reproduces its saved outputs, and the demo runs on it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinema.model.demo import REGRESSION, demo, regression_outputs
+
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "world-model-small"
+
+
+def test_shipped_world_model_reproduces_its_outputs():
+    expected = json.loads((SHIPPED / "expected.json").read_text())
+    assert expected["clip"] == REGRESSION
+    got = regression_outputs(SHIPPED)
+    assert got["psnr"] == pytest.approx(expected["psnr"], abs=0.3)
+    assert got["mean"] == pytest.approx(expected["mean"], abs=1.0)
+    assert np.allclose(got["frame_means"], expected["frame_means"], atol=2.0)
+
+
+def test_demo_runs_and_scores(tmp_path):
+    scores = demo(tmp_path, SHIPPED, num_steps=4, device="cpu")
+    assert set(scores) == {"world model", "copy last frame"}
+    for s in scores.values():
+        assert np.isfinite(s["psnr"]) and 0 <= s["iou"] <= 1
+    assert (tmp_path / "forward_dynamics.mp4").stat().st_size > 0
+    assert (tmp_path / "forward_dynamics.png").stat().st_size > 0
