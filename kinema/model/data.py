@@ -112,13 +112,20 @@ class ClipTasks(torch.utils.data.Dataset):
     resumed run draws the same modes. `mode` forces one mode (evaluation).
     """
 
-    def __init__(self, shards, config, text_tokenizer, *, cond_dropout: float = 0.15, mode: str | None = None):
-        self.config, self.cond_dropout, self.mode = config, cond_dropout, mode
+    def __init__(self, shards, config, text_tokenizer, *, cond_dropout: float = 0.15, mode: str | None = None,
+                 mixture: str = "all"):
+        from kinema.model.modes import MIXTURES
+
+        if mixture not in MIXTURES:
+            raise ValueError(f"mixture: expected one of {sorted(MIXTURES)}, got {mixture!r}")
+        self.config, self.cond_dropout, self.mode, self.mixture = config, cond_dropout, mode, mixture
         self.vision, self.audio, self.actions, self.clips = [], [], [], []
         for path in shards:
             t = load_tensors(Path(path))
             meta = read_json(Path(path).with_suffix(".json"))["clips"]
             base_audio = sum(len(a) for a in self.audio)
+            if meta and meta[0]["family"] not in MIXTURES[mixture]:
+                continue  # a family this mixture does not train on
             for j, m in enumerate(meta):
                 m = dict(m, row=len(self.clips), audio=base_audio + m["audio"],
                          action_row=(len(self.actions) if "actions" in t else None))
@@ -159,7 +166,8 @@ class ClipTasks(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         c = self.clip(i)
         m = c["meta"]
-        task = sample_task(m["family"], c["vision"].shape[1], has_audio=m["family"] == "physics")
+        task = sample_task(m["family"], c["vision"].shape[1], has_audio=m["family"] == "physics",
+                           mixture=self.mixture)
         mode = self.mode or task["mode"]
         text = [] if task["drop_text"] < self.cond_dropout else self.text[m[task["text"]]]
         return plan_tokens(self.config, mode, dict(c, fps=m["fps"]), text=text, k=task["k"], sound=task["sound"])

@@ -28,7 +28,8 @@ MODES = ("text2image", "text2video", "image2video", "video2video", "forward_dyna
 ACTION_MODES = ("forward_dynamics", "inverse_dynamics", "policy")
 SOUND_MODES = ("text2video", "image2video", "video2video")
 
-# Training mixture per world family: (mode, weight).
+# Training mixtures: per world family, (mode, weight). "all" is pre-training on every mode; "actions" is
+# action post-training (as Cosmos 1's): only the worlds with actions, mostly forward dynamics.
 MIXTURE = {
     "physics": (("text2image", 0.1), ("text2video", 0.25), ("image2video", 0.3), ("video2video", 0.35)),
     "tabletop": (("forward_dynamics", 0.45), ("inverse_dynamics", 0.2), ("policy", 0.2), ("video2video", 0.1),
@@ -86,11 +87,20 @@ def plan_tokens(config, mode: str, streams: dict, *, text=(), k: int | None = No
     return build(config, text=text, vision=vision, vision_gen=vision_gen, fps=streams["fps"], **kw)
 
 
-def sample_task(family: str, t: int, has_audio: bool, generator=None) -> dict:
+ACTION_MIXTURE = {
+    "tabletop": (("forward_dynamics", 0.65), ("inverse_dynamics", 0.25), ("policy", 0.1)),
+    "camera": (("forward_dynamics", 0.7), ("inverse_dynamics", 0.3)),
+}
+MIXTURES = {"all": MIXTURE, "actions": ACTION_MIXTURE}
+
+
+def sample_task(family: str, t: int, has_audio: bool, generator=None, mixture: str = "all") -> dict:
     """Draw a training task for a clip of this family: mode, clean frames k, text choice, sound, dropout."""
-    modes, weights = zip(*MIXTURE[family])
+    modes, weights = zip(*MIXTURES[mixture][family])
     mode = modes[int(torch.multinomial(torch.tensor(weights), 1, generator=generator))]
     u = torch.rand(4, generator=generator).tolist()
     k = 1 if u[0] < 0.35 else 3 if u[0] < 0.7 else int(torch.randint(1, t, (1,), generator=generator))
+    if mixture == "actions":  # from one frame the motion is not in the context: only the actions tell it
+        k = 1 if u[0] < 0.5 else 3
     text = "caption" if mode in ("text2image", "text2video", "image2video", "video2video") and u[1] < 0.7 else "task"
     return dict(mode=mode, k=min(k, t - 1), text=text, sound=has_audio and u[2] < 0.5, drop_text=u[3])

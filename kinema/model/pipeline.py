@@ -189,7 +189,7 @@ class Pipeline:
 
         x0 = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift, progress=progress)
         values = tok.value.clone()
-        values[tok.gen] = x0.float().cpu()
+        values[tok.gen] = x0[: int(tok.gen.sum())].float().cpu()  # the rest is collate's padding
         return values
 
     def _unpack(self, mode, tok, values, vision, k, T, streams, fps) -> dict:

@@ -147,9 +147,11 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
                   value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]))
 
 
-def collate(samples: list[Tokens]) -> Tokens:
-    """Pad samples to the longest: [B, L, ...]; padding is kind PAD (never attended, never scored)."""
+def collate(samples: list[Tokens], multiple: int = 16) -> Tokens:
+    """Pad samples to the longest, rounded up to `multiple`: [B, L, ...]; padding is kind PAD (never
+    attended, never scored). Few distinct shapes keep CPU kernels' caches and the allocator from growing."""
     L = max(len(s) for s in samples)
+    L = -(-L // multiple) * multiple
     out = {}
     for f in fields(Tokens):
         xs = [getattr(s, f.name) for s in samples]

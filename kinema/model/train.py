@@ -47,11 +47,11 @@ def noised(schedule, batch: Tokens, t: torch.Tensor, noise: torch.Tensor) -> tup
 def world_model_loss(model, batch: Tokens, schedule) -> tuple[torch.Tensor, dict[str, float]]:
     B, L, V = batch.value.shape
     t = schedule.sample_training_t(B, device=batch.value.device)
-    noise = torch.randn_like(batch.value)
+    real = torch.arange(V, device=batch.value.device) < batch.dims[..., None]
+    noise = torch.randn_like(batch.value) * real  # padding entries stay exactly 0, as at sampling
     tok, level = noised(schedule, batch, t, noise)
     out = model(tok, level)
     per = schedule.loss(out.float(), batch.value, noise, t.view(B, 1, 1))  # [B, L, V]
-    real = torch.arange(V, device=per.device) < batch.dims[..., None]
     total, metrics = per.new_zeros(()), {}
     for kind, (name, w) in LOSS_WEIGHTS.items():
         m = real & (batch.gen & (batch.kind == kind))[..., None]
@@ -94,14 +94,26 @@ def train(args) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = get_preset(args.preset, schedule=args.schedule)
+    if args.init:  # post-training: the initial checkpoint's config (statistics, vocabulary) and text tokenizer
+        from kinema.train.checkpoint import load_pretrained
+
+        raw, init_state = load_pretrained(args.init, expected_kind=KIND)
+        if not (out / "model_config.json").exists():
+            write_json(out / "model_config.json", raw["model"])
+            shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
+                            ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
     shards, text, config = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer, args.stride)
-    dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout)
+    dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout, mixture=args.mixture)
     print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                      lr=args.lr, warmup=args.warmup, dtype=args.dtype, device=args.device, seed=args.seed,
                      ckpt_every=args.ckpt_every, log_every=args.log_every, ema_decay=args.ema_decay)
     torch.manual_seed(tc.seed)
     model = WorldModel(config)
+    if args.init:
+        from kinema.train.checkpoint import load_state_strict
+
+        load_state_strict(model, {k: v.float() for k, v in init_state.items()}, where=str(args.init))
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
     trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
@@ -119,6 +131,9 @@ def add_parser(sub) -> None:
     p.add_argument("--video-tokenizer", default="checkpoints/tokenizer-cv4x8x8")
     p.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio")
     p.add_argument("--schedule", default="rectified_flow", choices=["rectified_flow", "edm"])
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (post-training)")
+    p.add_argument("--mixture", default="all", choices=["all", "actions"],
+                   help="all: every mode on every world; actions: action post-training on the worlds with actions")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=16)

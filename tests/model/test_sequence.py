@@ -79,7 +79,7 @@ def test_group_rule_on_a_built_sample():
 def test_padding_keys_are_never_attended():
     long = mixed_sample(CFG, t=3, seed=1)
     short = build(CFG, text=[5, 6], vision=torch.randn(CFG.latent_channels, 2, 4, 4), vision_gen=[False, True])
-    batch = collate([long, short])
+    batch = collate([long, short], multiple=1)
     assert batch.kind.shape == (2, len(long)) and (batch.kind[1, len(short):] == PAD).all()
     m = _mask(batch)
     valid = batch.valid

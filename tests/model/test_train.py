@@ -95,3 +95,16 @@ def test_the_true_velocity_scores_zero():
     assert loss.item() < 1e-8
     wrong = lambda tok, level: -oracle(tok, level)  # noqa: E731
     assert world_model_loss(wrong, batch, RectifiedFlow())[0].item() > 1.0
+
+
+def test_action_post_training_mixture_draws_only_action_modes():
+    import torch as _torch
+
+    from kinema.model.modes import ACTION_MODES, sample_task
+
+    g = _torch.Generator().manual_seed(0)
+    draws = [sample_task("tabletop", 9, False, generator=g, mixture="actions") for _ in range(200)]
+    assert {d["mode"] for d in draws} <= set(ACTION_MODES)
+    assert {d["k"] for d in draws} == {1, 3}
+    with pytest.raises(KeyError):
+        sample_task("physics", 9, True, generator=g, mixture="actions")

@@ -53,7 +53,7 @@ def test_noisy_values_do_not_change_context_hidden_states(model):
 @torch.no_grad()
 def test_cached_context_gives_the_full_sequence_outputs(model):
     samples = _batch()
-    full = collate(samples)
+    full = collate(samples, multiple=1)
     level = torch.full(full.kind.shape, 0.6)
     out_full = model(full, level)
     ctx = collate([s.select(~s.gen) for s in samples])
