@@ -27,9 +27,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="outputs/runs/world-model-small")
     ap.add_argument("--out", default="checkpoints/world-model-small")
+    ap.add_argument("--latest", action="store_true", help="the newest step checkpoint even when final/ exists")
     args = ap.parse_args()
     run, dest = Path(args.run), Path(args.out)
-    if (run / "final" / "model.safetensors").exists():
+    if (run / "final" / "model.safetensors").exists() and not args.latest:
         config, state = load_pretrained(run / "final")
         step = "final"
     else:
