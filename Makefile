@@ -25,6 +25,7 @@ bench: setup
 	$(BIN)/python benchmarks/worlds.py
 	$(BIN)/python benchmarks/tokenizer.py
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/decode.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

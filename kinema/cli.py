@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kinema.model.cli import add_parsers as add_model
 
     add_model(sub)
+    from kinema.model.ar_cli import add_parsers as add_ar
+
+    add_ar(sub)
 
     d = sub.add_parser("demo", help="the main job on built-in defaults")
     d.add_argument("--out", default=DEFAULT_DEMO_DIR)

@@ -6,9 +6,16 @@ KINEMA=${KINEMA:-kinema}
 MODEL=${MODEL:-checkpoints/world-model-small}
 OUT=${OUT:-outputs/eval-wm}
 N=${N:-5}
+# the autoregressive world model (recipes/ar_world_model.sh) on the same physics-alignment episodes
+$KINEMA eval physics --model ${AR_MODEL:-checkpoints/ar-world-model-small} --n $N --out $OUT --no-progress
 for who in "--model $MODEL" "--baseline copy_last"; do
   $KINEMA eval physics $who --n $N --out $OUT --no-progress
   $KINEMA eval actions $who --n $((2 * N)) --out $OUT --no-progress
 done
 $KINEMA eval text2video --model $MODEL --n 4 --out $OUT --no-progress
+# the reasoner: questions on held-out episodes (recipes/reasoner_data.sh makes the held-out twins),
+# and the plausibility benchmark with the reasoner as judge on the worlds that have twins
+$KINEMA eval reason --model $MODEL --max-per-task ${MAX_PER_TASK:-120} --out $OUT/reason --no-progress
+$KINEMA eval plausibility --model $MODEL --n $((2 * N)) --out $OUT --no-progress \
+  --scenarios free_fall,tilted_slope,u_slope,stable_stack,unstable_stack,dominoes,seesaw,gyroscope
 $KINEMA eval report --out $OUT

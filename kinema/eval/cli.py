@@ -199,6 +199,13 @@ def add_parser(subparsers) -> None:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_text2video)
 
+    try:
+        from kinema.model.reason_cli import add_eval_parser
+    except ImportError:
+        pass
+    else:
+        add_eval_parser(e)
+
     r = e.add_parser("report", help="gather every result under --out into one Markdown page")
     r.add_argument("--out", default=DEFAULT_OUT)
     r.set_defaults(func=_report)

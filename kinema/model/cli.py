@@ -1,12 +1,13 @@
-"""`kinema train` and `kinema generate`."""
+"""`kinema train`, `kinema generate` and `kinema reason`."""
 
 from __future__ import annotations
 
 
 def add_parsers(sub) -> None:
-    from kinema.model import train
+    from kinema.model import reason_cli, train
 
     train.add_parser(sub)
+    reason_cli.add_parser(sub)
     try:
         from kinema.model import generate
     except ImportError:  # generate arrives with its module

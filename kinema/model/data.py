@@ -43,22 +43,31 @@ def shard_name(root: Path) -> str:
     return f"{root.name}-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}"
 
 
+def dataset_shards(roots, out) -> list[tuple[Path, Path]]:
+    """(dataset folder, its shard path under out) for every dataset under roots (a path or a list); creates out."""
+    from kinema.tokenize.data import find_datasets
+
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return [(d, out / f"{shard_name(d)}.safetensors") for r in roots for d in find_datasets(r)]
+
+
+def shard_done(path: Path) -> bool:
+    """A shard is written tensors first, JSON last (each atomically): both present means complete."""
+    return path.exists() and path.with_suffix(".json").exists()
+
+
 @torch.no_grad()
 def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: int = 33, stride: int = 32,
                   batch: int = 8, progress: bool = True) -> list[Path]:
     """Encode every clip_frames-long clip (every `stride` frames) of every camera; -> the shard paths."""
     from kinema.data.reader import EpisodeStore
-    from kinema.tokenize.data import find_datasets, to_model
+    from kinema.tokenize.data import to_model
 
-    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
-    sets = [p for r in roots for p in find_datasets(r)]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shards = []
-    for root in tqdm(sets, desc="encode datasets", unit="set", disable=not progress):
-        path = out / f"{shard_name(root)}.safetensors"
-        shards.append(path)
-        if path.exists() and path.with_suffix(".json").exists():
+    jobs = dataset_shards(roots, out)
+    for root, path in tqdm(jobs, desc="encode datasets", unit="set", disable=not progress):
+        if shard_done(path):
             continue
         store = EpisodeStore(root)
         videos, audios, actions, meta = [], [], [], []
@@ -102,7 +111,7 @@ def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: 
             tensors["actions"] = torch.stack(actions).float()
         save_tensors(path, tensors)
         write_json(path.with_suffix(".json"), {"dataset": str(root), "clip_frames": clip_frames, "clips": meta})
-    return shards
+    return [path for _, path in jobs]
 
 
 class ClipTasks(torch.utils.data.Dataset):

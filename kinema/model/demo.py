@@ -4,7 +4,9 @@ Simulate a held-out episode of the default manipulation world, give the model
 its first 9 frames and the recorded actions, let it predict the other 24
 (forward dynamics), and compare with the simulator and with copying the last
 given frame: a side-by-side mp4 (simulator | model | copy-last), a contact
-sheet PNG and PSNR / SSIM / object IoU printed.
+sheet PNG and PSNR / SSIM / object IoU printed. Then the same checkpoint's
+reasoner answers the simulator's questions about the whole clip, printed next
+to the ground truth.
 """
 
 from __future__ import annotations
@@ -33,11 +35,28 @@ def regression_outputs(model_dir) -> dict:
     r = REGRESSION
     ep = rollout(get_world(r["world"]), heldout_seed(r["episode"]), size=64, frames=r["frames"])
     req = request_from_episode(ep, r["camera"], context=r["context"], future=r["frames"] - r["context"])
-    pred = WorldModelPredictor(Pipeline.from_pretrained(model_dir, device="cpu"), num_steps=r["num_steps"],
-                               seed=r["seed"]).predict(req)
+    pipeline = Pipeline.from_pretrained(model_dir, device="cpu", dtype="fp32")
+    pred = WorldModelPredictor(pipeline, num_steps=r["num_steps"], seed=r["seed"]).predict(req)
     gt = ep.frames[r["camera"]][r["context"]:]
     return {"psnr": psnr(pred, gt).value, "mean": float(pred.mean()), "std": float(pred.std()),
-            "frame_means": [float(f.mean()) for f in pred]}
+            "frame_means": [float(f.mean()) for f in pred], "reasoner": reasoner_outputs(pipeline, ep)}
+
+
+def reasoner_outputs(pipeline, ep) -> dict:
+    """The reasoner's greedy answers to the clip's questions and the log-probability of each true answer."""
+    from kinema.model.reasoner import Reasoner
+
+    reasoner = Reasoner(pipeline)
+    out = {"questions": [], "answers": [], "truth_logprobs": []}
+    for qa in ep.qa:
+        if qa["type"] == "final_position":
+            continue
+        msgs = [{"role": "user", "content": [{"type": "video", "video": ep.frames[REGRESSION["camera"]], "fps": ep.fps},
+                                             {"type": "text", "text": qa["question"]}]}]
+        out["questions"].append(qa["question"])
+        out["answers"].append(reasoner.answer(msgs))
+        out["truth_logprobs"].append(reasoner.choice_logprobs(msgs, [qa["answer"]])[0])
+    return out
 
 
 def _label(frames: np.ndarray, text: str, scale: int = 3) -> np.ndarray:
@@ -91,4 +110,22 @@ def demo(out="outputs/demo", model="checkpoints/world-model-small", *, episode: 
     for name, s in scores.items():
         print(f"{name:16s} {s['psnr']:8.2f} {s['ssim']:6.3f} {s['iou']:11.3f}")
     print(f"side by side (simulator | model | copy last): {video}\ncontact sheet: {sheet}")
+    ask(predictor.pipeline, ep)
     return scores
+
+
+def ask(pipeline, ep, types=("count", "first_mover", "first_collision_time", "success")) -> list[tuple[str, str, str]]:
+    """The reasoner's answers to the episode's ground-truth questions of these types: (question, answer, truth)."""
+    from kinema.model.reasoner import Reasoner
+
+    reasoner = Reasoner(pipeline)
+    t0 = time.time()
+    rows = []
+    for qa in [q for q in ep.qa if q["type"] in types]:
+        msgs = [{"role": "user", "content": [{"type": "video", "video": ep.frames[DEMO_CAMERA], "fps": ep.fps},
+                                             {"type": "text", "text": qa["question"]}]}]
+        rows.append((qa["question"], reasoner.answer(msgs), qa["answer"]))
+    print(f"\nthe reasoner on the whole {len(ep.frames[DEMO_CAMERA])}-frame clip ({time.time() - t0:.1f} s):")
+    for q, a, truth in rows:
+        print(f"  Q: {q}\n     model: {a!r}   ground truth: {truth!r}")
+    return rows

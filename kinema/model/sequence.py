@@ -46,6 +46,7 @@ class Tokens:
     dims: torch.Tensor    # int64, how many leading entries of value are real
     domain: torch.Tensor  # int64, embodiment slot of an action token
     index: torch.Tensor   # int64, the token's place inside its segment (to unpack outputs)
+    target: torch.Tensor  # int64, the text id the reasoner must predict from this token (-1: not scored)
 
     @property
     def valid(self) -> torch.Tensor:
@@ -144,7 +145,68 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
     dom = torch.where(kinds == ACTION, domain, 0)
     return Tokens(kind=kinds, gen=torch.cat([p[1] for p in parts]), group=torch.cat([p[2] for p in parts]),
                   pos=torch.cat([p[3] for p in parts]).float(), text=torch.cat([p[4] for p in parts]),
-                  value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]))
+                  value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]),
+                  target=torch.full((len(kinds),), -1))
+
+
+def build_interleaved(cfg, segments, scored=()) -> Tokens:
+    """The reasoner's sequence: text and clean video interleaved in order, all context (causal).
+
+    segments: ("text", ids) or ("vision", latent [C, t, h, w], fps). scored: for each text segment
+    index in this set, every one of its ids is a target, predicted from the token before it.
+    Positions follow REFERENCE §6: text (p, p, p) consecutive; a vision segment starts text_margin
+    after the text before it, its time in seconds · positions_per_second, and the text after it
+    restarts at ceil(max id) + 1. Groups increase along the sequence (a latent frame shares one).
+    """
+    V, tc, pps = cfg.value_dim, cfg.temporal_compression, cfg.positions_per_second
+    kinds, groups, pos, ids, values, dims, index, target = [], [], [], [], [], [], [], []
+    p, g = 0.0, 0  # next text position, next group
+    last = None  # the previous token's slot in `target`, which predicts the next text id
+    for s, seg in enumerate(segments):
+        if seg[0] == "text":
+            x = torch.as_tensor(seg[1], dtype=torch.long)
+            n = len(x)
+            if not n:
+                continue
+            kinds.append(torch.full((n,), TEXT)), ids.append(x), values.append(torch.zeros(n, V))
+            groups.append(torch.arange(g, g + n)), pos.append((p + torch.arange(n).float())[:, None].expand(n, 3))
+            dims.append(torch.zeros(n, dtype=torch.long)), index.append(torch.arange(n))
+            t = torch.full((n,), -1)
+            if s in scored:
+                t[:-1] = x[1:]
+                if last is not None:
+                    target[last[0]][last[1]] = x[0]
+            target.append(t)
+            last = (len(target) - 1, n - 1)  # predicts the first id of a scored text segment right after
+            p, g = p + n, g + n
+        elif seg[0] == "vision":
+            latent, fps = seg[1], float(seg[2])
+            C, t, h, w = latent.shape
+            ph, pw = cfg.patch
+            gh, gw = h // ph, w // pw
+            k = torch.arange(t).repeat_interleave(gh * gw)
+            T0 = p + cfg.text_margin
+            time = T0 + (k * tc / fps) * pps
+            rows = torch.arange(gh).repeat_interleave(gw).repeat(t).float()
+            cols = torch.arange(gw).repeat(t * gh).float()
+            N = len(k)
+            kinds.append(torch.full((N,), VISION)), ids.append(torch.zeros(N, dtype=torch.long))
+            v = torch.zeros(N, V)
+            v[:, : cfg.vision_dim] = patchify(latent.float(), cfg.patch)
+            values.append(v), groups.append(g + k), pos.append(torch.stack([time, rows, cols], -1))
+            dims.append(torch.full((N,), cfg.vision_dim)), index.append(torch.arange(N))
+            target.append(torch.full((N,), -1))
+            last = None  # text right after video is not predicted from the video's last patch
+            p, g = math.ceil(float(time.max())) + 1.0, g + t
+        else:
+            raise ValueError(f"segment {s}: expected kind 'text' or 'vision', got {seg[0]!r}")
+    if not kinds:
+        raise ValueError("a reasoner sequence needs at least one non-empty segment")
+    kinds = torch.cat(kinds)
+    L = len(kinds)
+    return Tokens(kind=kinds, gen=torch.zeros(L, dtype=torch.bool), group=torch.cat(groups), pos=torch.cat(pos).float(),
+                  text=torch.cat(ids), value=torch.cat(values), dims=torch.cat(dims), domain=torch.zeros(L, dtype=torch.long),
+                  index=torch.cat(index), target=torch.cat(target))
 
 
 def collate(samples: list[Tokens], multiple: int = 16) -> Tokens:
@@ -155,7 +217,7 @@ def collate(samples: list[Tokens], multiple: int = 16) -> Tokens:
     out = {}
     for f in fields(Tokens):
         xs = [getattr(s, f.name) for s in samples]
-        pad = torch.zeros((len(xs), L, *xs[0].shape[1:]), dtype=xs[0].dtype)
+        pad = torch.full((len(xs), L, *xs[0].shape[1:]), -1 if f.name == "target" else 0, dtype=xs[0].dtype)
         for i, x in enumerate(xs):
             pad[i, : len(x)] = x
         out[f.name] = pad

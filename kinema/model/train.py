@@ -5,7 +5,8 @@ Legend: B batch, L tokens, V value width.
 The objective (DESIGN "Objectives"): every noisy token gets the schedule's
 loss (rectified flow: velocity; EDM: preconditioned denoising), averaged per
 modality over its real entries, then summed with weights (vision 1, action 1,
-sound 0.5). A batch shares one noise level per sample, drawn by the schedule
+sound 0.5); reasoner samples add next-token cross-entropy (+ z-loss) on their
+answer tokens with weight 1 (BAGEL's 1:1). A batch shares one noise level per sample, drawn by the schedule
 with the resolution-dependent shift.
 """
 
@@ -18,12 +19,14 @@ from pathlib import Path
 import torch
 
 from kinema.diffusion.schedules import get_schedule, resolution_shift
+from kinema.model.lm_loss import lm_loss
 from kinema.model.config import KIND, WorldModelConfig, get_preset
 from kinema.model.sequence import ACTION, AUDIO, VISION, Tokens, collate
 from kinema.model.world_model import WorldModel
 from kinema.train.checkpoint import read_json, write_json
 
 LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio", 0.5)}
+TEXT_WEIGHT = 1.0
 
 
 def schedule_for(config: WorldModelConfig, shift: float | None = None):
@@ -50,7 +53,11 @@ def world_model_loss(model, batch: Tokens, schedule) -> tuple[torch.Tensor, dict
     real = torch.arange(V, device=batch.value.device) < batch.dims[..., None]
     noise = torch.randn_like(batch.value) * real  # padding entries stay exactly 0, as at sampling
     tok, level = noised(schedule, batch, t, noise)
-    out = model(tok, level)
+    scored = batch.target >= 0
+    if scored.any():
+        out, logits = model(tok, level, text_at=scored)
+    else:
+        out, logits = model(tok, level), None
     per = schedule.loss(out.float(), batch.value, noise, t.view(B, 1, 1))  # [B, L, V]
     total, metrics = per.new_zeros(()), {}
     for kind, (name, w) in LOSS_WEIGHTS.items():
@@ -60,6 +67,10 @@ def world_model_loss(model, batch: Tokens, schedule) -> tuple[torch.Tensor, dict
             loss_k = (per * m).sum() / n
             total = total + w * loss_k
             metrics[f"loss/{name}"] = float(loss_k.detach())
+    if logits is not None:
+        ce, parts = lm_loss(logits, batch.target[scored])
+        total = total + TEXT_WEIGHT * ce
+        metrics["loss/text"] = parts["ce"]
     return total, metrics
 
 
@@ -105,6 +116,15 @@ def train(args) -> Path:
     shards, text, config = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer, args.stride)
     dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout, mixture=args.mixture)
     print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
+    if args.reason_weight > 0:  # the reasoner's questions, on every training dataset plus the twin datasets
+        from kinema.model.reason_data import JointTasks, ReasonTasks, build_reason_latents
+        from kinema.tokenize.load import load_tokenizer
+
+        roots = [*args.data, *(args.reason_data or [])]
+        reason = ReasonTasks(build_reason_latents(roots, out / "reason_latents",
+                                                  load_tokenizer(args.video_tokenizer, "video_tokenizer")), config, text)
+        print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
+        dataset = JointTasks(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                      lr=args.lr, warmup=args.warmup, dtype=args.dtype, device=args.device, seed=args.seed,
                      ckpt_every=args.ckpt_every, log_every=args.log_every, ema_decay=args.ema_decay)
@@ -113,7 +133,11 @@ def train(args) -> Path:
     if args.init:
         from kinema.train.checkpoint import load_state_strict
 
-        load_state_strict(model, {k: v.float() for k, v in init_state.items()}, where=str(args.init))
+        state = {k: v.float() for k, v in init_state.items()}
+        if "text_out.weight" not in state:  # a generator-only checkpoint: the reasoner's text head starts fresh
+            print("init: no text head in the checkpoint; the reasoner's text head starts from random weights")
+            state["text_out.weight"] = model.text_out.weight.detach().clone()
+        load_state_strict(model, state, where=str(args.init))
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
     trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
@@ -134,6 +158,10 @@ def add_parser(sub) -> None:
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (post-training)")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
+    p.add_argument("--reason-data", nargs="*", default=None,
+                   help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator)")
+    p.add_argument("--reason-weight", type=float, default=0.5,
+                   help="probability that a sample is a reasoner question (0: generator only)")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=16)

@@ -13,8 +13,8 @@ Embedding: a learned embedding per token kind, plus
 and, on noisy tokens only, the timestep embedding of their noise level
 (Cosmos 3 adds it to the noisy tokens instead of AdaLN). The heads read the
 generator's final hidden states back to values (the schedule's network
-output: velocity for rectified flow) for noisy tokens only; the reasoner's
-text head arrives with the reasoner issue.
+output: velocity for rectified flow) for noisy tokens only. The reasoner's text
+head reads the reasoner's final hidden states to next-token logits (text out).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class WorldModel(nn.Module):
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)
         self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
-        self.apply(_init)
+        self.text_out = nn.Linear(D, c.vocab_size, bias=False)
+        self.apply(init_weights)
         for head in (self.vision_out, self.audio_out):  # DiT: zero heads start as "predict zero"
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
         nn.init.zeros_(self.action_out.weight)
@@ -104,10 +105,20 @@ class WorldModel(nn.Module):
                 out[idx, : y.shape[1]] = y
         return out.reshape(B, L, -1)
 
-    def forward(self, tok: Tokens, level: torch.Tensor, cache: Cache | None = None):
-        """Values for the noisy tokens of `tok` [B, L, V]; with `cache`, tok holds only tokens after the cached context."""
+    def forward(self, tok: Tokens, level: torch.Tensor, cache: Cache | None = None, text_at: torch.Tensor | None = None):
+        """Values for the noisy tokens of `tok` [B, L, V]; with `cache`, tok holds only tokens after the cached context.
+        text_at bool [B, L]: also return the next-token logits [N, vocab] at those (reasoner) tokens."""
         h, _ = self.backbone(self.embed(tok, level), tok.gen, tok.group, tok.valid, tok.pos, cache=cache)
-        return self.heads(tok, h)
+        values = self.heads(tok, h)
+        return values if text_at is None else (values, self.text_out(h[text_at]))
+
+    def reason(self, tok: Tokens, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
+        """Clean tokens (after the cached ones) -> (next-token logits at the last token [B, vocab], the grown cache)."""
+        if tok.gen.any():
+            raise ValueError("reason takes clean (context) tokens only; noisy tokens belong to the generator")
+        h, cache = self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,
+                                 tok.pos, cache=cache, keep_cache=True)
+        return self.text_out(h[:, -1]).float(), cache
 
     @torch.no_grad()
     def encode_context(self, tok: Tokens) -> Cache:
@@ -122,7 +133,8 @@ class WorldModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def _init(m: nn.Module) -> None:
+def init_weights(m: nn.Module) -> None:
+    """N(0, 0.02) for linear and embedding weights, zero biases (GPT-2's init)."""
     if isinstance(m, nn.Linear):
         nn.init.normal_(m.weight, std=0.02)
         if m.bias is not None:

@@ -1,0 +1,265 @@
+"""Autoregressive world-model decoding speed on this machine: tokens/s without the KV cache, with it, and with it
+plus Medusa; time to first token; Medusa's accepted length; frames per second of 64x64 video generation.
+
+    python benchmarks/decode.py [--model checkpoints/ar-world-model-small] [--runs 3] [--threads 1]
+
+Everything is greedy, fp32, batch 1, in one process (ratios are taken between numbers measured side by side),
+and every timed path is checked to produce the same codes as plain cached greedy decoding.
+
+1. Long contexts: 1,024 and 4,096 context tokens (16 and 64 latent frames of 8x8 codes) of RANDOM codes
+   (speed does not depend on what the codes are; Medusa's acceptance does, so it is reported separately on
+   real clips below), then one more latent frame (64 codes) is generated. Positions run past the 9 latent
+   frames the model was trained on: this row measures speed, not predictions.
+     time to first token  prefill of the context (one forward, K/V kept) + the first code's logits
+     cache tok/s          the other 63 codes / (generate(cache=True) time - time to first token)
+     no-cache tok/s       codes / time when each code recomputes the whole prefix (generate(cache=False)'s
+                          loop, timed on its first `--nocache-tokens` codes)
+     Medusa tok/s         the other 63 codes / (Medusa time - time to first token)
+2. Real clips (needs --heldout, default outputs/data/heldout, encoded once with the DV tokenizer into
+   --heldout-codes): 3 given latent frames (9 video frames) -> 6 generated latent frames (24 frames, 384 codes)
+   per clip, as the predictor does: Medusa's mean accepted length (codes per verification forward, root
+   included), tokens/s and frames/s of each decoder, and end-to-end frames/s with DV encode and decode.
+   Sampled decoding (temperature 1.0, top-p 0.8, REFERENCE §3) is timed too: its tokens/s is the cached
+   loop plus top-p over 64,000 codes.
+3. The reasoner (--reasoner, default checkpoints/world-model-small): a 33-frame 64x64 clip (random pixels:
+   speed only) and a question; time to first token (video encode + prompt prefill + first logits) and text
+   tokens/s with and without the KV cache over --reasoner-tokens new tokens (the stop token is disabled so
+   every run writes the same count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kinema.model.autoregressive import AR_SAMPLING, load_model  # noqa: E402
+from kinema.model.decoding import SamplingParams  # noqa: E402
+from kinema.model.medusa import medusa_generate  # noqa: E402
+
+GREEDY = SamplingParams(temperature=0)
+GRID = 8  # 64x64 frames -> 8x8 codes per latent frame
+
+
+def median_time(fn, runs: int):
+    """(median seconds, last result) of `runs` calls."""
+    times, out = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+@torch.no_grad()
+def first_token(model, ctx, T):
+    """Prefill + the first generated code, exactly generate()'s first step."""
+    tok, first = model.prepare(ctx, T, None, 0, 16.0)
+    h, _ = model(tok.slice(0, first), keep_cache=True)
+    return model.logits(h[:, -1]).argmax(-1)
+
+
+@torch.no_grad()
+def no_cache_codes(model, ctx, T, n):
+    """generate(cache=False)'s loop for the first n codes: a full forward over the prefix per code."""
+    tok, first = model.prepare(ctx, T, None, 0, 16.0)
+    out = []
+    for p in range(first, first + n):
+        h, _ = model(tok.slice(0, p))
+        tok.index[:, p] = model.logits(h[:, -1]).argmax(-1)
+        out.append(int(tok.index[0, p]))
+    return out
+
+
+def long_context_row(model, n_ctx_frames: int, runs: int, nocache_tokens: int) -> dict:
+    g = torch.Generator().manual_seed(n_ctx_frames)
+    ctx = torch.randint(0, model.config.vocab_size, (1, n_ctx_frames, GRID, GRID), generator=g)
+    T, new = n_ctx_frames + 1, GRID * GRID
+    model.generate(ctx, T, params=GREEDY)  # warm-up (oneDNN picks kernels on first use)
+    ttft, _ = median_time(lambda: first_token(model, ctx, T), runs)
+    t_cache, ref = median_time(lambda: model.generate(ctx, T, params=GREEDY), runs)
+    t_nc, nc = median_time(lambda: no_cache_codes(model, ctx, T, nocache_tokens), max(1, runs - 1))
+    if nc != ref[0, -1].reshape(-1)[:nocache_tokens].tolist():
+        raise AssertionError("no-cache decoding gave other codes than cached decoding")
+    row = dict(context_tokens=n_ctx_frames * new, new_tokens=new, ttft_s=ttft, cache_total_s=t_cache,
+               cache_tok_s=(new - 1) / (t_cache - ttft), nocache_tokens=nocache_tokens,
+               nocache_tok_s=nocache_tokens / t_nc)
+    if model.medusa is not None:
+        t_med, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T), runs)
+        if not torch.equal(codes, ref):
+            raise AssertionError("Medusa greedy gave other codes than plain greedy decoding")
+        row.update(medusa_total_s=t_med, medusa_tok_s=(new - 1) / (t_med - ttft),
+                   medusa_mean_accepted=stats["mean_accepted"], medusa_forwards=stats["forwards"])
+    row["cache_speedup"] = row["cache_tok_s"] / row["nocache_tok_s"]
+    if "medusa_tok_s" in row:
+        row["medusa_speedup_over_cache"] = row["medusa_tok_s"] / row["cache_tok_s"]
+    return row
+
+
+def heldout_clips(model, heldout: str, codes_dir: str, n: int, video_tokenizer) -> list[dict]:
+    from kinema.model.ar_data import CodeClips, build_codes
+
+    shards = build_codes(heldout, codes_dir, video_tokenizer, progress=False)
+    ds = CodeClips(shards, model.config)
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n].tolist()
+    return [dict(ds.codes(i), world=ds.clips[i]["world"], camera=ds.clips[i]["camera"]) for i in order]
+
+
+def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> dict:
+    from kinema.tokenize.data import to_model, to_uint8
+
+    tc = model.config.temporal_compression
+    res = dict(clips=len(clips), context_latent_frames=context, accepted=[], t_cache=[], t_medusa=[], t_sample=[],
+               t_e2e=[], worlds=[c["world"] for c in clips])
+    for c in clips:
+        lat, T = c["indices"][None], c["indices"].shape[0]
+        kw = dict(actions=c["actions"][None] if c["actions"] is not None else None, domain=c["domain"], fps=c["fps"])
+        ctx = lat[:, :context]
+        model.generate(ctx, T, params=GREEDY, **kw)  # warm-up
+        t, ref = median_time(lambda: model.generate(ctx, T, params=GREEDY, **kw), runs)
+        res["t_cache"].append(t)
+        if model.medusa is not None:
+            t, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T, **kw), runs)
+            if not torch.equal(codes, ref):
+                raise AssertionError(f"{c['world']}: Medusa greedy gave other codes than plain greedy decoding")
+            res["t_medusa"].append(t)
+            res["accepted"] += stats["accepted"]
+        t, _ = median_time(lambda: model.generate(ctx, T, params=AR_SAMPLING, **kw), runs)
+        res["t_sample"].append(t)
+        frames = to_uint8(vt.decode(lat, num_frames=1 + tc * (context - 1))[0])  # context frames as pixels
+
+        def end_to_end():
+            idx, _ = vt.encode(to_model(frames)[None])
+            out = (medusa_generate(model, idx, T, **kw)[0] if model.medusa is not None
+                   else model.generate(idx, T, params=GREEDY, **kw))
+            return vt.decode(out, num_frames=1 + tc * (T - 1))
+
+        t, _ = median_time(end_to_end, runs)
+        res["t_e2e"].append(t)
+    new_tokens = (clips[0]["indices"].shape[0] - context) * GRID * GRID
+    new_frames = tc * (clips[0]["indices"].shape[0] - context)
+    mean = statistics.mean
+    out = dict(clips=len(clips), worlds=res["worlds"], new_tokens_per_clip=new_tokens,
+               new_frames_per_clip=new_frames, cache_tok_s=new_tokens / mean(res["t_cache"]),
+               cache_fps=new_frames / mean(res["t_cache"]), sample_tok_s=new_tokens / mean(res["t_sample"]),
+               sample_fps=new_frames / mean(res["t_sample"]), end_to_end_fps=new_frames / mean(res["t_e2e"]))
+    if res["accepted"]:
+        out.update(medusa_mean_accepted=mean(res["accepted"]), medusa_forwards=len(res["accepted"]),
+                   medusa_tok_s=new_tokens / mean(res["t_medusa"]), medusa_fps=new_frames / mean(res["t_medusa"]),
+                   medusa_speedup_over_cache=mean(res["t_cache"]) / mean(res["t_medusa"]))
+    return out
+
+
+def reasoner_row(path: str, runs: int, new_tokens: int) -> dict:
+    import numpy as np
+
+    from kinema.model.reasoner import Reasoner
+
+    r = Reasoner.from_pretrained(path, device="cpu", dtype="fp32")
+    r.stop_ids = set()  # time a fixed number of tokens
+    frames = np.random.default_rng(0).integers(0, 256, (33, 64, 64, 3), dtype=np.uint8)
+    msgs = [{"role": "user", "content": [{"type": "video", "video": frames, "fps": 16},
+                                         {"type": "text", "text": "Describe what happens in the video."}]}]
+    params = SamplingParams(temperature=0, max_new_tokens=new_tokens)
+    def first():  # the clip encoded, the prompt run, the first token chosen
+        prompt = r.prompt(msgs)
+        next(r.generate_ids(prompt, SamplingParams(max_new_tokens=1)))
+        return prompt
+
+    ttft, prompt = median_time(first, runs)
+    t_cache, ids = median_time(lambda: list(r.generate_ids(prompt, params)), runs)
+    t_full, ids_full = median_time(lambda: list(r.generate_ids(prompt, params, use_cache=False)), runs)
+    assert ids == ids_full, "cached and recomputed reasoner decoding disagree"
+    t_prefill, _ = median_time(lambda: r._run(prompt, None), runs)
+    return dict(prompt_tokens=len(prompt), new_tokens=new_tokens, ttft_s=ttft, prefill_s=t_prefill,
+                cache_tok_s=(new_tokens - 1) / (t_cache - t_prefill), nocache_tok_s=(new_tokens - 1) / (t_full - t_prefill),
+                cache_speedup=(t_full - t_prefill) / (t_cache - t_prefill))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "checkpoints" / "ar-world-model-small"))
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per measurement, median reported")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[16, 64], help="context latent frames (64 codes each)")
+    ap.add_argument("--nocache-tokens", type=int, default=4)
+    ap.add_argument("--heldout", default=str(ROOT / "outputs" / "data" / "heldout"))
+    ap.add_argument("--heldout-codes", default=str(ROOT / "outputs" / "runs" / "ar-small" / "codes-heldout"))
+    ap.add_argument("--clips", type=int, default=4, help="held-out clips of the real-clip rows")
+    ap.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "decode.json"))
+    ap.add_argument("--reasoner", default=str(ROOT / "checkpoints" / "world-model-small"))
+    ap.add_argument("--reasoner-tokens", type=int, default=32)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not (Path(args.model) / "model.safetensors").exists():
+        sys.exit(f"no AR world model at {args.model} (expected config.json and model.safetensors)")
+    from kinema.tokenize.load import load_tokenizer
+
+    t_start = time.time()
+    model = load_model(args.model)
+    vt = load_tokenizer(Path(args.model).parent / model.config.video_tokenizer, "video_tokenizer")
+    c = model.config
+    print(f"# AR world-model decoding — {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+          f"thread(s), torch {torch.__version__}, {date.today()}, median of {args.runs} runs; model {args.model} "
+          f"({model.num_parameters() / 1e6:.2f}M parameters, D={c.width}, {c.depth} layers, "
+          f"{c.medusa_heads} Medusa heads); greedy, fp32, batch 1\n", flush=True)
+
+    rows = [long_context_row(model, n, args.runs, args.nocache_tokens) for n in args.contexts]
+    print("## long contexts (random codes; one 64-code latent frame generated)\n")
+    print("| context tokens | time to first token s | no-cache tok/s | cache tok/s | cache speed-up | "
+          "Medusa tok/s | Medusa / cache | Medusa codes per forward |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        nan = float("nan")
+        print(f"| {r['context_tokens']} | {r['ttft_s']:.3f} | {r['nocache_tok_s']:.2f} | {r['cache_tok_s']:.1f} | "
+              f"{r['cache_speedup']:.1f}x | {r.get('medusa_tok_s', nan):.1f} | "
+              f"{r.get('medusa_speedup_over_cache', nan):.2f}x | {r.get('medusa_mean_accepted', nan):.2f} |")
+    real = None
+    if Path(args.heldout).exists():
+        clips = heldout_clips(model, args.heldout, args.heldout_codes, args.clips, vt)
+        real = real_clip_row(model, clips, args.runs, vt)
+        print(f"\n## held-out clips ({real['clips']}: {', '.join(real['worlds'])}): 3 given latent frames -> "
+              f"{real['new_tokens_per_clip']} codes = {real['new_frames_per_clip']} frames of 64x64 video\n")
+        print("| decoder | tok/s | frames/s |")
+        print("|---|---|---|")
+        print(f"| cache, greedy | {real['cache_tok_s']:.1f} | {real['cache_fps']:.2f} |")
+        print(f"| cache, sampled (T 1.0, top-p 0.8) | {real['sample_tok_s']:.1f} | {real['sample_fps']:.2f} |")
+        if "medusa_tok_s" in real:
+            print(f"| cache + Medusa, greedy | {real['medusa_tok_s']:.1f} | {real['medusa_fps']:.2f} |")
+            print(f"\nMedusa: {real['medusa_mean_accepted']:.2f} codes per verification forward (root included, "
+                  f"{real['medusa_forwards']} forwards), {real['medusa_speedup_over_cache']:.2f}x plain cached greedy")
+        print(f"end to end (DV encode of 9 frames + {'Medusa ' if 'medusa_tok_s' in real else ''}generation + DV "
+              f"decode of 33 frames): {real['end_to_end_fps']:.2f} generated frames/s")
+    reason = None
+    if (Path(args.reasoner) / "model.safetensors").exists():
+        reason = reasoner_row(args.reasoner, args.runs, args.reasoner_tokens)
+        print(f"\n## the reasoner ({args.reasoner}): a 33-frame clip + question = {reason['prompt_tokens']} prompt "
+              f"tokens, {reason['new_tokens']} new text tokens\n")
+        print("| time to first token s | prefill s | no-cache tok/s | cache tok/s | cache speed-up |")
+        print("|---|---|---|---|---|")
+        print(f"| {reason['ttft_s']:.3f} | {reason['prefill_s']:.3f} | {reason['nocache_tok_s']:.1f} | "
+              f"{reason['cache_tok_s']:.1f} | {reason['cache_speedup']:.1f}x |")
+    print(f"[{time.time() - t_start:.0f} s]")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(
+        date=str(date.today()), machine=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
+        torch=torch.__version__, model=str(args.model), parameters=model.num_parameters(), runs=args.runs,
+        dtype="fp32", decoding="greedy unless noted", context="random codes (long-context rows)",
+        long_context=rows, heldout=real, reasoner=reason), indent=1) + "\n")
+    print(f"json: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The autoregressive world model behind the evaluation interface (kinema.eval.predictor).
+
+Legend: Tc context frames, Tf frames to predict, T window frames, t latent frames, h/w latent grid,
+H/W frame size, A action dims.
+
+`kinema eval physics --model checkpoints/ar-world-model-small` loads it through the loader registered in
+kinema/model/__init__.py. predict: the last 1 + 4j <= 9 context frames -> DV codes -> the rest of a window
+of at most 33 frames (the training clip: 9 latent frames) generated code by code with the KV cache (or Medusa,
+greedy) -> DV decode. Longer futures roll out window after window, each conditioned on the last 9 frames so
+far, re-encoded from pixels: the tokenizer's first latent frame codes one frame alone, so a window cannot
+start from codes taken out of the middle of another. Actions (tabletop), when the request has them, are the
+context tokens of their embodiment, normalised with the training statistics saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.model import embodiments as emb
+from kinema.model.autoregressive import AR_SAMPLING, ARWorldModel, load_model
+from kinema.model.decoding import SamplingParams
+
+
+class ARWorldModelPredictor:
+    uses_oracle = False
+
+    def __init__(self, model: ARWorldModel, video_tokenizer, *, params: SamplingParams = AR_SAMPLING,
+                 medusa: bool = False, max_context: int = 9, name: str = "ar_world_model", progress: bool = False):
+        if medusa and params.temperature != 0:
+            raise ValueError("medusa: Medusa decoding here is greedy; pass params with temperature=0")
+        if medusa and model.medusa is None:
+            raise ValueError("medusa: this checkpoint has no Medusa heads (config.medusa_heads = 0)")
+        self.model, self.video_tokenizer = model.eval(), video_tokenizer.eval()
+        self.params, self.medusa = params, medusa
+        self.max_context, self.name, self.progress = max_context, name, progress
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [Tc, H, W, 3] -> indices [1, k, h, w] (fp32: the codes the model was trained on)."""
+        from kinema.tokenize.data import to_model
+
+        idx, _ = self.video_tokenizer.encode(to_model(frames)[None].to(self.device))
+        return idx
+
+    @torch.no_grad()
+    def _decode(self, indices: torch.Tensor, num_frames: int) -> np.ndarray:
+        from kinema.tokenize.data import to_uint8
+
+        return to_uint8(self.video_tokenizer.decode(indices, num_frames=num_frames)[0])
+
+    def _actions(self, req) -> tuple[np.ndarray | None, int]:
+        """The request's actions normalised for the model [T, dim] and their slot, or (None, 0)."""
+        if req.actions is None or req.actions.shape[1] == 0:
+            return None, 0
+        c = self.model.config
+        slot = emb.find(c.embodiments, tuple(req.action_names), req.actions.shape[1], req.action_timing)
+        e = c.embodiments[slot]
+        return (np.asarray(req.actions, np.float32) - np.array(e.mean, np.float32)) / np.array(e.std, np.float32), slot
+
+    def predict(self, req) -> np.ndarray:
+        """-> uint8 [Tf, H, W, 3]"""
+        from kinema.model.medusa import medusa_generate
+
+        c = self.model.config
+        tc, sc = c.temporal_compression, c.spatial_compression
+        H, W = req.context.shape[1:3]
+        if H % sc or W % sc:
+            raise ValueError(f"context: frames must be multiples of {sc} pixels, got {H}x{W}")
+        actions, slot = self._actions(req)
+        frames = list(req.context)
+        total_frames = len(req.context) + int(req.num_frames)
+        while len(frames) < total_frames:
+            n_ctx = 1 + tc * ((min(len(frames), self.max_context) - 1) // tc)
+            start, need = len(frames) - n_ctx, total_frames - len(frames)
+            T = min(c.clip_frames, 1 + tc * -(-(n_ctx + need - 1) // tc))  # 1 + 4m frames, at most the window
+            t = 1 + (T - 1) // tc
+            ctx = self._encode(np.stack(frames[start:]))
+            kw = dict(fps=req.fps, domain=slot)
+            if actions is not None:
+                a = actions[start : start + T]
+                a = np.concatenate([a, np.repeat(a[-1:], T - len(a), 0)]) if len(a) < T else a
+                kw["actions"] = torch.as_tensor(a)[None].to(self.device)
+            if self.medusa:
+                codes, _ = medusa_generate(self.model, ctx, t, **kw)
+            else:
+                codes = self.model.generate(ctx, t, params=self.params, progress=self.progress, **kw)
+            video = self._decode(codes, T)
+            frames += list(video[n_ctx : n_ctx + need])
+        return np.stack(frames[len(req.context) : total_frames])
+
+
+def load_predictor(path, *, device: str = "auto", temperature: float = AR_SAMPLING.temperature,
+                   top_p: float = AR_SAMPLING.top_p, top_k: int = 0, seed: int = 0, medusa: bool = False,
+                   video_tokenizer=None, **options) -> ARWorldModelPredictor:
+    """A checkpoint folder; its DV tokenizer defaults to the folder its config names, beside it."""
+    from kinema.model.pipeline import pick_device
+    from kinema.tokenize.load import load_tokenizer
+
+    dev = pick_device(device)
+    model = load_model(path, device=dev)
+    vt_path = video_tokenizer or Path(path).parent / model.config.video_tokenizer
+    vt = load_tokenizer(vt_path, "video_tokenizer", device=dev)
+    params = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+    return ARWorldModelPredictor(model, vt, params=params, medusa=medusa, **options)

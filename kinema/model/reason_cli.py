@@ -1,0 +1,87 @@
+"""`kinema reason` (answer a question about a video, streaming) and `kinema eval reason`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_MODEL = "checkpoints/world-model-small"
+
+
+def _reason(args):
+    from kinema.model.decoding import SamplingParams
+    from kinema.model.reasoner import Reasoner
+
+    params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens, seed=args.seed)  # validates before loading
+    content = []
+    for kind in ("video", "image"):
+        path = getattr(args, kind)
+        if path:
+            if not Path(path).is_file():
+                raise SystemExit(f"--{kind}: {path} does not exist")
+            content.append({"type": kind, kind: path, **({"fps": args.fps} if args.fps else {})})
+    content.append({"type": "text", "text": args.prompt})
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": content}]
+    reasoner = Reasoner.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    if args.no_stream:
+        print(reasoner.answer(messages, params))
+        return
+    for piece in reasoner.stream(messages, params):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def _eval_reason(args):
+    from kinema.model.reason_eval import evaluate, table
+    from kinema.model.reasoner import Reasoner
+    from kinema.train.checkpoint import write_json
+
+    t0 = time.time()
+    reasoner = Reasoner.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    out = Path(args.out)
+    res = evaluate(reasoner, args.data, out, max_per_task=args.max_per_task, seed=args.seed,
+                   progress=not args.no_progress)
+    write_json(out / "reason.json", res)
+    (out / "reason.md").write_text(table(res["summary"]) + "\n")
+    print(table(res["summary"]))
+    print(f"wrote {out / 'reason.json'} and reason.md in {time.time() - t0:.0f} s")
+
+
+def _common(p):
+    p.add_argument("--model", default=DEFAULT_MODEL, help="a world-model checkpoint folder")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reason", help="answer a question about a video or image with the reasoner (streams tokens)")
+    p.add_argument("--prompt", required=True, help="the question")
+    p.add_argument("--video", default=None, help="a video file (mp4, ...)")
+    p.add_argument("--image", default=None, help="an image file (png, jpg)")
+    p.add_argument("--fps", type=float, default=None, help="override the video's frame rate")
+    p.add_argument("--system", default=None, help="a system prompt")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the default, as Cosmos 3's reasoner)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-stream", action="store_true", help="print the whole answer at the end")
+    _common(p)
+    p.set_defaults(func=_reason)
+
+
+def add_eval_parser(e) -> None:
+    r = e.add_parser("reason", help="reasoner accuracy per task on held-out episodes vs majority and blind baselines")
+    r.add_argument("--data", nargs="+", default=["outputs/data/heldout", "outputs/data/heldout-reason"],
+                   help="held-out dataset folders (kinema worlds generate; twins for plausibility)")
+    r.add_argument("--out", default="outputs/eval/reason")
+    r.add_argument("--max-per-task", type=int, default=120)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-progress", action="store_true")
+    _common(r)
+    r.set_defaults(func=_eval_reason)

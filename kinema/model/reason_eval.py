@@ -1,0 +1,144 @@
+"""`kinema eval reason`: the reasoner's accuracy per task on held-out episodes, next to two baselines.
+
+Legend: N questions.
+
+Questions come from held-out datasets exactly as in training (reason_data.py),
+answered greedily. A question is right when the answer matches the ground truth
+after normalising case, spaces and a final full stop. Reported per task
+(reason_data.TASK_OF):
+
+  accuracy       of the model, of `majority` (the most common answer of that task
+                 in the evaluation set itself) and of `blind` (the most common answer
+                 to each exact question string in the evaluation set: the best any
+                 text-only model could do here). Both baselines see the test answers,
+                 so they are upper bounds of their kind.
+  timing         first-collision time: mean absolute error in seconds over questions
+                 whose truth is a time, next to the blind MAE (the median time);
+                 unparsable answers count as errors of UNPARSED_ERROR seconds.
+  plausibility   ROC AUC of log P("yes") - log P("no") (the ReasonerJudge score).
+  caption        word-level F1 against the simulator's caption (no accuracy).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kinema.model.decoding import SamplingParams
+from kinema.model.reason_data import TASK_OF, build_reason_latents, load_reason_shards, question_tokens
+
+UNPARSED_ERROR = 2.0  # s: an episode's length, the largest error an answer in range could make
+
+
+def normalise(s: str) -> str:
+    return " ".join(s.strip().lower().rstrip(".").split())
+
+
+def seconds(s: str) -> float | None:
+    m = re.search(r"-?\d+(?:\.\d+)?", s)
+    return float(m.group()) if m else None
+
+
+def word_f1(pred: str, ref: str) -> float:
+    p, r = Counter(normalise(pred).split()), Counter(normalise(ref).split())
+    common = sum((p & r).values())
+    if not common:
+        return 0.0
+    prec, rec = common / sum(p.values()), common / sum(r.values())
+    return 2 * prec * rec / (prec + rec)
+
+
+def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, progress: bool = True) -> dict:
+    out = Path(out)
+    vt = reasoner.pipeline.video_tokenizer
+    shards = build_reason_latents(data, out / "latents", vt, progress=progress)
+    vision, clips = load_reason_shards(shards)
+    cfg = reasoner.config
+    mean = torch.tensor(cfg.latent_mean).view(-1, 1, 1, 1)
+    std = torch.tensor(cfg.latent_std).view(-1, 1, 1, 1)
+    by_task = defaultdict(list)
+    for i, c in enumerate(clips):
+        for q in c["questions"]:
+            by_task[TASK_OF.get(q["type"], q["type"])].append((i, q))
+    rng = np.random.default_rng(seed)
+    for task, items in by_task.items():  # a fixed random subset per task bounds the time
+        if len(items) > max_per_task:
+            keep = rng.choice(len(items), max_per_task, replace=False)
+            by_task[task] = [items[k] for k in sorted(keep)]
+    params = SamplingParams(temperature=0.0, max_new_tokens=96)
+    rows = []
+    jobs = [(task, i, q) for task, items in by_task.items() for i, q in items]
+    for task, i, q in tqdm(jobs, desc="reason", disable=not progress):
+        c = clips[i]
+        tok = question_tokens(cfg, reasoner.text, vision[i], c["fps"], q, answer=False, latent_mean=mean, latent_std=std)
+        row = dict(task=task, type=q["type"], world=c["world"], question=q["question"], truth=q["answer"],
+                   value=q.get("value"))
+        if task == "plausibility":
+            yes, no = reasoner.score_tokens(tok, ["yes", "no"])
+            row.update(score=yes - no, answer="yes" if yes >= no else "no")
+        else:
+            row["answer"] = reasoner.text.decode(list(reasoner.generate_ids(tok, params)))
+        rows.append(row)
+    return dict(rows=rows, summary=summarise(rows), settings=dict(max_per_task=max_per_task, seed=seed,
+                                                                   data=[str(d) for d in data]))
+
+
+def summarise(rows: list[dict]) -> dict:
+    from kinema.eval.metrics import roc_auc
+
+    tasks = defaultdict(list)
+    for r in rows:
+        tasks[r["task"]].append(r)
+    out = {}
+    for task, rs in sorted(tasks.items()):
+        s = dict(n=len(rs))
+        if task == "caption":
+            s["word_f1"] = float(np.mean([word_f1(r["answer"], r["truth"]) for r in rs]))
+            common = Counter(r["truth"] for r in rs).most_common(1)[0][0]
+            s["blind_word_f1"] = float(np.mean([word_f1(common, r["truth"]) for r in rs]))
+            out[task] = s
+            continue
+        truth = [normalise(r["truth"]) for r in rs]
+        s["accuracy"] = float(np.mean([normalise(r["answer"]) == t for r, t in zip(rs, truth)]))
+        top = Counter(truth).most_common(1)[0][0]
+        s["majority"] = float(np.mean([t == top for t in truth]))
+        per_q = defaultdict(Counter)
+        for r, t in zip(rs, truth):
+            per_q[r["question"]][t] += 1
+        s["blind"] = float(sum(c.most_common(1)[0][1] for c in per_q.values()) / len(rs))
+        if task == "timing":
+            timed = [r for r in rs if isinstance(r["value"], (int, float))]
+            if timed:
+                errs = [abs(seconds(r["answer"]) - r["value"]) if seconds(r["answer"]) is not None else UNPARSED_ERROR
+                        for r in timed]
+                med = float(np.median([r["value"] for r in timed]))
+                s.update(mae_s=float(np.mean(errs)), blind_mae_s=float(np.mean([abs(med - r["value"]) for r in timed])),
+                         n_timed=len(timed), unparsed=sum(seconds(r["answer"]) is None for r in timed))
+        if task == "plausibility":
+            labels = np.array([t == "yes" for t in truth])
+            if labels.all() or not labels.any():
+                s["auc"] = None
+            else:
+                s["auc"] = float(roc_auc(np.array([r["score"] for r in rs]), labels.astype(int)).value)
+        out[task] = s
+    return out
+
+
+def table(summary: dict) -> str:
+    lines = ["| task | n | model | majority | blind | other |", "|---|---|---|---|---|---|"]
+    for task, s in summary.items():
+        if task == "caption":
+            lines.append(f"| caption | {s['n']} | word F1 {s['word_f1']:.3f} | | most common caption {s['blind_word_f1']:.3f} | |")
+            continue
+        other = ""
+        if "mae_s" in s:
+            other = f"MAE {s['mae_s']:.3f} s (blind median {s['blind_mae_s']:.3f} s, n={s['n_timed']}, unparsed {s['unparsed']})"
+        if s.get("auc") is not None:
+            other = f"ROC AUC {s['auc']:.3f}"
+        lines.append(f"| {task} | {s['n']} | {s['accuracy']:.3f} | {s['majority']:.3f} | {s['blind']:.3f} | {other} |")
+    return "\n".join(lines)

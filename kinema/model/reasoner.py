@@ -1,0 +1,196 @@
+"""The reasoner path: answer questions about video in text, with a KV cache, streaming as it goes.
+
+Legend: T frames, H height, W width, L prompt tokens, V vocabulary.
+
+The same checkpoint as the generator (Pipeline): chat messages (chat.py) are
+rendered, their videos encoded by the frozen video tokenizer, and the whole
+prompt runs once through the reasoner weights (causal). Each new token then
+runs alone against the cached K/V of everything before it (`use_cache=False`
+recomputes the full sequence instead: the reference the cache is tested
+against). A new text token takes the next text position (p, p, p) and the
+next group, exactly as an answer segment does in training
+(sequence.build_interleaved).
+
+Videos longer than MAX_VIDEO_FRAMES are subsampled in time (fps divided by the
+stride, so positions stay in seconds) and cut to 1 + 4k frames; training
+(reason_data.py) prepares its clips with the same `reasoner_clip`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.model.chat import render
+from kinema.model.decoding import SamplingParams, sample_next
+from kinema.model.sequence import TEXT, Tokens, build_interleaved, collate
+
+MAX_VIDEO_FRAMES = 49  # 13 latent frames: a 97-frame 16 fps episode at 8 fps
+DEFAULT_FPS = 16.0
+
+
+def reasoner_clip(frames: np.ndarray, fps: float, tc: int = 4, max_frames: int = MAX_VIDEO_FRAMES):
+    """uint8 [T, H, W, 3] -> (frames [1 + tc·k, H, W, 3], fps): every stride-th frame, cut to 1 + tc·k."""
+    stride = max(1, math.ceil((len(frames) - 1) / (max_frames - 1)))
+    frames = frames[::stride]
+    n = 1 + (len(frames) - 1) // tc * tc
+    return frames[:n], fps / stride
+
+
+def load_media(part: dict) -> tuple[np.ndarray, float]:
+    """A chat media part -> (uint8 [T, H, W, 3], fps). A path is read as generate's vision_path is."""
+    kind, media = part["type"], part[part["type"]]
+    fps = part.get("fps")
+    if isinstance(media, (str, Path)):
+        from kinema.model.generate import load_vision
+
+        media, file_fps = load_vision(media, None)
+        fps = fps or file_fps
+        if kind == "image":
+            media = media[:1]
+    elif kind == "image":
+        media = media[None]
+    return media, float(fps or DEFAULT_FPS)
+
+
+class Reasoner:
+    """Text out from a world-model checkpoint's reasoner weights."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.model, self.text, self.config = pipeline.model, pipeline.text, pipeline.config
+        self.stop_ids = {self.text.token_id("<|im_end|>"), self.text.token_id("<eos>")}
+
+    @classmethod
+    def from_pretrained(cls, path, **kw) -> "Reasoner":
+        from kinema.model.pipeline import Pipeline
+
+        return cls(Pipeline.from_pretrained(path, **kw))
+
+    def prompt(self, messages, *, add_generation_prompt: bool = True) -> Tokens:
+        """Chat messages -> one sample's tokens (videos encoded)."""
+        segments, scored = render(messages, self.text, add_generation_prompt=add_generation_prompt)
+        out = []
+        for seg in segments:
+            if seg[0] == "media":
+                frames, fps = load_media(seg[1])
+                frames, fps = reasoner_clip(frames, fps, self.config.temporal_compression)
+                out.append(("vision", self.pipeline.encode_frames(frames), fps))
+            else:
+                out.append(seg)
+        return build_interleaved(self.config, out, scored)
+
+    def _run(self, tok: Tokens, cache):
+        """-> (logits [1, V] at the last token, cache); ids the text tokenizer lacks can never be chosen."""
+        with torch.no_grad(), self.pipeline._autocast():
+            logits, cache = self.model.reason(collate([tok], multiple=1).to(self.pipeline.device), cache)
+        logits[:, self.text.vocab_size:] = float("-inf")
+        return logits, cache
+
+    def generate_ids(self, prompt: Tokens, params: SamplingParams | None = None, *, use_cache: bool = True) -> Iterator[int]:
+        """Yield new token ids until a stop token (not yielded) or max_new_tokens."""
+        params = params or SamplingParams()
+        gen = torch.Generator().manual_seed(params.seed)
+        seq = prompt
+        logits, cache = self._run(prompt, None)
+        pos, group = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1
+        for _ in range(params.max_new_tokens):
+            nxt = int(sample_next(logits.cpu(), params, gen)[0])
+            if nxt in self.stop_ids:
+                return
+            yield nxt
+            new = _text_token(self.config, nxt, pos, group)
+            pos, group = pos + 1, group + 1
+            if use_cache:
+                logits, cache = self._run(new, cache)
+            else:  # the reference: run the whole sequence again
+                seq = _cat(seq, new)
+                logits, _ = self._run(seq, None)
+
+    def stream(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True) -> Iterator[str]:
+        """Yield the answer's text as it grows (pieces join to exactly `answer`'s string)."""
+        ids, said = [], ""
+        for i in self.generate_ids(self.prompt(messages), params, use_cache=use_cache):
+            ids.append(i)
+            text = self.text.decode(ids)
+            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                yield text[len(said):]
+                said = text
+        text = self.text.decode(ids)
+        if len(text) > len(said):
+            yield text[len(said):]
+
+    def answer(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True) -> str:
+        return self.text.decode(list(self.generate_ids(self.prompt(messages), params, use_cache=use_cache)))
+
+    def choice_logprobs(self, messages, choices: list[str]) -> list[float]:
+        """log P(answer = choice) for each choice string (its tokens, then <|im_end|>)."""
+        return self.score_tokens(self.prompt(messages), choices)
+
+    def score_tokens(self, prompt: Tokens, choices: list[str]) -> list[float]:
+        """choice_logprobs for a prompt already built: teacher-forced against its one cached K/V."""
+        last, cache = self._run(prompt, None)
+        first = torch.log_softmax(last[0].cpu(), -1)
+        pos, group = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1
+        end = self.text.token_id("<|im_end|>")
+        out = []
+        for choice in choices:
+            ids = self.text.encode(choice) + [end]
+            logp = first[ids[0]]
+            if len(ids) > 1:
+                toks = _cat_all([_text_token(self.config, i, pos + j, group + j) for j, i in enumerate(ids[:-1])])
+                with torch.no_grad(), self.pipeline._autocast():
+                    b = collate([toks], multiple=1).to(self.pipeline.device)
+                    h, _ = self.model.backbone(self.model.embed(b, torch.zeros_like(b.pos[..., 0])), b.gen, b.group,
+                                               b.valid, b.pos, cache=cache)
+                    rest = self.model.text_out(h[0]).float().cpu()
+                    rest[:, self.text.vocab_size:] = float("-inf")
+                    rest = torch.log_softmax(rest, -1)
+                logp = logp + rest[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum()
+            out.append(float(logp))
+        return out
+
+
+def _text_token(cfg, token_id: int, pos: float, group: int) -> Tokens:
+    return Tokens(kind=torch.tensor([TEXT]), gen=torch.zeros(1, dtype=torch.bool), group=torch.tensor([group]),
+                  pos=torch.full((1, 3), pos), text=torch.tensor([token_id]), value=torch.zeros(1, cfg.value_dim),
+                  dims=torch.zeros(1, dtype=torch.long), domain=torch.zeros(1, dtype=torch.long),
+                  index=torch.zeros(1, dtype=torch.long), target=torch.full((1,), -1))
+
+
+def _cat_all(toks: list[Tokens]) -> Tokens:
+    return Tokens(**{f.name: torch.cat([getattr(t, f.name) for t in toks]) for f in fields(Tokens)})
+
+
+def _cat(a: Tokens, b: Tokens) -> Tokens:
+    return _cat_all([a, b])
+
+
+PLAUSIBILITY_QUESTION = "Is the motion in this video physically plausible?"  # as kinema.worlds.language asks it
+
+
+class ReasonerJudge:
+    """The plausibility judge of the evaluation harness (kinema.eval.judge): log P("yes") - log P("no")
+    to PLAUSIBILITY_QUESTION about the first camera's video."""
+
+    def __init__(self, reasoner: Reasoner, name: str = "reasoner"):
+        self.reasoner, self.name = reasoner, name
+
+    def score(self, item) -> float:
+        if isinstance(item, np.ndarray):
+            frames, fps = item, DEFAULT_FPS
+        else:  # an Episode
+            frames, fps = item.frames[item.cameras[0]], item.fps
+        msgs = [{"role": "user", "content": [{"type": "video", "video": frames, "fps": fps},
+                                             {"type": "text", "text": PLAUSIBILITY_QUESTION}]}]
+        yes, no = self.reasoner.choice_logprobs(msgs, ["yes", "no"])
+        return yes - no
+
+
+def load_judge(path, *, device: str = "auto", **_):
+    return ReasonerJudge(Reasoner.from_pretrained(path, device=device))

@@ -1,0 +1,81 @@
+"""Reasoner questions from ground truth, joint sampling, and the evaluation's scoring."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.model.reason_data import JointTasks, questions
+from kinema.model.reason_eval import normalise, seconds, summarise, word_f1
+
+
+def tabletop_row(plausible=True):
+    objects = [dict(id=1, name="table", kind="static", shape="plane", colour="grey"),
+               dict(id=2, name="robot", kind="robot", shape="compound", colour="dark grey", noun="robot arm"),
+               dict(id=3, name="red_block", kind="dynamic", shape="box", colour="red", noun="block"),
+               dict(id=4, name="blue_block", kind="dynamic", shape="box", colour="blue", noun="block")]
+    info = dict(family="tabletop", scenario="stack", plausible=plausible, params=dict(block="red_block"),
+                state_names=["ee.x", "ee.y", "ee.z", "g"])
+    qa = [dict(type="count", question="How many movable objects are in the scene?", answer="2", value=2),
+          dict(type="final_position", question="Where?", answer="at x=0", value=[0, 0, 0]),
+          dict(type="plausibility", question="Is the motion in this video physically plausible?", answer="yes")]
+    return {"kinema/info": json.dumps(info), "kinema/objects": json.dumps(objects), "kinema/seed": "7",
+            "kinema/caption": json.dumps("The arm stacks the red block."), "kinema/qa": json.dumps(qa)}
+
+
+def test_questions_from_ground_truth():
+    T = 97
+    state = np.zeros((T, 4), np.float32)
+    state[:, 2] = np.linspace(0, 0.6, T)  # the hand only rises: every "next move" is up
+    qs = questions(tabletop_row(), {"state": state}, fps=8.0, stride=2, t=13, plausibility=False)
+    by = {}
+    for q in qs:
+        by.setdefault(q["type"], []).append(q)
+    assert "final_position" not in by and "plausibility" not in by  # skipped: regression / one-label data
+    assert by["count"][0]["answer"] == "2"
+    assert by["caption"][0]["answer"] == "The arm stacks the red block."
+    assert sorted(q["answer"] for q in by["attribute"]) == ["no", "yes"]
+    yes = next(q for q in by["attribute"] if q["answer"] == "yes")
+    assert yes["question"] in ("Is there a red object in the scene?", "Is there a blue object in the scene?")
+    no = next(q for q in by["attribute"] if q["answer"] == "no")
+    assert all(c not in no["question"] for c in ("red", "blue", "grey"))
+    assert by["target_block"][0]["answer"] == "the red block" and by["target_block"][0]["latent_frames"] == 3
+    assert len(by["next_move"]) == 2 and all(q["answer"] == "up" for q in by["next_move"])
+    # deterministic per episode seed; plausibility asked where the data hold both labels
+    assert questions(tabletop_row(), {"state": state}, 8.0, 2, 13, False) == qs
+    assert any(q["type"] == "plausibility" for q in questions(tabletop_row(), {"state": state}, 8.0, 2, 13, True))
+
+
+def test_joint_tasks_draw_questions_with_the_given_probability():
+    gen, reason = [("gen", i) for i in range(10)], [("reason", i) for i in range(3)]
+    torch.manual_seed(0)
+    draws = [JointTasks(gen, reason, 0.3)[i % 13][0] for i in range(2000)]
+    assert draws.count("reason") / 2000 == pytest.approx(0.3, abs=0.04)
+    with pytest.raises(ValueError, match="probability"):
+        JointTasks(gen, reason, 1.5)
+
+
+def test_answer_scoring_helpers():
+    assert normalise("  The Red  block. ") == "the red block"
+    assert seconds("0.27 s") == 0.27 and seconds("there is no collision") is None
+    assert word_f1("the red block", "the red block") == 1.0
+    assert word_f1("red cube", "the red block") == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+
+
+def test_summary_against_hand_computed_baselines():
+    rows = [dict(task="count", question="How many?", truth="2", answer="2", value=2),
+            dict(task="count", question="How many?", truth="2", answer="3", value=2),
+            dict(task="count", question="How many fell?", truth="4", answer="4", value=4),
+            dict(task="timing", question="When?", truth="0.50 s", answer="0.40 s", value=0.5),
+            dict(task="timing", question="When?", truth="1.00 s", answer="soon", value=1.0),
+            dict(task="plausibility", question="P?", truth="yes", answer="yes", score=2.0, value=None),
+            dict(task="plausibility", question="P?", truth="no", answer="no", score=-1.0, value=None),
+            dict(task="plausibility", question="P?", truth="no", answer="yes", score=3.0, value=None)]
+    s = summarise(rows)
+    assert s["count"]["accuracy"] == pytest.approx(2 / 3)
+    assert s["count"]["majority"] == pytest.approx(2 / 3)  # "2" twice
+    assert s["count"]["blind"] == pytest.approx(1.0)      # each question string has one answer
+    assert s["timing"]["mae_s"] == pytest.approx((0.1 + 2.0) / 2) and s["timing"]["unparsed"] == 1
+    assert s["timing"]["blind_mae_s"] == pytest.approx(0.25)  # median 0.75
+    assert s["plausibility"]["auc"] == pytest.approx(0.5)     # yes=2 beats -1, loses to 3
