@@ -29,6 +29,7 @@ class WorldModelConfig(Config):
     latent_channels: int = 16
     patch: tuple[int, int] = (2, 2)    # over latent rows, columns (1 in time: a token is one latent frame's patch)
     temporal_compression: int = 4      # of the video tokenizer: a latent frame = 4 video frames
+    frame_condition: bool = False      # noisy frames also read the last given frame and the actions since (`cond`)
     spatial_compression: int = 8
     # sound: the audio tokenizer's latents, `audio_patch` latent frames (25 Hz) per token
     audio_channels: int = 64
@@ -79,6 +80,10 @@ class WorldModelConfig(Config):
         return self.latent_channels * self.patch[0] * self.patch[1]
 
     @property
+    def cond_dim(self) -> int:  # sequence.py `cond`: a given frame's patch, then two action rows
+        return self.vision_dim + 2 * self.max_action_dim
+
+    @property
     def audio_dim(self) -> int:
         return self.audio_channels * self.audio_patch
 
@@ -97,10 +102,10 @@ class WorldModelConfig(Config):
 
 
 PRESETS = {
-    "tiny": dict(width=64, depth=2, heads=2, vocab_size=512),
-    "small": dict(width=256, depth=6, heads=4),
-    "base": dict(width=768, depth=12, heads=12, vocab_size=32768, max_text_tokens=256),
-    "large": dict(width=1536, depth=24, heads=24, vocab_size=65536, max_text_tokens=512),
+    "tiny": dict(width=64, depth=2, heads=2, vocab_size=512, frame_condition=True),
+    "small": dict(width=256, depth=6, heads=4, frame_condition=True),
+    "base": dict(width=768, depth=12, heads=12, vocab_size=32768, max_text_tokens=256, frame_condition=True),
+    "large": dict(width=1536, depth=24, heads=24, vocab_size=65536, max_text_tokens=512, frame_condition=True),
 }
 
 

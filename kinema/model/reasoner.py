@@ -160,7 +160,7 @@ def _text_token(cfg, token_id: int, pos: float, group: int) -> Tokens:
     return Tokens(kind=torch.tensor([TEXT]), gen=torch.zeros(1, dtype=torch.bool), group=torch.tensor([group]),
                   pos=torch.full((1, 3), pos), text=torch.tensor([token_id]), value=torch.zeros(1, cfg.value_dim),
                   dims=torch.zeros(1, dtype=torch.long), domain=torch.zeros(1, dtype=torch.long),
-                  index=torch.zeros(1, dtype=torch.long), target=torch.full((1,), -1))
+                  index=torch.zeros(1, dtype=torch.long), target=torch.full((1,), -1), cond=torch.zeros(1, cfg.cond_dim))
 
 
 def _cat_all(toks: list[Tokens]) -> Tokens:

@@ -19,6 +19,14 @@ With 16 fps video and a 4x temporal tokenizer, one temporal position is one
 latent frame (4 video frames); at 8 fps it is still a quarter second.
 Groups (see mot.py): text token i -> i; clean tokens of latent frame k (and
 the audio / actions inside its time) -> n + 1 + k; noisy tokens -> NOISY.
+`cond` [cfg.cond_dim] gives each noisy vision token of latent frame j the
+patch of the last given latent frame g at the same (row, column) (Stable Video
+Diffusion's concatenated conditioning frame), then, from the given action rows,
+their sum over the video frames from g's last to j's last (for delta actions:
+the displacement since the given frame) and the row of j's last frame (for
+pose actions: where it is now). Zero when nothing is given (zero is the mean of
+standardised values). So "what was there" and "how far it moved" are inputs the
+generator reads directly, not sums it must learn to do with attention.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ class Tokens:
     domain: torch.Tensor  # int64, embodiment slot of an action token
     index: torch.Tensor   # int64, the token's place inside its segment (to unpack outputs)
     target: torch.Tensor  # int64, the text id the reasoner must predict from this token (-1: not scored)
+    cond: torch.Tensor    # float32 [..., cond_dim], on a noisy vision token: the given frame and actions since (above)
 
     @property
     def valid(self) -> torch.Tensor:
@@ -89,19 +98,22 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
     text = list(text)[: cfg.max_text_tokens]
     n = len(text)
     T0 = n + cfg.text_margin if n else 0.0
-    parts = []  # (kind, gen [N], group [N], pos [N, 3], ids [N], value [N, V], dims, index [N])
+    W = cfg.cond_dim
+    parts = []  # (kind, gen [N], group [N], pos [N, 3], ids [N], value [N, V], dims, index [N], cond [N, W])
 
     def frame_group(frame: torch.Tensor) -> torch.Tensor:  # video frame -> group of the latent frame holding it
         return n + 1 + torch.ceil(frame / tc).long()
 
-    def add(kind, gen, group, pos, value=None, dims=0, ids=None):
+    def add(kind, gen, group, pos, value=None, dims=0, ids=None, cond=None):
         N = len(gen)
-        v = torch.zeros(N, V)
+        v, cv = torch.zeros(N, V), torch.zeros(N, W)
         if value is not None:
             v[:, : value.shape[1]] = value
+        if cond is not None:
+            cv[:, : cond.shape[1]] = cond
         group = torch.where(gen, torch.full_like(group, NOISY), group)
         ids = torch.zeros(N, dtype=torch.long) if ids is None else ids
-        parts.append((kind, gen, group, pos, ids, v, dims, torch.arange(N)))
+        parts.append((kind, gen, group, pos, ids, v, dims, torch.arange(N), cv))
 
     if n:
         p = torch.arange(n, dtype=torch.float32)
@@ -119,7 +131,12 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
         cols = torch.arange(gw).repeat(t * gh)
         time = T0 + (k * tc / fps) * pps
         pos = torch.stack([time, rows.float(), cols.float()], -1)
-        add(VISION, gen[k], n + 1 + k, pos, patchify(vision.float(), cfg.patch), cfg.vision_dim)
+        patches = patchify(vision.float(), cfg.patch)
+        cond = given_frame(patches, gen, gh * gw)
+        if actions is not None:
+            moved = actions_since(cfg, actions, action_gen, gen).repeat_interleave(gh * gw, 0)  # [t·gh·gw, 2A]
+            cond = torch.cat([cond, moved], 1)
+        add(VISION, gen[k], n + 1 + k, pos, patches, cfg.vision_dim, cond=cond)
     if audio is not None:
         Ca, Na = audio.shape
         ap = cfg.audio_patch
@@ -142,11 +159,46 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
         raise ValueError("a sample needs at least one segment (text, vision, audio or actions)")
     kinds = torch.cat([torch.full((len(p[1]),), p[0]) for p in parts])
     dims = torch.cat([torch.full((len(p[1]),), p[6]) for p in parts])
-    dom = torch.where(kinds == ACTION, domain, 0)
+    dom = torch.where((kinds == ACTION) | (kinds == VISION), domain, 0) if actions is not None else torch.zeros_like(kinds)
     return Tokens(kind=kinds, gen=torch.cat([p[1] for p in parts]), group=torch.cat([p[2] for p in parts]),
                   pos=torch.cat([p[3] for p in parts]).float(), text=torch.cat([p[4] for p in parts]),
                   value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]),
-                  target=torch.full((len(kinds),), -1))
+                  target=torch.full((len(kinds),), -1), cond=torch.cat([p[8] for p in parts]))
+
+
+def actions_since(cfg, actions: torch.Tensor, action_gen, vision_gen: torch.Tensor) -> torch.Tensor:
+    """actions [R, A] (row r belongs to frame r + 1), action_gen [R], vision_gen [t] -> [t, 2·max_action_dim]:
+    for a generated latent frame j after given frame g, the sum of the given rows of video frames
+    tc·g + 1 .. tc·j and the row of frame tc·j (zero when it is generated); zero for given frames."""
+    tc, A = cfg.temporal_compression, cfg.max_action_dim
+    rows = torch.zeros(len(actions), A)
+    rows[:, : actions.shape[1]] = actions.float()
+    rows[torch.as_tensor(action_gen, dtype=torch.bool)] = 0  # rows still to be generated tell nothing
+    out = torch.zeros(len(vision_gen), 2 * A)
+    last = None
+    for j in range(len(vision_gen)):
+        if not vision_gen[j]:
+            last = j
+        elif last is not None:
+            seg = rows[tc * last : tc * j]  # frames tc·last + 1 .. tc·j
+            out[j, :A] = seg.sum(0)
+            if tc * j - 1 < len(rows):
+                out[j, A:] = rows[tc * j - 1]
+    return out
+
+
+def given_frame(patches: torch.Tensor, gen: torch.Tensor, per_frame: int) -> torch.Tensor:
+    """patches [t·gh·gw, P] and gen [t] -> [t·gh·gw, P]: for a generated frame, the last given frame before it
+    (zero when none); zero on given frames."""
+    frames = patches.reshape(len(gen), per_frame, -1)
+    out = torch.zeros_like(frames)
+    last = None
+    for k in range(len(gen)):
+        if not gen[k]:
+            last = k
+        elif last is not None:
+            out[k] = frames[last]
+    return out.reshape_as(patches)
 
 
 def build_interleaved(cfg, segments, scored=()) -> Tokens:
@@ -206,7 +258,7 @@ def build_interleaved(cfg, segments, scored=()) -> Tokens:
     L = len(kinds)
     return Tokens(kind=kinds, gen=torch.zeros(L, dtype=torch.bool), group=torch.cat(groups), pos=torch.cat(pos).float(),
                   text=torch.cat(ids), value=torch.cat(values), dims=torch.cat(dims), domain=torch.zeros(L, dtype=torch.long),
-                  index=torch.cat(index), target=torch.cat(target))
+                  index=torch.cat(index), target=torch.cat(target), cond=torch.zeros(L, cfg.cond_dim))
 
 
 def collate(samples: list[Tokens], multiple: int = 16) -> Tokens:

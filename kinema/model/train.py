@@ -27,6 +27,8 @@ from kinema.train.checkpoint import read_json, write_json
 
 LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio", 0.5)}
 TEXT_WEIGHT = 1.0
+NEW_PARTS = {"text_out.": "the reasoner's text head", "frame_in.": "the given-frame input (frame_condition)",
+             "moved_in.": "the actions-since-the-given-frame input (frame_condition)"}
 
 
 def schedule_for(config: WorldModelConfig, shift: float | None = None):
@@ -105,38 +107,60 @@ def train(args) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = get_preset(args.preset, schedule=args.schedule)
+    init_state = None
     if args.init:  # post-training: the initial checkpoint's config (statistics, vocabulary) and text tokenizer
         from kinema.train.checkpoint import load_pretrained
 
         raw, init_state = load_pretrained(args.init, expected_kind=KIND)
-        if not (out / "model_config.json").exists():
-            write_json(out / "model_config.json", raw["model"])
+
+    def setup(show: bool):
+        """The run folder: model config, text tokenizer, latents (and the reasoner's); reused when present."""
+        if args.init and not (out / "model_config.json").exists():
+            write_json(out / "model_config.json", {**raw["model"], "frame_condition": getattr(args, "frame_condition", False)
+                                                   or raw["model"].get("frame_condition", False)})
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
-    shards, text, config = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer, args.stride)
+        shards, text, cfg = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer, args.stride,
+                                    progress=show)
+        reason = None
+        if args.reason_weight > 0:  # the reasoner's questions, on every training dataset plus the twin datasets
+            from kinema.model.reason_data import build_reason_latents
+            from kinema.tokenize.load import load_tokenizer
+
+            reason = build_reason_latents([*args.data, *(args.reason_data or [])], out / "reason_latents",
+                                          load_tokenizer(args.video_tokenizer, "video_tokenizer"), progress=show)
+        return shards, text, cfg, reason
+
+    from kinema.train.distributed import barrier, init_distributed
+
+    rank = init_distributed(args.device)[0]
+    for turn in (0, 1):  # under torchrun rank 0 prepares the run folder first; the others then only read it
+        if (rank == 0) == (turn == 0):
+            shards, text, config, reason_shards = setup(show=rank == 0)
+        barrier()
     dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout, mixture=args.mixture)
     print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
-    if args.reason_weight > 0:  # the reasoner's questions, on every training dataset plus the twin datasets
-        from kinema.model.reason_data import JointTasks, ReasonTasks, build_reason_latents
-        from kinema.tokenize.load import load_tokenizer
+    if reason_shards is not None:
+        from kinema.model.reason_data import JointTasks, ReasonTasks
 
-        roots = [*args.data, *(args.reason_data or [])]
-        reason = ReasonTasks(build_reason_latents(roots, out / "reason_latents",
-                                                  load_tokenizer(args.video_tokenizer, "video_tokenizer")), config, text)
+        reason = ReasonTasks(reason_shards, config, text)
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
         dataset = JointTasks(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                      lr=args.lr, warmup=args.warmup, dtype=args.dtype, device=args.device, seed=args.seed,
-                     ckpt_every=args.ckpt_every, log_every=args.log_every, ema_decay=args.ema_decay)
+                     ckpt_every=args.ckpt_every, log_every=args.log_every, ema_decay=args.ema_decay,
+                     sharding=args.sharding)
     torch.manual_seed(tc.seed)
     model = WorldModel(config)
     if args.init:
         from kinema.train.checkpoint import load_state_strict
 
         state = {k: v.float() for k, v in init_state.items()}
-        if "text_out.weight" not in state:  # a generator-only checkpoint: the reasoner's text head starts fresh
-            print("init: no text head in the checkpoint; the reasoner's text head starts from random weights")
-            state["text_out.weight"] = model.text_out.weight.detach().clone()
+        for part, what in NEW_PARTS.items():  # parts an older checkpoint lacks start as a fresh model's
+            fresh = {k: v for k, v in model.state_dict().items() if k.startswith(part) and k not in state}
+            if fresh:
+                print(f"init: {what} is not in the checkpoint; it starts from its fresh initialisation")
+                state.update({k: v.detach().clone() for k, v in fresh.items()})
         load_state_strict(model, state, where=str(args.init))
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
@@ -156,6 +180,8 @@ def add_parser(sub) -> None:
     p.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio")
     p.add_argument("--schedule", default="rectified_flow", choices=["rectified_flow", "edm"])
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (post-training)")
+    p.add_argument("--frame-condition", action="store_true",
+                   help="with --init from a checkpoint without it: add the given-frame input (zero-initialised)")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
     p.add_argument("--reason-data", nargs="*", default=None,
@@ -172,6 +198,9 @@ def add_parser(sub) -> None:
     p.add_argument("--cond-dropout", type=float, default=0.15, help="probability of dropping the text (for CFG)")
     p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--sharding", default="ddp", choices=["ddp", "fsdp"],
+                   help="under torchrun: ddp replicates the model on every rank, fsdp shards weights, grads "
+                        "and AdamW state (FSDP2, for base/large); one process trains unsharded either way")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--log-every", type=int, default=25)

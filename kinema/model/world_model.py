@@ -11,7 +11,11 @@ Embedding: a learned embedding per token kind, plus
   audio   Linear(Ca·ap -> D) of audio latent frames
   action  per-embodiment Linear(A -> D) of the zero-padded action
 and, on noisy tokens only, the timestep embedding of their noise level
-(Cosmos 3 adds it to the noisy tokens instead of AdaLN). The heads read the
+(Cosmos 3 adds it to the noisy tokens instead of AdaLN) and, on noisy vision
+tokens with config.frame_condition, Linear(C·ph·pw -> D) of the last given
+frame's patch at the same place (Stable Video Diffusion's conditioning frame)
+and a per-embodiment Linear(2A -> D) of the actions since it (sequence.py
+`cond`); both zero-initialised, so a checkpoint without them starts unchanged. The heads read the
 generator's final hidden states back to values (the schedule's network
 output: velocity for rectified flow) for noisy tokens only. The reasoner's text
 head reads the reasoner's final hidden states to next-token logits (text out).
@@ -55,6 +59,8 @@ class WorldModel(nn.Module):
         self.audio_in = nn.Linear(c.audio_dim, D)
         self.action_in = DomainLinear(c.max_embodiments, c.max_action_dim, D)
         self.time_embed = TimestepEmbedding(D)
+        self.frame_in = nn.Linear(c.vision_dim, D) if c.frame_condition else None
+        self.moved_in = DomainLinear(c.max_embodiments, 2 * c.max_action_dim, D) if c.frame_condition else None
         self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta)
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)
@@ -64,6 +70,9 @@ class WorldModel(nn.Module):
         for head in (self.vision_out, self.audio_out):  # DiT: zero heads start as "predict zero"
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
         nn.init.zeros_(self.action_out.weight)
+        if self.frame_in is not None:
+            nn.init.zeros_(self.frame_in.weight), nn.init.zeros_(self.frame_in.bias)
+            nn.init.zeros_(self.moved_in.weight)
 
     def embed(self, tok: Tokens, level: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] and per-token noise level [B, L] (read on noisy tokens) -> [B, L, D]"""
@@ -84,6 +93,12 @@ class WorldModel(nn.Module):
         noisy = tok.gen.reshape(-1).nonzero().squeeze(1)
         if len(noisy):
             x = x.index_add(0, noisy, self.time_embed(level.reshape(-1)[noisy]).to(x.dtype))
+        if self.frame_in is not None:
+            idx = (tok.gen.reshape(-1) & (kind == VISION)).nonzero().squeeze(1)
+            if len(idx):
+                cond = tok.cond.reshape(B * L, -1)[idx]
+                x = x.index_add(0, idx, self.frame_in(cond[:, : c.vision_dim]).to(x.dtype))
+                x = x.index_add(0, idx, self.moved_in(cond[:, c.vision_dim :], tok.domain.reshape(-1)[idx]).to(x.dtype))
         return x.reshape(B, L, -1)
 
     def heads(self, tok: Tokens, h: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Training: one loop for every kinema model, checkpoints that never pickle, torchrun DDP.
+"""Training: one loop for every kinema model, checkpoints that never pickle, torchrun DDP or FSDP.
 
   TrainConfig                  the knobs, saved as train_config.json in every checkpoint
   Trainer(...).fit()           train (resuming automatically) and export OUT/final/

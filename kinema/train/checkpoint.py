@@ -209,6 +209,15 @@ def _first(items: list[str], n: int = 5) -> str:
 
 def load_state_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
     """model.load_state_dict(state_dict), but a mismatch is a CheckpointError that lists what differs."""
+    check_state_fits(model, state_dict, where)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_state_fits(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """Raise a CheckpointError listing the missing, unexpected and misshapen keys, if any.
+
+    Works on an FSDP-sharded model too: its state dict holds DTensors, whose shape is the full one.
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -226,7 +235,6 @@ def load_state_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], whe
         problems.append(f"shape mismatches ({len(shapes)}): {_first(shapes)}")
     if problems:
         raise CheckpointError(f"{where}: the weights do not fit {type(model).__name__}: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
 
 
 # ------------------------------------------------------------------ optimizer state

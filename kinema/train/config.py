@@ -12,11 +12,14 @@ from dataclasses import asdict, dataclass, fields
 
 DTYPES = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+SHARDINGS = ("ddp", "fsdp")
 
 # Keys that decide the optimisation trajectory. A run resumed from a checkpoint
 # must agree with the saved run on these; the others (how long to train, how
-# often to log or save, how many micro-batches, which device, which precision)
-# may change between sessions.
+# often to log or save, how many micro-batches, which device, which precision,
+# DDP or FSDP) may change between sessions. `sharding` is not one of them: FSDP
+# computes the same gradients as DDP and checkpoints hold full tensors either
+# way, so a run may move between FSDP, DDP and one process.
 RESUME_KEYS = (
     "batch_size",
     "lr",
@@ -50,6 +53,7 @@ class TrainConfig:
     log_every: int = 10
     keep: int = 2  # how many step checkpoints to keep
     num_workers: int = 0  # DataLoader workers
+    sharding: str = "ddp"  # "ddp" | "fsdp" (FSDP2: weights, grads and AdamW state sharded over ranks)
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -75,6 +79,7 @@ class TrainConfig:
         need(self.log_every >= 1, "log_every", ">= 1")
         need(self.keep >= 1, "keep", ">= 1")
         need(self.num_workers >= 0, "num_workers", ">= 0")
+        need(self.sharding in SHARDINGS, "sharding", f"one of {SHARDINGS}")
         if problems:
             raise ValueError("TrainConfig: invalid " + "; ".join(problems))
 

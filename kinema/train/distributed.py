@@ -1,7 +1,7 @@
 """One process or many: the torchrun environment, read in one place.
 
 Why: the same training code runs as one plain process on a laptop and as N
-processes under `torchrun --nproc_per_node N` (DDP). torchrun tells each
+processes under `torchrun --nproc_per_node N` (DDP or FSDP). torchrun tells each
 process who it is through the RANK, WORLD_SIZE and LOCAL_RANK environment
 variables (and MASTER_ADDR / MASTER_PORT for the rendezvous). Without them we
 are a single process: no process group is created and every collective here
@@ -87,6 +87,29 @@ def all_gather_tensor(t: torch.Tensor) -> list[torch.Tensor]:
     gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, local)
     return [g.cpu() for g in gathered]
+
+
+def union_over_ranks(names) -> list[str]:
+    """The sorted union of every rank's `names` (a collective); the names travel as UTF-8 bytes, not pickled."""
+    names = sorted(set(names))
+    if not is_distributed():
+        return names
+    data = torch.tensor(list("\n".join(names).encode()), dtype=torch.uint8)
+    sizes = [int(n) for n in all_gather_tensor(torch.tensor([len(data)]))]
+    padded = torch.zeros(max(1, *sizes), dtype=torch.uint8)  # all_gather wants one shape on every rank
+    padded[: len(data)] = data
+    union = set()
+    for chunk, n in zip(all_gather_tensor(padded), sizes):
+        union.update(k for k in bytes(chunk[:n].tolist()).decode().split("\n") if k)
+    return sorted(union)
+
+
+def broadcast_from_rank0_(tensors) -> None:
+    """Overwrite each tensor in place with rank 0's (CUDA tensors under nccl); a no-op for one process."""
+    if not is_distributed():
+        return
+    for t in tensors:
+        dist.broadcast(t, src=0)
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,9 @@ the Trainer brings everything else, written and tested once:
   optimizer    AdamW (no weight decay on 1-D params), warmup + cosine LR, grad clipping
   EMA          an fp32 moving average of the weights; it is what ships
   checkpoints  atomic folders of safetensors + JSON, resumed from automatically
-  scale        torchrun + DDP: R ranks × A micro-batches make the gradient of one global batch
+  scale        torchrun + DDP, or FSDP2 (sharding="fsdp": weights, grads and AdamW state sharded,
+               one unit per block of every `layers` ModuleList): R ranks × A micro-batches make
+               the gradient of one global batch; checkpoints hold full tensors either way
   records      OUT/log.jsonl, OUT/loss.png, a tqdm bar (rank 0)
 
 Legend: B global batch (config.batch_size), R ranks (world size),
@@ -25,7 +27,9 @@ Run folder (OUT = config.out):
 
 Many processes: `torchrun --nproc_per_node R script.py`, where the script
 seeds, builds the model and calls Trainer(...).fit() exactly as a single
-process does; the Trainer reads the torchrun environment itself.
+process does; the Trainer reads the torchrun environment itself. With
+sharding="fsdp" and one process the Trainer trains unsharded (it says so), so
+the same command runs on a laptop.
 """
 
 from __future__ import annotations
@@ -34,19 +38,28 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from kinema.train.checkpoint import (
     CheckpointError,
+    check_state_fits,
     clean_stale,
     config_differences,
     latest_checkpoint,
@@ -58,10 +71,19 @@ from kinema.train.checkpoint import (
     step_dir_name,
 )
 from kinema.train.config import RESUME_KEYS, TrainConfig
-from kinema.train.distributed import all_gather_tensor, all_reduce_mean, barrier, init_distributed
+from kinema.train.distributed import (
+    all_gather_tensor,
+    all_reduce_mean,
+    barrier,
+    broadcast_from_rank0_,
+    init_distributed,
+    union_over_ranks,
+)
 from kinema.train.plot import plot_loss, read_log
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
+# Full (unsharded) state dicts on rank 0's CPU, empty elsewhere: what DCP gathers FSDP shards into.
+FULL_ON_RANK0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 # ------------------------------------------------------------------ learning rate
@@ -181,7 +203,8 @@ class EMA:
 
     The warm-up of d keeps a short run's average from being dominated by the
     random initialisation; it reaches 0.999 near t = 9000. Tied parameters
-    (one tensor under two names) are averaged once.
+    (one tensor under two names) are averaged once. On an FSDP-sharded model
+    the average is of this rank's shards (DTensors): local, no communication.
     """
 
     def __init__(self, model: nn.Module, decay: float):
@@ -217,7 +240,10 @@ class EMA:
         if missing:
             raise CheckpointError(f"{where}: EMA weights are missing {missing[:5]}")
         for name, t in self.shadow.items():
-            t.copy_(state[name])
+            value = state[name]
+            if isinstance(t, DTensor):  # FSDP: this rank's shard of the full tensor every rank has loaded
+                value = distribute_tensor(value.to(t.device), t.device_mesh, t.placements, src_data_rank=None)
+            t.copy_(value)
 
     @contextmanager
     def applied_to(self, model: nn.Module):
@@ -231,8 +257,55 @@ class EMA:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model itself, inside a DistributedDataParallel wrapper or not."""
+    """The model itself, inside a DistributedDataParallel wrapper or not (FSDP2 shards the model in place)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def layer_units(model: nn.Module) -> list[nn.Module]:
+    """The default FSDP units: every block of every nn.ModuleList named `layers` (e.g. the MoT backbone's)."""
+    return [
+        block
+        for name, m in model.named_modules()
+        if isinstance(m, nn.ModuleList) and name.rsplit(".", 1)[-1] == "layers"
+        for block in m
+    ]
+
+
+def shard_model(model: nn.Module, units: list[nn.Module], find_unused_parameters: bool) -> None:
+    """FSDP2, in place: a unit's weights are gathered only around its own forward and backward; the rest are the root's.
+
+    Precision: no MixedPrecisionPolicy. Weights are gathered in fp32 and the
+    Trainer's bf16 autocast casts them per op, exactly as in one process or
+    under DDP (the equivalence the tests check); a bf16 param_dtype would halve
+    the all-gather traffic but round every parameter, norms included, to bf16.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    # fully_shard keeps each rank's own slice and broadcasts nothing: start from rank 0's weights, as DDP does.
+    with torch.no_grad():
+        broadcast_from_rank0_(model.state_dict().values())
+    for unit in reversed(units):  # innermost first: a unit inside another must be sharded before it
+        fully_shard(unit)
+    fully_shard(model)
+    if find_unused_parameters:
+        # A parameter this rank's forward passes did not use still joins the reduce-scatter (as a zero
+        # gradient), so ranks that routed differently issue the same collectives. Unlike DDP, a parameter
+        # that no rank used in a step gets a zero gradient rather than none, so AdamW still moves it (by
+        # its momentum and weight decay) and counts the step.
+        model.set_reduce_scatter_unused_params(True)
+
+
+def renamed_params(optimizer_state: dict, rename: dict) -> dict:
+    """An optimizer state dict with its parameter keys mapped through `rename`.
+
+    torch.optim numbers parameters (0, 1, ... in optimizer order) where DCP's
+    FSDP state dicts name them; converting keeps the checkpoint format
+    (state.<index>.exp_avg) the same with or without FSDP.
+    """
+    return {
+        "state": {rename[k]: s for k, s in optimizer_state["state"].items()},
+        "param_groups": [{**g, "params": [rename[k] for k in g["params"]]} for g in optimizer_state["param_groups"]],
+    }
 
 
 # ------------------------------------------------------------------ the trainer
@@ -243,19 +316,26 @@ class Trainer:
 
     loss_fn(model, batch) -> (loss, metrics): `batch` is one micro-batch [b, ...]
     already on the device, `loss` a scalar tensor, the mean over the
-    micro-batch, and `metrics` a dict of floats (the same keys on every rank)
-    to log. Under DDP `model` is the DistributedDataParallel wrapper: call it
+    micro-batch, and `metrics` a dict of floats to log; a key missing from a
+    micro-batch (say a modality it lacks) counts as 0 in the means, on any
+    rank. Under DDP `model` is the DistributedDataParallel wrapper: call it
     (model(...)) so gradients synchronise; `unwrap(model)` reaches the module.
+    Under FSDP it is the model itself, sharded: call it too, so that the
+    weights are gathered.
 
     eval_fn(model) -> metrics runs on rank 0 every `eval_every` steps and at
     the end, on the EMA weights when EMA is on, under no_grad, eval mode and the
     training autocast, with the RNG seeded from config.seed and then restored
-    (so evaluating never changes training).
+    (so evaluating never changes training). Under FSDP every rank runs it (its
+    forward passes gather the shards together) and rank 0 logs it.
 
     Build the model after torch.manual_seed(config.seed), in fp32; under DDP
     rank 0's initial weights are broadcast to every rank anyway. Set
     find_unused_parameters when some parameters get no gradient in a step
     (e.g. an expert that a batch does not route through).
+
+    fsdp_units(model) -> the modules that FSDP shards as units of their own
+    (default `layer_units`); used with config.sharding="fsdp" and R > 1 only.
     """
 
     def __init__(
@@ -271,6 +351,7 @@ class Trainer:
         eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
         eval_every: int = 0,
         find_unused_parameters: bool = False,
+        fsdp_units: Callable[[nn.Module], Iterable[nn.Module]] = layer_units,
     ):
         try:
             self.model_config = json.loads(json.dumps(model_config))
@@ -297,10 +378,19 @@ class Trainer:
         global_batch_indices(config.seed, 0, len(dataset), config.batch_size)  # fails on a dataset smaller than B
 
         self.model = model.to(self.device)
+        self.fsdp = config.sharding == "fsdp" and self.world_size > 1
+        if config.sharding == "fsdp" and not self.fsdp:
+            self._say("sharding=fsdp with one process: training unsharded")
+        if self.fsdp:  # before the optimizer and the EMA, which must hold the shards
+            units = list(fsdp_units(self.model))
+            shard_model(self.model, units, find_unused_parameters)
+            self._say(f"FSDP: {len(units)} units and the root, sharded over {self.world_size} ranks")
         self.optimizer, self.param_names = build_optimizer(self.model, config)
-        # Every rank holds the same weights, so only rank 0, which saves them, averages them.
-        self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 and self.rank == 0 else None
-        if self.world_size > 1:
+        # Under DDP every rank holds the same weights, so only rank 0, which saves them, averages them;
+        # under FSDP every rank averages its own shards, gathered only when saved.
+        keep_ema = config.ema_decay > 0 and (self.rank == 0 or self.fsdp)
+        self.ema = EMA(self.model, config.ema_decay) if keep_ema else None
+        if self.world_size > 1 and not self.fsdp:
             self.wrapped: nn.Module = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -324,8 +414,8 @@ class Trainer:
         if start < self.config.steps:
             self._train(start)
         final = self.out / "final"
+        weights = self._ema_state() if self.ema is not None else self._model_state()  # FSDP: a collective
         if self.rank == 0:
-            weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
             save_pretrained(final, weights, self._config_json())
             self._say(f"final weights ({'EMA' if self.ema is not None else 'raw'}) in {final}")
         barrier()
@@ -375,9 +465,11 @@ class Trainer:
         metric_sums: dict[str, float] = {}
         for a in range(cfg.grad_accum):
             batch = to_device(next(batches), self.device)
-            # DDP all-reduces gradients in the backward pass of the last micro-batch only.
+            # DDP all-reduces gradients in the backward pass of the last micro-batch only. FSDP reduce-scatters
+            # every micro-batch into the sharded gradients: skipping that would keep a full gradient per rank.
             last = a == cfg.grad_accum - 1
-            sync = self.wrapped.no_sync() if self.world_size > 1 and not last else nullcontext()
+            ddp = isinstance(self.wrapped, DistributedDataParallel)
+            sync = self.wrapped.no_sync() if ddp and not last else nullcontext()
             with sync:
                 with self._autocast():
                     loss, metrics = self.loss_fn(self.wrapped, batch)
@@ -387,6 +479,8 @@ class Trainer:
                 metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf  # inf: measure the norm, clip nothing
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if isinstance(grad_norm, DTensor):  # FSDP: the norm over all shards, replicated on every rank
+            grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         metrics = {k: v / cfg.grad_accum for k, v in metric_sums.items()}
@@ -403,10 +497,11 @@ class Trainer:
                     f"the loss is {record['loss']} at step {done}; the last good checkpoint stays in {self.ckpt_root}"
                 )
             bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{lr:.2e}")
+        due = self.eval_fn is not None and ((self.eval_every and done % self.eval_every == 0) or done == cfg.steps)
+        if due and (self.rank == 0 or self.fsdp):  # under FSDP every rank takes part in the forward passes
+            record.update(self._evaluate())
         if self.rank != 0:
             return
-        if self.eval_fn is not None and ((self.eval_every and done % self.eval_every == 0) or done == cfg.steps):
-            record.update(self._evaluate())
         if record:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"step": done, **record}) + "\n")
@@ -442,17 +537,43 @@ class Trainer:
             states.update({f"cuda.{r}": s for r, s in enumerate(cuda)})
         return states
 
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        """The full model state dict (on rank 0; under FSDP a collective that gathers the shards)."""
+        return get_model_state_dict(self.model, options=FULL_ON_RANK0) if self.fsdp else self.model.state_dict()
+
+    def _ema_state(self) -> dict[str, torch.Tensor] | None:
+        """The full EMA state dict (on rank 0; under FSDP a collective that gathers each rank's shards)."""
+        if self.ema is None:
+            return None
+        if not self.fsdp:
+            return self.ema.state_dict()
+        full = {}
+        for name, t in self.ema.state_dict().items():
+            t = t.full_tensor() if isinstance(t, DTensor) else t  # one tensor at a time: only that much extra memory
+            if self.rank == 0:
+                full[name] = t.cpu()
+        return full
+
+    def _optimizer_state(self) -> dict:
+        """optimizer.state_dict() as one process has it (on rank 0; under FSDP a collective)."""
+        if not self.fsdp:
+            return self.optimizer.state_dict()
+        state = get_optimizer_state_dict(self.model, self.optimizer, options=FULL_ON_RANK0)
+        return renamed_params(state, {name: i for i, name in enumerate(self.param_names)}) if self.rank == 0 else {}
+
     def _save_checkpoint(self, step: int) -> None:
         rng = self._rng_states()  # a collective: every rank takes part
+        # Collectives too under FSDP; rank 0 ends up with full tensors, written as by one process.
+        model_state, ema_state, optimizer_state = self._model_state(), self._ema_state(), self._optimizer_state()
         barrier()
         if self.rank == 0:
             path = save_train_checkpoint(
                 self.ckpt_root / step_dir_name(step),
                 config=self._config_json(),
                 train_config=self.config.to_dict(),
-                model_state=self.model.state_dict(),
-                ema_state=self.ema.state_dict() if self.ema is not None else None,
-                optimizer_state=self.optimizer.state_dict(),
+                model_state=model_state,
+                ema_state=ema_state,
+                optimizer_state=optimizer_state,
                 param_names=self.param_names,
                 rng=rng,
                 trainer_state={
@@ -489,12 +610,27 @@ class Trainer:
         if ckpt.param_names != self.param_names:
             raise CheckpointError(f"{path / 'optimizer.json'}: the optimizer's parameters differ from this model's")
 
-        load_state_strict(self.model, ckpt.model_state, where=str(path / "model.safetensors"))
+        if self.fsdp:  # every rank read the full tensors; DCP keeps each rank's shards
+            check_state_fits(self.model, ckpt.model_state, where=str(path / "model.safetensors"))
+            set_model_state_dict(self.model, ckpt.model_state, options=StateDictOptions(full_state_dict=True))
+        else:
+            load_state_strict(self.model, ckpt.model_state, where=str(path / "model.safetensors"))
         if self.ema is not None:
             if ckpt.ema_state is None:
                 raise CheckpointError(f"{path}: no ema.safetensors, but ema_decay={self.config.ema_decay}")
             self.ema.load_state_dict(ckpt.ema_state, where=str(path / "ema.safetensors"))
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        if self.fsdp:
+            # strict=False: a parameter that never had a gradient has no AdamW state to load. DCP leaves it the
+            # state of its own initialising step; drop that, so it starts fresh at its first gradient, as saved.
+            named = renamed_params(ckpt.optimizer_state, dict(enumerate(self.param_names)))
+            options = StateDictOptions(full_state_dict=True, strict=False)
+            set_optimizer_state_dict(self.model, self.optimizer, named, options=options)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]  # optimizer order
+            for i, p in enumerate(params):
+                if i not in ckpt.optimizer_state["state"]:
+                    self.optimizer.state.pop(p, None)
+        else:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
 
         key = f"cpu.{self.rank}"
         if ckpt.trainer_state.get("world_size") == self.world_size and key in ckpt.rng:
@@ -550,8 +686,8 @@ class _Window:
 
     def summary(self, lr: float, batch_size: int) -> dict[str, float]:
         """Means over the window and over ranks (a collective), then a fresh window."""
-        keys = sorted(self.metrics)
-        metrics = torch.tensor([self.metrics[k] for k in keys], device=self.device)
+        keys = union_over_ranks(self.metrics)  # ranks may lack a key this window; all-reduce the same vector
+        metrics = torch.tensor([self.metrics.get(k, 0.0) for k in keys], device=self.device)
         sums = torch.cat([self.loss.view(1), self.grad_norm.view(1), metrics])
         means = (all_reduce_mean(sums) / self.steps).tolist()
         seconds = (time.perf_counter() - self.t0) / self.steps

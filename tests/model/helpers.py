@@ -37,10 +37,12 @@ def tiny_config(**overrides):
 
 
 def random_heads(model: WorldModel, std: float = 0.05) -> WorldModel:
-    """The output heads start at zero (predict nothing, pass no gradient): give them random weights."""
+    """The output heads and the given-frame input start at zero (predict nothing, pass no gradient): give them
+    random weights."""
     g = torch.Generator().manual_seed(1234)
     with torch.no_grad():
-        for p in (model.vision_out.weight, model.audio_out.weight, model.action_out.weight):
+        frame = (model.frame_in.weight, model.moved_in.weight) if model.frame_in is not None else ()
+        for p in (model.vision_out.weight, model.audio_out.weight, model.action_out.weight, *frame):
             p.copy_(torch.randn(p.shape, generator=g) * std)
         for p in (model.vision_out.bias, model.audio_out.bias, model.action_out.bias):
             p.copy_(torch.randn(p.shape, generator=g) * std)

@@ -196,3 +196,40 @@ def test_plans_of_the_other_modes():
         plan_tokens(CFG, "video2video", streams, k=3)
     with pytest.raises(ValueError, match="1 \\+ k"):
         latent_frames(32, 4)
+
+
+def test_noisy_frames_carry_the_last_given_frame():
+    t, grid = 4, (4, 4)
+    vision = torch.randn(CFG.latent_channels, t, *grid)
+    streams = dict(vision=vision, fps=16.0, audio=None, actions=None, domain=None)
+    per = (grid[0] // CFG.patch[0]) * (grid[1] // CFG.patch[1])
+    patches = patchify(vision, CFG.patch).reshape(t, per, -1)
+    for k in (1, 2, 3):
+        tok = plan_tokens(CFG, "video2video", streams, text=[5, 6], k=k)
+        vis = tok.kind == VISION
+        cond = tok.cond[vis][:, : CFG.vision_dim].reshape(t, per, -1)
+        assert torch.equal(cond[:k], torch.zeros_like(cond[:k]))  # given frames read nothing extra
+        assert torch.equal(cond[k:], patches[k - 1].expand(t - k, -1, -1))  # every generated frame: frame k - 1
+        assert not tok.cond[~vis].any() and not tok.cond[:, CFG.vision_dim:].any()
+    t2v = plan_tokens(CFG, "text2video", streams, text=[5])
+    assert not t2v.cond.any()  # nothing given: zero, the mean latent
+    assert collate([t2v, tok]).cond.shape == (2, 32, CFG.cond_dim)
+
+
+def test_noisy_frames_carry_the_actions_since_the_given_frame():
+    t, A = 4, CFG.max_action_dim
+    actions = torch.randn(1 + 4 * (t - 1), 10)  # single arm, timing "after": rows 0 .. T-2 are kept
+    streams = dict(vision=torch.randn(CFG.latent_channels, t, 4, 4), fps=16.0, audio=None, actions=actions, domain=0)
+    rows = actions[:-1]
+    fd = plan_tokens(CFG, "forward_dynamics", streams, k=2)
+    vis = fd.kind == VISION
+    moved = fd.cond[vis][:, CFG.vision_dim :].reshape(t, 4, 2 * A)[:, 0]  # one row per latent frame
+    assert not moved[:2].any()
+    for j in (2, 3):  # frames 5 .. 4j since the given frame 1 (video frame 4): rows 4 .. 4j - 1
+        assert torch.allclose(moved[j, :10], rows[4 : 4 * j].sum(0)) and torch.equal(moved[j, A : A + 10], rows[4 * j - 1])
+        assert not moved[j, 10:A].any()
+    assert (fd.domain[vis] == 0).all()
+    policy = plan_tokens(CFG, "policy", dict(streams, domain=1, actions=torch.randn(13, 9)), k=2)
+    vis = policy.kind == VISION
+    assert not policy.cond[vis][:, CFG.vision_dim :].any()  # every row after the given frames is generated
+    assert (policy.domain[vis] == 1).all()

@@ -108,3 +108,27 @@ def test_action_post_training_mixture_draws_only_action_modes():
     assert {d["k"] for d in draws} == {1, 3}
     with pytest.raises(KeyError):
         sample_task("physics", 9, True, generator=g, mixture="actions")
+
+
+def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path):
+    """`kinema train` end to end on a few episodes with the shipped tokenizers; then `--init` from a checkpoint
+    without the given-frame inputs (an older model) with --frame-condition: they start at zero, the rest loads."""
+    from kinema.cli import main
+    from kinema.train.checkpoint import load_pretrained, save_pretrained
+    from kinema.worlds.generate import generate
+
+    data = tmp_path / "data"
+    generate("free_fall", 2, 0, data / "free_fall", size=32, frames=33, progress=False)
+    common = ["--preset", "tiny", "--data", str(data), "--steps", "2", "--batch-size", "2", "--reason-weight", "0",
+              "--ckpt-every", "1", "--log-every", "1", "--dtype", "fp32", "--device", "cpu"]
+    assert main(["train", *common, "--out", str(tmp_path / "run")]) == 0
+    raw, state = load_pretrained(tmp_path / "run" / "final")
+    assert raw["model"]["frame_condition"] and "frame_in.weight" in state
+    old = {k: v for k, v in state.items() if not k.startswith(("frame_in.", "moved_in."))}
+    save_pretrained(tmp_path / "old", old, {**raw, "model": {**raw["model"], "frame_condition": False}})
+    (tmp_path / "old" / "tokenizer.json").write_bytes((tmp_path / "run" / "text" / "tokenizer.json").read_bytes())
+    assert main(["train", *common, "--out", str(tmp_path / "post"), "--init", str(tmp_path / "old"),
+                 "--frame-condition", "--steps", "1"]) == 0
+    raw2, state2 = load_pretrained(tmp_path / "post" / "final")
+    assert raw2["model"]["frame_condition"] and "moved_in.weight" in state2
+    assert torch.allclose(state2["vision_in.weight"], old["vision_in.weight"], atol=1e-2)  # the rest came from --init

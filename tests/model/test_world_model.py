@@ -137,3 +137,26 @@ def test_domain_layers_route_each_embodiment_to_its_slot(model):
     assert w_out[2].abs().sum() > 0 and w_out[[0, 1, 3]].abs().sum() == 0
     assert w_in[2].abs().sum() > 0 and w_in[[0, 1, 3]].abs().sum() == 0
     model.zero_grad()
+
+
+def test_given_frame_input_reaches_noisy_vision_only(model):
+    tok = mixed_sample(CFG, n_text=3, t=3, vision_gen=(False, True, True), seed=4)
+    assert tok.cond[tok.gen & (tok.kind == VISION)].abs().sum() > 0
+    other = replace(tok, cond=tok.cond + torch.randn(tok.cond.shape))
+    batches = [collate([x]) for x in (tok, other)]
+    level = torch.full(batches[0].kind.shape, 0.5)
+    n = len(tok)
+    with torch.no_grad():
+        a, b = (model(x, level)[0, :n] for x in batches)
+        ha, hb = (_hidden(model, x, level)[0, :n] for x in batches)
+    noisy_vision = tok.gen & (tok.kind == VISION)
+    assert not torch.allclose(a[noisy_vision], b[noisy_vision])
+    assert torch.equal(ha[~tok.gen], hb[~tok.gen])  # context never reads it
+
+
+def test_a_config_without_frame_condition_has_no_frame_input():
+    from kinema.model.world_model import WorldModel
+
+    old = WorldModel(replace(CFG, frame_condition=False))
+    assert old.frame_in is None and not any(k.startswith("frame_in.") for k in old.state_dict())
+    assert WorldModel(CFG).frame_in is not None

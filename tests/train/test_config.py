@@ -3,10 +3,11 @@ import json
 import pytest
 
 from kinema.train import TrainConfig, learning_rate
+from kinema.train.config import RESUME_KEYS
 
 
 def test_round_trip_through_json():
-    config = TrainConfig(out="x", steps=7, betas=(0.8, 0.95), dtype="bf16", ema_decay=0)
+    config = TrainConfig(out="x", steps=7, betas=(0.8, 0.95), dtype="bf16", ema_decay=0, sharding="fsdp")
     d = json.loads(json.dumps(config.to_dict()))
     assert d["betas"] == [0.8, 0.95]
     assert TrainConfig.from_dict(d) == config
@@ -20,6 +21,14 @@ def test_unknown_keys_are_named():
 def test_bad_values_are_named():
     with pytest.raises(ValueError, match=r"dtype='fp16'.*keep=0"):
         TrainConfig(dtype="fp16", keep=0)
+    with pytest.raises(ValueError, match=r"invalid sharding='zero3' \(expected one of \('ddp', 'fsdp'\)\)"):
+        TrainConfig(sharding="zero3")
+
+
+def test_sharding_may_change_when_resuming():
+    # FSDP and DDP compute the same gradients and save the same full checkpoints: a run may move between them.
+    assert "sharding" not in RESUME_KEYS
+    assert TrainConfig().sharding == "ddp"  # what runs saved before the option existed trained with
 
 
 def test_lr_schedule():
