@@ -17,8 +17,9 @@ and every timed path is checked to produce the same codes as plain cached greedy
      Medusa tok/s         the other 63 codes / (Medusa time - time to first token)
 2. Real clips (needs --heldout, default outputs/data/heldout, encoded once with the DV tokenizer into
    --heldout-codes): 3 given latent frames (9 video frames) -> 6 generated latent frames (24 frames, 384 codes)
-   per clip, as the predictor does: Medusa's mean accepted length (codes per verification forward, root
-   included), tokens/s and frames/s of each decoder, and end-to-end frames/s with DV encode and decode.
+   per clip, as the predictor does: for each tree (the Medusa heads' own, the copy chain alone, both: medusa.py)
+   the mean accepted length (codes per verification forward, root included), tokens/s and frames/s, and
+   end-to-end frames/s with DV encode and decode.
    Sampled decoding (temperature 1.0, top-p 0.8, REFERENCE §3) is timed too: its tokens/s is the cached
    loop plus top-p over 64,000 codes.
 3. The reasoner (--reasoner, default checkpoints/world-model-small): a 33-frame 64x64 clip (random pixels:
@@ -45,10 +46,12 @@ sys.path.insert(0, str(ROOT))
 
 from kinema.model.autoregressive import AR_SAMPLING, load_model  # noqa: E402
 from kinema.model.decoding import SamplingParams  # noqa: E402
-from kinema.model.medusa import medusa_generate  # noqa: E402
+from kinema.model.medusa import COPY_CHAIN, DEFAULT_TREE, HEAD_TREE, HEADS_AND_COPY, medusa_generate  # noqa: E402
 
 GREEDY = SamplingParams(temperature=0)
 GRID = 8  # 64x64 frames -> 8x8 codes per latent frame
+TREES = {"Medusa heads": HEAD_TREE, "copy chain": COPY_CHAIN, "Medusa heads + copy chain": HEADS_AND_COPY}  # medusa.py's
+DEFAULT = next(name for name, tree in TREES.items() if tree == DEFAULT_TREE)
 
 
 def median_time(fn, runs: int):
@@ -94,15 +97,13 @@ def long_context_row(model, n_ctx_frames: int, runs: int, nocache_tokens: int) -
     row = dict(context_tokens=n_ctx_frames * new, new_tokens=new, ttft_s=ttft, cache_total_s=t_cache,
                cache_tok_s=(new - 1) / (t_cache - ttft), nocache_tokens=nocache_tokens,
                nocache_tok_s=nocache_tokens / t_nc)
-    if model.medusa is not None:
-        t_med, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T), runs)
-        if not torch.equal(codes, ref):
-            raise AssertionError("Medusa greedy gave other codes than plain greedy decoding")
-        row.update(medusa_total_s=t_med, medusa_tok_s=(new - 1) / (t_med - ttft),
-                   medusa_mean_accepted=stats["mean_accepted"], medusa_forwards=stats["forwards"])
+    t_med, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T), runs)  # the default tree
+    if not torch.equal(codes, ref):
+        raise AssertionError("speculative greedy gave other codes than plain greedy decoding")
+    row.update(medusa_total_s=t_med, medusa_tok_s=(new - 1) / (t_med - ttft),
+               medusa_mean_accepted=stats["mean_accepted"], medusa_forwards=stats["forwards"])
     row["cache_speedup"] = row["cache_tok_s"] / row["nocache_tok_s"]
-    if "medusa_tok_s" in row:
-        row["medusa_speedup_over_cache"] = row["medusa_tok_s"] / row["cache_tok_s"]
+    row["medusa_speedup_over_cache"] = row["medusa_tok_s"] / row["cache_tok_s"]
     return row
 
 
@@ -119,8 +120,9 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
     from kinema.tokenize.data import to_model, to_uint8
 
     tc = model.config.temporal_compression
-    res = dict(clips=len(clips), context_latent_frames=context, accepted=[], t_cache=[], t_medusa=[], t_sample=[],
-               t_e2e=[], worlds=[c["world"] for c in clips])
+    trees = dict(TREES) if model.medusa is not None else {"copy chain": COPY_CHAIN}
+    res = dict(clips=len(clips), context_latent_frames=context, t_cache=[], t_sample=[], t_e2e=[],
+               worlds=[c["world"] for c in clips], t_tree={k: [] for k in trees}, accepted={k: [] for k in trees})
     for c in clips:
         lat, T = c["indices"][None], c["indices"].shape[0]
         kw = dict(actions=c["actions"][None] if c["actions"] is not None else None, domain=c["domain"], fps=c["fps"])
@@ -128,20 +130,19 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
         model.generate(ctx, T, params=GREEDY, **kw)  # warm-up
         t, ref = median_time(lambda: model.generate(ctx, T, params=GREEDY, **kw), runs)
         res["t_cache"].append(t)
-        if model.medusa is not None:
-            t, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T, **kw), runs)
+        for name, tree in trees.items():
+            t, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T, tree=tree, **kw), runs)
             if not torch.equal(codes, ref):
-                raise AssertionError(f"{c['world']}: Medusa greedy gave other codes than plain greedy decoding")
-            res["t_medusa"].append(t)
-            res["accepted"] += stats["accepted"]
+                raise AssertionError(f"{c['world']}: {name} greedy gave other codes than plain greedy decoding")
+            res["t_tree"][name].append(t)
+            res["accepted"][name] += stats["accepted"]
         t, _ = median_time(lambda: model.generate(ctx, T, params=AR_SAMPLING, **kw), runs)
         res["t_sample"].append(t)
         frames = to_uint8(vt.decode(lat, num_frames=1 + tc * (context - 1))[0])  # context frames as pixels
 
         def end_to_end():
             idx, _ = vt.encode(to_model(frames)[None])
-            out = (medusa_generate(model, idx, T, **kw)[0] if model.medusa is not None
-                   else model.generate(idx, T, params=GREEDY, **kw))
+            out = medusa_generate(model, idx, T, **kw)[0]  # the default tree
             return vt.decode(out, num_frames=1 + tc * (T - 1))
 
         t, _ = median_time(end_to_end, runs)
@@ -153,10 +154,10 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
                new_frames_per_clip=new_frames, cache_tok_s=new_tokens / mean(res["t_cache"]),
                cache_fps=new_frames / mean(res["t_cache"]), sample_tok_s=new_tokens / mean(res["t_sample"]),
                sample_fps=new_frames / mean(res["t_sample"]), end_to_end_fps=new_frames / mean(res["t_e2e"]))
-    if res["accepted"]:
-        out.update(medusa_mean_accepted=mean(res["accepted"]), medusa_forwards=len(res["accepted"]),
-                   medusa_tok_s=new_tokens / mean(res["t_medusa"]), medusa_fps=new_frames / mean(res["t_medusa"]),
-                   medusa_speedup_over_cache=mean(res["t_cache"]) / mean(res["t_medusa"]))
+    out["trees"] = {name: dict(mean_accepted=mean(res["accepted"][name]), forwards=len(res["accepted"][name]),
+                               tok_s=new_tokens / mean(res["t_tree"][name]), fps=new_frames / mean(res["t_tree"][name]),
+                               speedup_over_cache=mean(res["t_cache"]) / mean(res["t_tree"][name]))
+                    for name in trees}
     return out
 
 
@@ -218,7 +219,7 @@ def main() -> None:
     rows = [long_context_row(model, n, args.runs, args.nocache_tokens) for n in args.contexts]
     print("## long contexts (random codes; one 64-code latent frame generated)\n")
     print("| context tokens | time to first token s | no-cache tok/s | cache tok/s | cache speed-up | "
-          "Medusa tok/s | Medusa / cache | Medusa codes per forward |")
+          f"{DEFAULT} tok/s | {DEFAULT} / cache | codes per forward |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         nan = float("nan")
@@ -235,12 +236,15 @@ def main() -> None:
         print("|---|---|---|")
         print(f"| cache, greedy | {real['cache_tok_s']:.1f} | {real['cache_fps']:.2f} |")
         print(f"| cache, sampled (T 1.0, top-p 0.8) | {real['sample_tok_s']:.1f} | {real['sample_fps']:.2f} |")
-        if "medusa_tok_s" in real:
-            print(f"| cache + Medusa, greedy | {real['medusa_tok_s']:.1f} | {real['medusa_fps']:.2f} |")
-            print(f"\nMedusa: {real['medusa_mean_accepted']:.2f} codes per verification forward (root included, "
-                  f"{real['medusa_forwards']} forwards), {real['medusa_speedup_over_cache']:.2f}x plain cached greedy")
-        print(f"end to end (DV encode of 9 frames + {'Medusa ' if 'medusa_tok_s' in real else ''}generation + DV "
-              f"decode of 33 frames): {real['end_to_end_fps']:.2f} generated frames/s")
+        for name, r in real["trees"].items():
+            print(f"| cache + {name}, greedy | {r['tok_s']:.1f} | {r['fps']:.2f} |")
+        print("\n| tree | nodes | codes per verification forward (root included) | forwards | speed-up over cache |")
+        print("|---|---|---|---|---|")
+        for name, r in real["trees"].items():
+            print(f"| {name} | {len(TREES.get(name, COPY_CHAIN)) + 1} | {r['mean_accepted']:.2f} | {r['forwards']} | "
+                  f"{r['speedup_over_cache']:.2f}x |")
+        print(f"end to end (DV encode of 9 frames + {DEFAULT} generation (the default tree) + DV decode of 33 "
+              f"frames): {real['end_to_end_fps']:.2f} generated frames/s")
     reason = None
     if (Path(args.reasoner) / "model.safetensors").exists():
         reason = reasoner_row(args.reasoner, args.runs, args.reasoner_tokens)

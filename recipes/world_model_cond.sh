@@ -8,5 +8,5 @@ KINEMA=${KINEMA:-kinema}
 INIT=${INIT:-outputs/runs/world-model-reason/final}
 OUT=${OUT:-outputs/runs/world-model-cond}
 $KINEMA train --preset small --init $INIT --frame-condition --data outputs/data/train --reason-data outputs/data/reason \
-  --out $OUT --reason-weight 0.25 --steps ${STEPS:-4800} --batch-size 16 --lr 3e-4 --warmup 100 --dtype bf16 \
+  --out $OUT --reason-weight 0.25 --steps ${STEPS:-4800} --batch-size 16 --lr ${LR:-3e-4} --warmup 100 --dtype bf16 \
   --ckpt-every 250 "$@"

@@ -154,9 +154,18 @@ def summarize(records, predictor, scenarios, n, size, context, clip, forward, in
                     vals = [c[mode][m] for r in rs for c in r["forward"].values()]
                     fw[sc][f"{m}_{mode}"] = figure(mean_or_nan(vals), f"{conv}; {mode} actions; mean over "
                                                    "episodes x cameras", clips=len(vals))
+                # paired per clip (same episode and camera): the gap's standard error and how often true wins
+                pairs = [(c["true"][m], c["shuffled"][m]) for r in rs for c in r["forward"].values()
+                         if c["true"][m] is not None and c["shuffled"][m] is not None]
+                diffs = np.array([a - b for a, b in pairs], dtype=float)
+                diffs = diffs[np.isfinite(diffs)]
+                se = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+                better = diffs < 0 if m == "latent_l2" else diffs > 0
                 fw[sc][f"{m}_gap"] = figure(fw[sc][f"{m}_true"]["value"] - fw[sc][f"{m}_shuffled"]["value"],
                                             f"{m} with true actions minus with shuffled ones (higher PSNR/SSIM, "
-                                            "lower latent L2 is better: a positive PSNR gap means the actions help)")
+                                            "lower latent L2 is better: a positive PSNR gap means the actions help)",
+                                            se=se, true_wins=float(better.mean()) if len(diffs) else float("nan"),
+                                            pairs=int(len(diffs)))
         out["forward"] = fw
     if inverse:
         inv = {}
@@ -185,12 +194,13 @@ def table(summary: dict) -> str:
     if summary["forward"]:
         fw = summary["forward"]
         lat = any("latent_l2_true" in d for d in fw.values())
-        header = ["world", "PSNR true", "PSNR shuffled", "PSNR gap", "SSIM true", "SSIM shuffled"]
+        header = ["world", "PSNR true", "PSNR shuffled", "PSNR gap ± s.e.", "true wins", "SSIM true", "SSIM shuffled"]
         header += ["latent L2 true", "latent L2 shuffled"] if lat else []
         rows = []
         for sc, d in fw.items():
             row = [sc, fmt(d["psnr_true"]["value"], 2), fmt(d["psnr_shuffled"]["value"], 2),
-                   fmt(d["psnr_gap"]["value"], 2), fmt(d["ssim_true"]["value"]), fmt(d["ssim_shuffled"]["value"])]
+                   f"{fmt(d['psnr_gap']['value'], 2)} ± {fmt(d['psnr_gap'].get('se'), 2)}",
+                   fmt(d["psnr_gap"].get("true_wins"), 2), fmt(d["ssim_true"]["value"]), fmt(d["ssim_shuffled"]["value"])]
             if lat:
                 row += [fmt(d["latent_l2_true"]["value"], 4), fmt(d["latent_l2_shuffled"]["value"], 4)]
             rows.append(row)

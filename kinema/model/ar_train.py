@@ -127,7 +127,7 @@ def evaluate(model: ARWorldModel, dataset, *, clips: int = 64, batch: int = 8, m
     """Held-out next-code CE / top-1 accuracy on the codes of latent frames >= 1, against copying the code at the
     same place one latent frame earlier; Medusa's accepted length (greedy, checked against plain greedy)."""
     from kinema.model.decoding import SamplingParams
-    from kinema.model.medusa import medusa_generate
+    from kinema.model.medusa import HEAD_TREE, medusa_generate
 
     model.eval()
     n = min(clips, len(dataset))
@@ -156,7 +156,7 @@ def evaluate(model: ARWorldModel, dataset, *, clips: int = 64, batch: int = 8, m
             lat, T = c["indices"][None], c["indices"].shape[0]
             actions = c["actions"][None] if c["actions"] is not None else None
             kw = dict(actions=actions, domain=c["domain"], fps=c["fps"])
-            gen_m, stats = medusa_generate(model, lat[:, :context_frames], T, **kw)
+            gen_m, stats = medusa_generate(model, lat[:, :context_frames], T, tree=HEAD_TREE, **kw)  # the heads'
             gen_p = model.generate(lat[:, :context_frames], T, params=SamplingParams(temperature=0), **kw)
             if not torch.equal(gen_m, gen_p):
                 raise AssertionError(f"held-out clip {i}: Medusa greedy differs from plain greedy decoding")
@@ -203,7 +203,7 @@ def regression_outputs(path) -> dict:
     """What the shipped checkpoint must keep producing: greedy codes of 2 latent frames after the regression
     picture, their teacher-forced CE, and Medusa's agreement with plain greedy decoding."""
     from kinema.model.decoding import SamplingParams
-    from kinema.model.medusa import medusa_generate
+    from kinema.model.medusa import HEAD_TREE, medusa_generate
     from kinema.tokenize.data import to_model
     from kinema.tokenize.load import load_tokenizer
 
@@ -216,8 +216,8 @@ def regression_outputs(path) -> dict:
     sel = tok.target >= 0
     ce = float(torch.nn.functional.cross_entropy(model.logits(h[sel]).float(), tok.target[sel]))
     out = dict(context=ctx.reshape(-1).tolist(), codes=codes[0, 1:].reshape(-1).tolist(), ce=ce)
-    if model.medusa is not None:
-        med, stats = medusa_generate(model, ctx, 3)
+    if model.medusa is not None:  # the heads' own tree: their acceptance is what the checkpoint pins
+        med, stats = medusa_generate(model, ctx, 3, tree=HEAD_TREE)
         out.update(medusa_equal=bool(torch.equal(med, codes)), medusa_mean_accepted=stats["mean_accepted"])
     return out
 

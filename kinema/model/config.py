@@ -30,6 +30,7 @@ class WorldModelConfig(Config):
     patch: tuple[int, int] = (2, 2)    # over latent rows, columns (1 in time: a token is one latent frame's patch)
     temporal_compression: int = 4      # of the video tokenizer: a latent frame = 4 video frames
     frame_condition: bool = False      # noisy frames also read the last given frame and the actions since (`cond`)
+    cond_rows: int = 2                 # action rows in `cond`: 2 = since + now; 3 adds the given frame's (pose - pose)
     spatial_compression: int = 8
     # sound: the audio tokenizer's latents, `audio_patch` latent frames (25 Hz) per token
     audio_channels: int = 64
@@ -62,6 +63,8 @@ class WorldModelConfig(Config):
             raise ValueError(f"width {self.width} must split into {self.heads} heads of an even size")
         if len(self.embodiments) > self.max_embodiments:
             raise ValueError(f"{len(self.embodiments)} embodiments exceed max_embodiments={self.max_embodiments}")
+        if self.cond_rows not in (2, 3):
+            raise ValueError(f"cond_rows: expected 2 or 3 action rows in cond, got {self.cond_rows}")
         self.latent_mean = list(self.latent_mean) or [0.0] * self.latent_channels
         self.latent_std = list(self.latent_std) or [1.0] * self.latent_channels
         self.audio_mean = list(self.audio_mean) or [0.0] * self.audio_channels
@@ -80,8 +83,8 @@ class WorldModelConfig(Config):
         return self.latent_channels * self.patch[0] * self.patch[1]
 
     @property
-    def cond_dim(self) -> int:  # sequence.py `cond`: a given frame's patch, then two action rows
-        return self.vision_dim + 2 * self.max_action_dim
+    def cond_dim(self) -> int:  # sequence.py `cond`: a given frame's patch, then cond_rows action rows
+        return self.vision_dim + self.cond_rows * self.max_action_dim
 
     @property
     def audio_dim(self) -> int:
@@ -102,10 +105,10 @@ class WorldModelConfig(Config):
 
 
 PRESETS = {
-    "tiny": dict(width=64, depth=2, heads=2, vocab_size=512, frame_condition=True),
-    "small": dict(width=256, depth=6, heads=4, frame_condition=True),
-    "base": dict(width=768, depth=12, heads=12, vocab_size=32768, max_text_tokens=256, frame_condition=True),
-    "large": dict(width=1536, depth=24, heads=24, vocab_size=65536, max_text_tokens=512, frame_condition=True),
+    "tiny": dict(width=64, depth=2, heads=2, vocab_size=512, frame_condition=True, cond_rows=3),
+    "small": dict(width=256, depth=6, heads=4, frame_condition=True, cond_rows=3),
+    "base": dict(width=768, depth=12, heads=12, vocab_size=32768, max_text_tokens=256, frame_condition=True, cond_rows=3),
+    "large": dict(width=1536, depth=24, heads=24, vocab_size=65536, max_text_tokens=512, frame_condition=True, cond_rows=3),
 }
 
 

@@ -13,11 +13,15 @@ The residual block starts as the identity (Linear_j = 0) and proj_j as a copy of
 every head starts out guessing the base head's own next code (Medusa-1). Fine-tuning freezes the backbone
 except its last layer(s) and trains those with the heads, on the base loss plus 0.8^j-weighted head losses.
 
-Tree. A fixed sparse tree of candidate paths (`DEFAULT_TREE`, `WIDE_TREE`: rank of the guess at each depth,
-e.g. (0, 1) = head 0's best then head 1's second best). Node 0 is the root, the base head's greedy code. All
+Tree. A fixed sparse tree of candidate paths (`HEAD_TREE`, `WIDE_TREE`: rank of the guess at each depth,
+e.g. (0, 1) = head 0's best then head 1's second best). Rank COPY (-1) instead guesses the code at the same
+place one latent frame back, already decoded: most of a video's codes repeat from frame to frame (the
+model's own greedy codes equal that code 67% of the time on held-out clips), so a chain of such guesses is
+a cheap draft that the heads need not learn (prompt-lookup drafting, a branch of the same tree). Node 0 is the root, the base head's greedy code. All
 nodes run in ONE forward pass against the KV cache, each at its own sequence position and seeing the cache, its
 ancestors and itself (an explicit attention mask). A guess is accepted when it equals the base head's
-greedy choice at its parent; the longest accepted path is kept, the cache trimmed to it (Cache.keep), and
+greedy choice at its parent and its parent is accepted; the deepest accepted node's path is kept, the cache
+trimmed to it (Cache.keep), and
 the base head's choice after the path's last node becomes the next root. Guesses never cross an action
 block (action rows are given, not generated): the tree is cut to the codes left before the next one.
 """
@@ -31,13 +35,20 @@ from torch import nn
 from kinema.model.autoregressive import ARTokens, ARWorldModel
 from kinema.model.lm_head_loss import head_lm_loss
 
-# Trees: paths of (rank at depth 1, rank at depth 2, ...). On this CPU a verification forward of n nodes
-# costs about 1 + n/4 plain decoding steps (the 64,000-code logits of every node included), so the default
-# is narrow: the best chain through all five heads plus the second guesses near the root (9 nodes). Of five
-# trees timed on held-out clips with the shipped heads it was within 5% of the fastest (a depth-3 tree of 6
-# nodes) and the only one to use every head. WIDE_TREE (21 nodes) suits devices where a forward of 20 tokens
-# costs what one does (GPUs), and better heads.
-DEFAULT_TREE = [(0,), (1,), (0, 0), (1, 0), (0, 1), (0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0)]
+# Trees: paths of (rank at depth 1, rank at depth 2, ...; COPY: the code one latent frame back). On this CPU a
+# verification forward of n nodes costs about 1.2 + 0.08·n plain decoding steps, and running the heads
+# about 0.5 more, so trees are narrow. HEAD_TREE: the best chain through all five heads plus the second
+# guesses near the root (9 nodes); of five head trees timed on held-out clips it was within 5% of the
+# fastest. WIDE_TREE (21 nodes) suits devices where a forward of 20 tokens costs what one does (GPUs).
+COPY = -1  # a rank meaning: the code at the same place one latent frame back
+HEAD_TREE = [(0,), (1,), (0, 0), (1, 0), (0, 1), (0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0)]
+COPY_CHAIN = [(COPY,) * d for d in range(1, 5)]
+HEADS_AND_COPY = HEAD_TREE + COPY_CHAIN
+# The default is what ran fastest on this CPU (benchmarks/decode.py, held-out clips): the copy chain alone.
+# Every head costs one more 64,000-code logit row read of the output matrix per step, and here that costs
+# about half a plain decoding step, more than the extra codes the heads get accepted. HEADS_AND_COPY accepts
+# the most codes per forward: the tree for devices where a forward of 17 tokens costs what one does.
+DEFAULT_TREE = COPY_CHAIN
 WIDE_TREE = [
     (0,), (1,), (2,),
     (0, 0), (0, 1), (1, 0), (2, 0),
@@ -83,16 +94,18 @@ class MedusaHeads(nn.Module):
 
 
 class Tree:
-    """A candidate tree from paths of ranks: node 0 is the root; nodes sorted by depth (so a depth limit keeps
-    a prefix of them)."""
+    """A candidate tree from paths of ranks (COPY: the code one latent frame back): node 0 is the root; nodes
+    sorted by depth (so a depth limit keeps a prefix of them). Paths that need a head beyond `heads` are
+    dropped (copy guesses need none)."""
 
-    def __init__(self, paths, max_depth: int):
-        paths = sorted({tuple(int(r) for r in p) for p in paths if 0 < len(p) <= max_depth}, key=lambda p: (len(p), p))
+    def __init__(self, paths, heads: int):
+        paths = sorted({tuple(int(r) for r in p) for p in paths
+                        if len(p) > 0 and all(r == COPY or d < heads for d, r in enumerate(p))}, key=lambda p: (len(p), p))
         for p in paths:
             if len(p) > 1 and p[:-1] not in paths:
                 raise ValueError(f"tree: path {p} has no parent path {p[:-1]} (every prefix must be a path)")
-            if min(p) < 0:
-                raise ValueError(f"tree: ranks must be >= 0, got {p}")
+            if min(p) < COPY:
+                raise ValueError(f"tree: ranks must be >= 0 or COPY ({COPY}), got {p}")
         node = {(): 0}
         for p in paths:
             node[p] = len(node)
@@ -104,7 +117,7 @@ class Tree:
         for p, i in node.items():
             for k in range(len(p)):
                 self.ancestors[i, node[p[:k]]] = True
-        self.max_rank = int(self.rank.max()) + 1
+        self.max_rank = max(0, int(self.rank.max())) + 1
         self.max_depth = int(self.depth.max())
 
     def __len__(self) -> int:
@@ -115,10 +128,11 @@ class Tree:
         return int((self.depth <= depth).sum())
 
 
-def medusa_proposals(model: ARWorldModel, last: torch.Tensor, top: int) -> torch.Tensor:
-    """The heads' `top` best codes: last [D] -> [K, top]."""
-    logits = model.head.decode_logits(model.medusa(last), model.codebook)  # [K, V]
-    return logits.topk(top, dim=-1).indices
+def medusa_proposals(model: ARWorldModel, last: torch.Tensor, top: int, heads: int | None = None) -> torch.Tensor:
+    """The first `heads` heads' `top` best codes: last [D] -> [heads, top]. Only the heads a tree uses pay
+    for their 64,000-code logits."""
+    u = model.medusa(last)[:heads]  # [heads, r]
+    return model.head.decode_logits(u, model.codebook).topk(top, dim=-1).indices
 
 
 # ------------------------------------------------------------------ decoding
@@ -143,27 +157,34 @@ def medusa_generate(model: ARWorldModel, context: torch.Tensor, num_latent_frame
     if context.dim() != 4 or context.shape[0] != 1:
         raise ValueError(f"context: Medusa decoding takes one clip, [1, tc, h, w]; got {tuple(context.shape)}")
     tree_paths = DEFAULT_TREE if tree is None else tree
-    if model.medusa is not None:
+    head_paths = [p for p in tree_paths if any(r != COPY for r in p)]
+    if not head_paths:
+        K = 0
+    elif model.medusa is not None:
         K = len(model.medusa)
     elif propose is not None:
-        K = max(len(p) for p in tree_paths)
+        K = max(len(p) for p in head_paths)
     else:
         raise ValueError("this model has no Medusa heads (config.medusa_heads = 0): fine-tune them with "
-                         "`kinema ar medusa`, or pass propose=")
+                         "`kinema ar medusa`, pass propose=, or decode with the copy chain alone (tree=COPY_CHAIN)")
     tok, first = model.prepare(context, num_latent_frames, actions, domain, fps)
     h, w = context.shape[2:]
     L = len(tok)
     code = ~tok.is_action[0]
-    tree = Tree(tree_paths, K)  # depth <= K: head j guesses depth j + 1
+    tree = Tree(tree_paths, K)  # head j guesses depth j + 1
     dev = tok.index.device
     t_depth, t_rank, t_parent, t_anc = (x.to(dev) for x in (tree.depth, tree.rank, tree.parent, tree.ancestors))
     if propose is None:
-        propose = lambda last, p: medusa_proposals(model, last, tree.max_rank)  # noqa: E731
+        used = max((int(d) for d, r in zip(tree.depth, tree.rank) if r != COPY), default=0)  # deepest head guess
+        propose = lambda last, p: medusa_proposals(model, last, tree.max_rank, used)  # noqa: E731
     # run_end[p]: one past the last code of the run of consecutive codes from p; next_code[p]: the first code >= p
     run_end, next_code = torch.full((L + 1,), L), torch.full((L + 1,), L)
     for p in range(L - 1, -1, -1):
         run_end[p] = run_end[p + 1] if code[p] and p + 1 < L and code[p + 1] else p + 1
         next_code[p] = p if code[p] else next_code[p + 1]
+    # back[p]: the place of the code at the same (row, column) one latent frame before code p (-1 if none)
+    code_pos, back = code.nonzero().squeeze(1), torch.full((L,), -1, dtype=torch.long)
+    back[code_pos[h * w :]] = code_pos[: -h * w] if len(code_pos) > h * w else back[:0]
     hidden, kv = model(tok.slice(0, first), keep_cache=True)
     kv = kv.reserve(L + len(tree))
     last, done, root = hidden[0, -1], first, None
@@ -181,9 +202,14 @@ def medusa_generate(model: ARWorldModel, context: torch.Tensor, num_latent_frame
             last, done, root = hidden[0, -1], nxt, None
             continue
         n = tree.nodes_within(depth)
-        cand = propose(last, done)  # [K, top]
         d, r = t_depth[:n], t_rank[:n]
-        tokens = torch.where(d == 0, root, cand[(d - 1).clamp_min(0), r])  # [n]
+        if K:
+            cand = propose(last, done)  # [K, top]
+            head_guess = cand[(d - 1).clamp(0, len(cand) - 1), r.clamp(0, cand.shape[1] - 1)]
+        else:  # a copy-only tree: no head to run
+            head_guess = torch.zeros_like(d)
+        copy_guess = tok.index[0, back[done + d].clamp_min(0)]  # decoded: one frame back is > depth codes back
+        tokens = torch.where(d == 0, root, torch.where(r == COPY, copy_guess, head_guess))  # [n]
         Lc = len(kv)
         # each node at the sequence position of its depth, in the group of that position (what the accepted
         # path's tokens keep in the cache: a plain causal chain)
@@ -195,14 +221,13 @@ def medusa_generate(model: ARWorldModel, context: torch.Tensor, num_latent_frame
         mask = torch.cat([torch.ones(n, Lc, dtype=torch.bool, device=dev), t_anc[:n, :n]], 1)[None, None]
         hidden, kv_all = model(nodes, cache=kv, keep_cache=True, attn_mask=mask)
         greedy = greedy_code(model.logits(hidden[0]))  # [n]: the base head's choice after each node
-        path, cur = [0], 0
-        for _ in range(depth):
-            kids = ((t_parent[:n] == cur) & (tokens == greedy[cur])).nonzero()
-            if not len(kids):
-                break
-            cur = int(kids[0])
-            path.append(cur)
-        path_t = torch.tensor(path, device=dev)
+        ok = (tokens == greedy[t_parent[:n].clamp_min(0)]).tolist()
+        ok[0] = True  # the root is the base head's own choice
+        for i in range(1, n):  # parents come first: accepted = right guess under an accepted parent
+            ok[i] = ok[i] and ok[int(t_parent[i])]
+        best = max(range(n), key=lambda i: (int(d[i]) if ok[i] else -1, -i))  # the deepest (first on ties)
+        path_t = t_anc[best, :n].nonzero().squeeze(1)  # its root-to-node path (node order is depth order)
+        path = path_t.tolist()
         kv = kv_all.keep(Lc, Lc + path_t)
         tok.index[0, done : done + len(path)] = tokens[path_t]
         accepted.append(len(path))

@@ -23,9 +23,11 @@ the audio / actions inside its time) -> n + 1 + k; noisy tokens -> NOISY.
 patch of the last given latent frame g at the same (row, column) (Stable Video
 Diffusion's concatenated conditioning frame), then, from the given action rows,
 their sum over the video frames from g's last to j's last (for delta actions:
-the displacement since the given frame) and the row of j's last frame (for
-pose actions: where it is now). Zero when nothing is given (zero is the mean of
-standardised values). So "what was there" and "how far it moved" are inputs the
+the displacement since the given frame), the row of j's last frame (for pose
+actions: where it is now) and, with cfg.cond_rows = 3, the row of g's last
+frame (pose actions: where it was, so "now - then" is one linear map; without
+it the generator must fetch the old pose from the context by attention). Zero
+when nothing is given (zero is the mean of standardised values). So "what was there" and "how far it moved" are inputs the
 generator reads directly, not sums it must learn to do with attention.
 """
 
@@ -134,7 +136,7 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
         patches = patchify(vision.float(), cfg.patch)
         cond = given_frame(patches, gen, gh * gw)
         if actions is not None:
-            moved = actions_since(cfg, actions, action_gen, gen).repeat_interleave(gh * gw, 0)  # [t·gh·gw, 2A]
+            moved = actions_since(cfg, actions, action_gen, gen).repeat_interleave(gh * gw, 0)  # [t·gh·gw, cond_rows·A]
             cond = torch.cat([cond, moved], 1)
         add(VISION, gen[k], n + 1 + k, pos, patches, cfg.vision_dim, cond=cond)
     if audio is not None:
@@ -167,14 +169,15 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
 
 
 def actions_since(cfg, actions: torch.Tensor, action_gen, vision_gen: torch.Tensor) -> torch.Tensor:
-    """actions [R, A] (row r belongs to frame r + 1), action_gen [R], vision_gen [t] -> [t, 2·max_action_dim]:
+    """actions [R, A] (row r belongs to frame r + 1), action_gen [R], vision_gen [t] -> [t, cond_rows·max_action_dim]:
     for a generated latent frame j after given frame g, the sum of the given rows of video frames
-    tc·g + 1 .. tc·j and the row of frame tc·j (zero when it is generated); zero for given frames."""
+    tc·g + 1 .. tc·j, the row of frame tc·j (zero when it is generated) and, with cond_rows = 3, the row of
+    frame tc·g (zero for frame 0, which has no row); zero for given frames."""
     tc, A = cfg.temporal_compression, cfg.max_action_dim
     rows = torch.zeros(len(actions), A)
     rows[:, : actions.shape[1]] = actions.float()
     rows[torch.as_tensor(action_gen, dtype=torch.bool)] = 0  # rows still to be generated tell nothing
-    out = torch.zeros(len(vision_gen), 2 * A)
+    out = torch.zeros(len(vision_gen), cfg.cond_rows * A)
     last = None
     for j in range(len(vision_gen)):
         if not vision_gen[j]:
@@ -183,7 +186,9 @@ def actions_since(cfg, actions: torch.Tensor, action_gen, vision_gen: torch.Tens
             seg = rows[tc * last : tc * j]  # frames tc·last + 1 .. tc·j
             out[j, :A] = seg.sum(0)
             if tc * j - 1 < len(rows):
-                out[j, A:] = rows[tc * j - 1]
+                out[j, A : 2 * A] = rows[tc * j - 1]
+            if cfg.cond_rows == 3 and 0 < tc * last <= len(rows):
+                out[j, 2 * A :] = rows[tc * last - 1]
     return out
 
 

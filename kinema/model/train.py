@@ -116,8 +116,10 @@ def train(args) -> Path:
     def setup(show: bool):
         """The run folder: model config, text tokenizer, latents (and the reasoner's); reused when present."""
         if args.init and not (out / "model_config.json").exists():
-            write_json(out / "model_config.json", {**raw["model"], "frame_condition": getattr(args, "frame_condition", False)
-                                                   or raw["model"].get("frame_condition", False)})
+            model_cfg = dict(raw["model"])
+            if getattr(args, "frame_condition", False):  # add (or widen to) the preset's given-frame inputs
+                model_cfg.update(frame_condition=True, cond_rows=config.cond_rows)
+            write_json(out / "model_config.json", model_cfg)
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
         shards, text, cfg = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer, args.stride,
@@ -161,6 +163,10 @@ def train(args) -> Path:
             if fresh:
                 print(f"init: {what} is not in the checkpoint; it starts from its fresh initialisation")
                 state.update({k: v.detach().clone() for k, v in fresh.items()})
+        w, want = state.get("moved_in.weight"), model.moved_in.weight if model.moved_in is not None else None
+        if w is not None and want is not None and w.shape[1] < want.shape[1]:  # more cond rows: new inputs read 0
+            print(f"init: the action input widens from {w.shape[1]} to {want.shape[1]} numbers; the new ones start at zero")
+            state["moved_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], want.shape[1] - w.shape[1], w.shape[2])], 1)
         load_state_strict(model, state, where=str(args.init))
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
@@ -181,7 +187,8 @@ def add_parser(sub) -> None:
     p.add_argument("--schedule", default="rectified_flow", choices=["rectified_flow", "edm"])
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (post-training)")
     p.add_argument("--frame-condition", action="store_true",
-                   help="with --init from a checkpoint without it: add the given-frame input (zero-initialised)")
+                   help="with --init from a checkpoint without them (or with fewer action rows): add the preset's "
+                        "given-frame inputs (zero-initialised)")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
     p.add_argument("--reason-data", nargs="*", default=None,

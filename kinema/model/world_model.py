@@ -14,8 +14,8 @@ and, on noisy tokens only, the timestep embedding of their noise level
 (Cosmos 3 adds it to the noisy tokens instead of AdaLN) and, on noisy vision
 tokens with config.frame_condition, Linear(C·ph·pw -> D) of the last given
 frame's patch at the same place (Stable Video Diffusion's conditioning frame)
-and a per-embodiment Linear(2A -> D) of the actions since it (sequence.py
-`cond`); both zero-initialised, so a checkpoint without them starts unchanged. The heads read the
+and a per-embodiment Linear(cond_rows·A -> D) of the actions since it
+(sequence.py `cond`); both zero-initialised, so a checkpoint without them starts unchanged. The heads read the
 generator's final hidden states back to values (the schedule's network
 output: velocity for rectified flow) for noisy tokens only. The reasoner's text
 head reads the reasoner's final hidden states to next-token logits (text out).
@@ -60,7 +60,7 @@ class WorldModel(nn.Module):
         self.action_in = DomainLinear(c.max_embodiments, c.max_action_dim, D)
         self.time_embed = TimestepEmbedding(D)
         self.frame_in = nn.Linear(c.vision_dim, D) if c.frame_condition else None
-        self.moved_in = DomainLinear(c.max_embodiments, 2 * c.max_action_dim, D) if c.frame_condition else None
+        self.moved_in = DomainLinear(c.max_embodiments, c.cond_rows * c.max_action_dim, D) if c.frame_condition else None
         self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta)
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)

@@ -1,5 +1,6 @@
 """Medusa decoding (tiny preset, fp32): greedy Medusa gives exactly plain greedy's codes, whether the guesses
-are wrong (random heads), right (forced) or right on a side branch; the tree, the head targets, fine-tuning."""
+are wrong (random heads), right (forced), right on a side branch or copied from the frame before; the tree,
+the head targets, fine-tuning."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch
 from kinema.model.ar_config import get_preset
 from kinema.model.autoregressive import ARWorldModel, collate, sequence
 from kinema.model.decoding import SamplingParams
-from kinema.model.medusa import (DEFAULT_TREE, WIDE_TREE, Tree, freeze_for_medusa, head_targets, medusa_generate,
+from kinema.model.medusa import (COPY, COPY_CHAIN, DEFAULT_TREE, HEAD_TREE, HEADS_AND_COPY, WIDE_TREE, Tree, freeze_for_medusa, head_targets, medusa_generate,
                                  medusa_objective)
 
 GREEDY = SamplingParams(temperature=0)
@@ -53,8 +54,9 @@ def oracle(seq, heads, ranks=None, right=None):
 def test_medusa_greedy_equals_plain_greedy_with_random_heads(model, with_actions):
     acts = torch.randn(1, 12, 10) if with_actions else None
     want, _ = reference(model, ctx(), 3, acts)
-    got, stats = medusa_generate(model, ctx(), 3, actions=acts)
+    got, stats = medusa_generate(model, ctx(), 3, actions=acts, tree=HEADS_AND_COPY)
     assert torch.equal(got, want)
+    assert torch.equal(medusa_generate(model, ctx(), 3, actions=acts)[0], want)  # the default tree (copy chain)
     assert stats["mean_accepted"] >= 1 and stats["tokens"] <= 2 * 16 and stats["forwards"] >= 16
 
 
@@ -79,10 +81,18 @@ def test_medusa_takes_a_side_branch_and_partial_paths(model):
     assert torch.equal(got, want) and max(stats["accepted"]) == 3 and stats["mean_accepted"] > 2
 
 
-def test_medusa_with_longer_context(model):
+def test_medusa_with_longer_context_and_the_copy_chain(model):
     want, seq = reference(model, ctx(t=2, seed=4), 4)
-    got, stats = medusa_generate(model, ctx(t=2, seed=4), 4, propose=oracle(seq, 4))  # the default tree
+    got, stats = medusa_generate(model, ctx(t=2, seed=4), 4, propose=oracle(seq, 4), tree=HEAD_TREE)
     assert torch.equal(got, want) and torch.equal(got[:, :2], ctx(t=2, seed=4)) and max(stats["accepted"]) == 5
+    # this random model's greedy codes settle into repeating frames (want[:, 3] == want[:, 2]): there the copy
+    # chain's guesses (the code one latent frame back) are right, 8 deep, beyond what the 4 heads reach
+    assert torch.equal(want[:, 3], want[:, 2])
+    deep = [(COPY,) * d for d in range(1, 9)]
+    got, stats = medusa_generate(model, ctx(t=2, seed=4), 4, propose=oracle(seq, 4), tree=HEAD_TREE + deep)
+    assert torch.equal(got, want) and max(stats["accepted"]) == 9
+    got, stats = medusa_generate(model, ctx(t=2, seed=4), 4, tree=deep)  # no heads run
+    assert torch.equal(got, want) and max(stats["accepted"]) == 9
 
 
 def test_medusa_input_checks(model):
@@ -90,12 +100,18 @@ def test_medusa_input_checks(model):
         medusa_generate(model, ctx().expand(2, -1, -1, -1), 3)
     plain = ARWorldModel(get_preset("tiny")).eval()
     with pytest.raises(ValueError, match="no Medusa heads"):
-        medusa_generate(plain, ctx(), 2)
+        medusa_generate(plain, ctx(), 2, tree=HEAD_TREE)
+    assert torch.equal(medusa_generate(plain, ctx(), 2)[0], plain.generate(ctx(), 2, params=GREEDY))  # copy chain
 
 
 def test_tree_structure():
-    assert Tree(DEFAULT_TREE, 5).max_depth == 5 and len(Tree(DEFAULT_TREE, 5)) == 9
-    tree = Tree(WIDE_TREE, max_depth=3)
+    assert Tree(HEAD_TREE, 5).max_depth == 5 and len(Tree(HEAD_TREE, 5)) == 9
+    assert DEFAULT_TREE == COPY_CHAIN
+    both = Tree(HEADS_AND_COPY, 2)  # head paths deeper than 2 heads dropped, the copy chain kept
+    assert len(both) == 1 + 5 + len(COPY_CHAIN) and both.max_depth == len(COPY_CHAIN) and both.max_rank == 2
+    copies = (both.rank == COPY).nonzero().squeeze(1)
+    assert both.parent[copies[0]] == 0 and (both.parent[copies[1:]] == copies[:-1]).all()  # a chain off the root
+    tree = Tree(WIDE_TREE, 3)
     assert tree.max_depth == 3 and len(tree) == 1 + 3 + 4 + 4
     assert tree.depth.tolist() == sorted(tree.depth.tolist())  # a depth limit keeps a prefix
     assert tree.nodes_within(1) == 4 and tree.nodes_within(0) == 1

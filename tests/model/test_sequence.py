@@ -1,6 +1,7 @@
 """Packed sequences: the group rule's attention mask, 3D positions, patches and the policy mode's plan."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -223,13 +224,23 @@ def test_noisy_frames_carry_the_actions_since_the_given_frame():
     rows = actions[:-1]
     fd = plan_tokens(CFG, "forward_dynamics", streams, k=2)
     vis = fd.kind == VISION
-    moved = fd.cond[vis][:, CFG.vision_dim :].reshape(t, 4, 2 * A)[:, 0]  # one row per latent frame
+    assert CFG.cond_rows == 3
+    moved = fd.cond[vis][:, CFG.vision_dim :].reshape(t, 4, 3 * A)[:, 0]  # one row per latent frame
     assert not moved[:2].any()
     for j in (2, 3):  # frames 5 .. 4j since the given frame 1 (video frame 4): rows 4 .. 4j - 1
         assert torch.allclose(moved[j, :10], rows[4 : 4 * j].sum(0)) and torch.equal(moved[j, A : A + 10], rows[4 * j - 1])
-        assert not moved[j, 10:A].any()
+        assert torch.equal(moved[j, 2 * A : 2 * A + 10], rows[3])  # the given frame's own row (video frame 4)
+        assert not moved[j, 10:A].any() and not moved[j, A + 10 : 2 * A].any()
+    from_first = plan_tokens(CFG, "forward_dynamics", streams, k=1)  # frame 0 has no row: the third block is zero
+    moved = from_first.cond[from_first.kind == VISION][:, CFG.vision_dim :].reshape(t, 4, 3 * A)[:, 0]
+    assert torch.equal(moved[1, A : A + 10], rows[3]) and not moved[:, 2 * A :].any()
+    two = plan_tokens(replace(CFG, cond_rows=2), "forward_dynamics", streams, k=2)  # older checkpoints' layout
+    assert two.cond.shape[-1] == CFG.vision_dim + 2 * A
     assert (fd.domain[vis] == 0).all()
-    policy = plan_tokens(CFG, "policy", dict(streams, domain=1, actions=torch.randn(13, 9)), k=2)
+    cam = torch.randn(13, 9)  # camera, timing "at": row r is frame r + 1's pose
+    policy = plan_tokens(CFG, "policy", dict(streams, domain=1, actions=cam), k=2)
     vis = policy.kind == VISION
-    assert not policy.cond[vis][:, CFG.vision_dim :].any()  # every row after the given frames is generated
+    moved = policy.cond[vis][:, CFG.vision_dim :]
+    assert not moved[:, : 2 * A].any()  # every row after the given frames is generated
+    assert torch.equal(moved[-1, 2 * A : 2 * A + 9], cam[4])  # the given frame's (video frame 4) is history
     assert (policy.domain[vis] == 1).all()

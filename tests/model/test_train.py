@@ -132,3 +132,14 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path):
     raw2, state2 = load_pretrained(tmp_path / "post" / "final")
     assert raw2["model"]["frame_condition"] and "moved_in.weight" in state2
     assert torch.allclose(state2["vision_in.weight"], old["vision_in.weight"], atol=1e-2)  # the rest came from --init
+    # a checkpoint with the older two-row action input: --frame-condition widens it, the old rows kept
+    A = raw["model"]["max_action_dim"]
+    two = {**state, "moved_in.weight": state["moved_in.weight"][:, : 2 * A]}
+    save_pretrained(tmp_path / "two", two, {**raw, "model": {**raw["model"], "cond_rows": 2}})
+    (tmp_path / "two" / "tokenizer.json").write_bytes((tmp_path / "run" / "text" / "tokenizer.json").read_bytes())
+    assert main(["train", *common, "--out", str(tmp_path / "wide"), "--init", str(tmp_path / "two"),
+                 "--frame-condition", "--steps", "1", "--lr", "1e-9"]) == 0
+    raw3, state3 = load_pretrained(tmp_path / "wide" / "final")
+    assert raw3["model"]["cond_rows"] == 3 and state3["moved_in.weight"].shape[1] == 3 * A
+    assert torch.allclose(state3["moved_in.weight"][:, : 2 * A].float(), two["moved_in.weight"].float(), atol=1e-2)
+    assert not state3["moved_in.weight"][:, 2 * A :].float().abs().gt(1e-3).any()  # the new row starts at zero
