@@ -50,8 +50,13 @@ from kinema.model.medusa import COPY_CHAIN, DEFAULT_TREE, HEAD_TREE, HEADS_AND_C
 
 GREEDY = SamplingParams(temperature=0)
 GRID = 8  # 64x64 frames -> 8x8 codes per latent frame
-TREES = {"Medusa heads": HEAD_TREE, "copy chain": COPY_CHAIN, "Medusa heads + copy chain": HEADS_AND_COPY}  # medusa.py's
-DEFAULT = next(name for name, tree in TREES.items() if tree == DEFAULT_TREE)
+# medusa.py's trees (name -> (tree, options)); the copy chain gated (the default) and not, and as it was before
+# the gate (4 deep)
+TREES = {"Medusa heads": (HEAD_TREE, {}), "copy chain": (COPY_CHAIN, {}),
+         "copy chain, ungated": (COPY_CHAIN, {"gate_copies": False}),
+         "copy chain, 4 deep, ungated": (COPY_CHAIN[:4], {"gate_copies": False}),
+         "Medusa heads + copy chain": (HEADS_AND_COPY, {})}
+DEFAULT = next(name for name, (tree, opt) in TREES.items() if tree == DEFAULT_TREE and not opt)
 
 
 def median_time(fn, runs: int):
@@ -120,9 +125,10 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
     from kinema.tokenize.data import to_model, to_uint8
 
     tc = model.config.temporal_compression
-    trees = dict(TREES) if model.medusa is not None else {"copy chain": COPY_CHAIN}
+    trees = {k: v for k, v in TREES.items() if model.medusa is not None or "Medusa" not in k}
     res = dict(clips=len(clips), context_latent_frames=context, t_cache=[], t_sample=[], t_e2e=[],
-               worlds=[c["world"] for c in clips], t_tree={k: [] for k in trees}, accepted={k: [] for k in trees})
+               worlds=[c["world"] for c in clips], t_tree={k: [] for k in trees}, accepted={k: [] for k in trees},
+               plain={k: 0 for k in trees})
     for c in clips:
         lat, T = c["indices"][None], c["indices"].shape[0]
         kw = dict(actions=c["actions"][None] if c["actions"] is not None else None, domain=c["domain"], fps=c["fps"])
@@ -130,12 +136,13 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
         model.generate(ctx, T, params=GREEDY, **kw)  # warm-up
         t, ref = median_time(lambda: model.generate(ctx, T, params=GREEDY, **kw), runs)
         res["t_cache"].append(t)
-        for name, tree in trees.items():
-            t, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T, tree=tree, **kw), runs)
+        for name, (tree, opt) in trees.items():
+            t, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T, tree=tree, **opt, **kw), runs)
             if not torch.equal(codes, ref):
                 raise AssertionError(f"{c['world']}: {name} greedy gave other codes than plain greedy decoding")
             res["t_tree"][name].append(t)
             res["accepted"][name] += stats["accepted"]
+            res["plain"][name] += stats["plain"]
         t, _ = median_time(lambda: model.generate(ctx, T, params=AR_SAMPLING, **kw), runs)
         res["t_sample"].append(t)
         frames = to_uint8(vt.decode(lat, num_frames=1 + tc * (context - 1))[0])  # context frames as pixels
@@ -155,6 +162,7 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
                cache_fps=new_frames / mean(res["t_cache"]), sample_tok_s=new_tokens / mean(res["t_sample"]),
                sample_fps=new_frames / mean(res["t_sample"]), end_to_end_fps=new_frames / mean(res["t_e2e"]))
     out["trees"] = {name: dict(mean_accepted=mean(res["accepted"][name]), forwards=len(res["accepted"][name]),
+                               plain=res["plain"][name],
                                tok_s=new_tokens / mean(res["t_tree"][name]), fps=new_frames / mean(res["t_tree"][name]),
                                speedup_over_cache=mean(res["t_cache"]) / mean(res["t_tree"][name]))
                     for name in trees}
@@ -238,11 +246,11 @@ def main() -> None:
         print(f"| cache, sampled (T 1.0, top-p 0.8) | {real['sample_tok_s']:.1f} | {real['sample_fps']:.2f} |")
         for name, r in real["trees"].items():
             print(f"| cache + {name}, greedy | {r['tok_s']:.1f} | {r['fps']:.2f} |")
-        print("\n| tree | nodes | codes per verification forward (root included) | forwards | speed-up over cache |")
-        print("|---|---|---|---|---|")
+        print("\n| tree | nodes | codes per forward (root included) | forwards | of which plain steps | speed-up over cache |")
+        print("|---|---|---|---|---|---|")
         for name, r in real["trees"].items():
-            print(f"| {name} | {len(TREES.get(name, COPY_CHAIN)) + 1} | {r['mean_accepted']:.2f} | {r['forwards']} | "
-                  f"{r['speedup_over_cache']:.2f}x |")
+            print(f"| {name} | {len(TREES[name][0]) + 1} | {r['mean_accepted']:.2f} | {r['forwards']} | "
+                  f"{r['plain']} | {r['speedup_over_cache']:.2f}x |")
         print(f"end to end (DV encode of 9 frames + {DEFAULT} generation (the default tree) + DV decode of 33 "
               f"frames): {real['end_to_end_fps']:.2f} generated frames/s")
     reason = None

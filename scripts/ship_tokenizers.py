@@ -1,6 +1,6 @@
 """Export trained tokenizer runs into checkpoints/ with the outputs their regression test checks.
 
-    python scripts/ship_tokenizers.py --runs outputs/runs --out checkpoints [--dtype bf16]
+    python scripts/ship_tokenizers.py --runs outputs/runs --out checkpoints [--dtype bf16] [--cv RUN --dv RUN --audio RUN] [--only cv,dv]
 
 Each shipped folder holds config.json + model.safetensors (the EMA weights, stored
 in --dtype to halve the size) and expected.json: PSNR/SSIM (or SNR) and, for the
@@ -23,7 +23,7 @@ from kinema.tokenize.evaluate import REGRESSION_CLIP, regression_outputs  # noqa
 from kinema.tokenize.load import load_tokenizer  # noqa: E402
 from kinema.train.checkpoint import load_pretrained, save_pretrained, write_json  # noqa: E402
 
-SHIPPED = {"tokenizer-cv4x8x8": "cv4x8x8", "tokenizer-dv4x8x8": "dv4x8x8", "tokenizer-audio": "audio"}
+SHIPPED = {"cv": "tokenizer-cv4x8x8", "dv": "tokenizer-dv4x8x8", "audio": "tokenizer-audio"}
 
 
 def main() -> None:
@@ -31,8 +31,17 @@ def main() -> None:
     ap.add_argument("--runs", default="outputs/runs")
     ap.add_argument("--out", default="checkpoints")
     ap.add_argument("--dtype", default="bf16", choices=("fp32", "bf16"))
+    for key, name in SHIPPED.items():
+        ap.add_argument(f"--{key}", default=name.removeprefix("tokenizer-"), help=f"the run under --runs shipped as {name}")
+    ap.add_argument("--only", default=",".join(SHIPPED), help="which of them to export (comma-separated keys)")
     args = ap.parse_args()
-    for name, run in SHIPPED.items():
+    only = args.only.split(",")
+    if unknown := set(only) - set(SHIPPED):
+        ap.error(f"--only: unknown {sorted(unknown)}; expected some of {', '.join(SHIPPED)}")
+    for key, name in SHIPPED.items():
+        if key not in only:
+            continue
+        run = getattr(args, key)
         config, state = load_pretrained(Path(args.runs) / run / "final")
         dest = Path(args.out) / name
         save_pretrained(dest, state, config, dtype=torch.bfloat16 if args.dtype == "bf16" else None)

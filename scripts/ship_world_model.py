@@ -1,6 +1,8 @@
 """Export a world-model run into checkpoints/ with the outputs its regression test checks.
 
     python scripts/ship_world_model.py --run outputs/runs/world-model-small --out checkpoints/world-model-small
+    python scripts/ship_world_model.py --expected-only --out checkpoints/world-model-small   (after a tokenizer's
+                                                                          decoder changed: same weights)
 
 Takes OUT/final when the run finished, else the EMA weights of its newest step
 checkpoint; stores them in bf16 with config.json and the text tokenizer, and
@@ -11,6 +13,7 @@ against the simulator, recomputed from the stored weights.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -28,16 +31,20 @@ def main() -> None:
     ap.add_argument("--run", default="outputs/runs/world-model-small")
     ap.add_argument("--out", default="checkpoints/world-model-small")
     ap.add_argument("--latest", action="store_true", help="the newest step checkpoint even when final/ exists")
+    ap.add_argument("--expected-only", action="store_true", help="only recompute OUT/expected.json")
     args = ap.parse_args()
     run, dest = Path(args.run), Path(args.out)
-    if (run / "final" / "model.safetensors").exists() and not args.latest:
+    if args.expected_only:
+        step = json.loads((dest / "expected.json").read_text())["trained_steps"]
+    elif (run / "final" / "model.safetensors").exists() and not args.latest:
         config, state = load_pretrained(run / "final")
         step = "final"
     else:
         ckpt = load_train_checkpoint(latest_checkpoint(run / "checkpoints"))
         config, state, step = ckpt.config, ckpt.ema_state or ckpt.model_state, ckpt.step
-    save_pretrained(dest, state, config, dtype=torch.bfloat16)
-    shutil.copy(run / "text" / "tokenizer.json", dest / "tokenizer.json")
+    if not args.expected_only:
+        save_pretrained(dest, state, config, dtype=torch.bfloat16)
+        shutil.copy(run / "text" / "tokenizer.json", dest / "tokenizer.json")
     torch.set_num_threads(1)
     expected = regression_outputs(dest) | {"clip": REGRESSION, "trained_steps": step}
     write_json(dest / "expected.json", expected)

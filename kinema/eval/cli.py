@@ -145,7 +145,7 @@ def add_parser(subparsers) -> None:
 
     e = subparsers.add_parser("eval", help="physics alignment, Physics-IQ, actions, closed loop, plausibility, "
                                            "report").add_subparsers(dest="action", required=True)
-    frame_baselines = "copy_last, zero_motion, linear, second_take, simulator"
+    frame_baselines = "copy_last, zero_motion, linear, second_take, simulator, tokenizer"
 
     p = e.add_parser("physics", help="Cosmos 1 physics alignment: PSNR, SSIM, object IoU on 8 scenarios x 4 views")
     _common(p, what="world-model")

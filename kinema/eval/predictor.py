@@ -203,11 +203,12 @@ def _builtin() -> dict[str, Callable[..., object]]:
         "mean_action": baselines.MeanAction,
         "second_take": simulator.SecondTake,
         "simulator": simulator.SimulatorOracle,
+        "tokenizer": simulator.TokenizerRoundTrip,
         "state_diff": baselines.StateDifferenceActions,
     }
 
 
-PREDICTORS = ("copy_last", "zero_motion", "linear", "mean_action", "second_take", "simulator", "state_diff")
+PREDICTORS = ("copy_last", "zero_motion", "linear", "mean_action", "second_take", "simulator", "tokenizer", "state_diff")
 
 
 def get_predictor(spec: str, **options):

@@ -2,7 +2,7 @@
 
 Legend: T frames, A action dims, H height, W width.
 
-Three uses of the one MuJoCo rollout (`kinema.worlds.rollout.rollout`), each
+Four uses of the one MuJoCo rollout (`kinema.worlds.rollout.rollout`), each
 through a thin wrapper around a world that changes one thing:
 
 - **Second take** (`SecondTake`, "baseline:second_take"): the same scene from
@@ -15,10 +15,13 @@ through a thin wrapper around a world that changes one thing:
   simulator used as a world model. Re-simulates the scene from its seed and
   replays the request's actions (true or shuffled), so it is the ceiling of
   action-conditioned prediction and of policy evaluation inside a world model.
+- **Tokenizer round trip** (`TokenizerRoundTrip`, "baseline:tokenizer"): the
+  simulator's clip through the shipped video tokenizer (encode, decode). The
+  pixel ceiling of any world model that works in that tokenizer's latents.
 - **Closed loop** (`run_policy`): a `kinema.eval.policy.Policy` chooses each
   frame's action in the real simulator.
 
-Both predictors read the request's oracle info (scenario and seed): they are
+The predictors read the request's oracle info (scenario and seed): they are
 oracles, and reports mark them so.
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import ExitStack
+from pathlib import Path
 
 import numpy as np
 
@@ -206,3 +210,30 @@ class SimulatorOracle(_Simulated):
     """The exact simulator as a world model: re-simulates the scene, replaying the request's actions."""
 
     name = "simulator"
+
+
+class TokenizerRoundTrip(_Simulated):
+    """The exact future drawn through a video tokenizer: the simulator's whole clip (context and future, one
+    window) encoded and decoded, the future frames kept. No world model that sees and draws video through
+    this tokenizer can beat it on pixels: it splits a model's gap into the tokenizer's and the dynamics'."""
+
+    name = "tokenizer"
+
+    def __init__(self, tokenizer: str = "checkpoints/tokenizer-cv4x8x8"):
+        super().__init__()
+        from kinema.tokenize.load import load_tokenizer
+
+        if not Path(tokenizer).is_dir():
+            raise ValueError(f"predictor 'tokenizer': no tokenizer folder at {tokenizer} "
+                             "(the shipped one is checkpoints/tokenizer-cv4x8x8; run from the repository root)")
+        self.tokenizer = load_tokenizer(tokenizer)
+
+    def predict(self, req: PredictionRequest) -> np.ndarray:
+        import torch
+
+        from kinema.tokenize.data import to_model, to_uint8
+
+        ep, o = self._episode(req), req.oracle
+        clip = ep.frames[req.camera][o.start : o.start + req.frames_total]  # uint8 [T, H, W, 3]
+        video = self.tokenizer.decode(self.tokenizer.encode(to_model(torch.from_numpy(clip))[None]), len(clip))
+        return to_uint8(video[0])[len(req.context) :]

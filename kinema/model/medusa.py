@@ -17,7 +17,10 @@ Tree. A fixed sparse tree of candidate paths (`HEAD_TREE`, `WIDE_TREE`: rank of 
 e.g. (0, 1) = head 0's best then head 1's second best). Rank COPY (-1) instead guesses the code at the same
 place one latent frame back, already decoded: most of a video's codes repeat from frame to frame (the
 model's own greedy codes equal that code 67% of the time on held-out clips), so a chain of such guesses is
-a cheap draft that the heads need not learn (prompt-lookup drafting, a branch of the same tree). Node 0 is the root, the base head's greedy code. All
+a cheap draft that the heads need not learn (prompt-lookup drafting, a branch of the same tree). A copy-only
+tree is gated: it runs only when the root itself repeated its code one frame back (the place holds still, so
+the next places likely do); otherwise the step is a plain one-code forward, cheaper than a tree that would
+mostly be rejected. Node 0 is the root, the base head's greedy code. All
 nodes run in ONE forward pass against the KV cache, each at its own sequence position and seeing the cache, its
 ancestors and itself (an explicit attention mask). A guess is accepted when it equals the base head's
 greedy choice at its parent and its parent is accepted; the deepest accepted node's path is kept, the cache
@@ -42,7 +45,7 @@ from kinema.model.lm_head_loss import head_lm_loss
 # fastest. WIDE_TREE (21 nodes) suits devices where a forward of 20 tokens costs what one does (GPUs).
 COPY = -1  # a rank meaning: the code at the same place one latent frame back
 HEAD_TREE = [(0,), (1,), (0, 0), (1, 0), (0, 1), (0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0)]
-COPY_CHAIN = [(COPY,) * d for d in range(1, 5)]
+COPY_CHAIN = [(COPY,) * d for d in range(1, 9)]
 HEADS_AND_COPY = HEAD_TREE + COPY_CHAIN
 # The default is what ran fastest on this CPU (benchmarks/decode.py, held-out clips): the copy chain alone.
 # Every head costs one more 64,000-code logit row read of the output matrix per step, and here that costs
@@ -145,14 +148,15 @@ def greedy_code(logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def medusa_generate(model: ARWorldModel, context: torch.Tensor, num_latent_frames: int, *, actions=None,
-                    domain: int = 0, fps: float = 16.0, tree=None, propose=None) -> tuple[torch.Tensor, dict]:
+                    domain: int = 0, fps: float = 16.0, tree=None, propose=None,
+                    gate_copies: bool = True) -> tuple[torch.Tensor, dict]:
     """Greedy decoding with Medusa: context int [1, tc, h, w] -> (indices [1, T, h, w], stats), the same
     codes as model.generate(..., params=SamplingParams(temperature=0)).
 
     propose(last [D], p) -> [K, top] candidate codes for positions p+1 .. p+K (p: the sequence position of the
     root) replaces the heads (tests force them right this way). stats: forwards (tree verifications), tokens
     (codes they produced), mean_accepted (codes per verification forward, the root included), accepted (that
-    count per forward).
+    count per forward), plain (forwards of the root alone, counted in both). gate_copies: see `gate` below.
     """
     if context.dim() != 4 or context.shape[0] != 1:
         raise ValueError(f"context: Medusa decoding takes one clip, [1, tc, h, w]; got {tuple(context.shape)}")
@@ -185,16 +189,23 @@ def medusa_generate(model: ARWorldModel, context: torch.Tensor, num_latent_frame
     # back[p]: the place of the code at the same (row, column) one latent frame before code p (-1 if none)
     code_pos, back = code.nonzero().squeeze(1), torch.full((L,), -1, dtype=torch.long)
     back[code_pos[h * w :]] = code_pos[: -h * w] if len(code_pos) > h * w else back[:0]
+    # a copy-only tree guesses ahead only where the root repeated its own code one frame back (a place that
+    # holds still: the next ones likely do too); elsewhere a plain one-code step is cheaper than a tree forward
+    gate = K == 0 and gate_copies
     hidden, kv = model(tok.slice(0, first), keep_cache=True)
     kv = kv.reserve(L + len(tree))
     last, done, root = hidden[0, -1], first, None
-    accepted = []
+    accepted, plain = [], 0
     while done < L:
         if root is None:  # after a prefill or an action block; otherwise the verification already chose it
             root = greedy_code(model.logits(last))
         depth = min(tree.max_depth, int(run_end[done]) - done - 1)  # guesses stay inside this run of codes
-        if depth == 0:  # the run's last code: nothing to guess; run it with the action block after it
-            tok.index[0, done] = root
+        if gate and back[done] >= 0 and int(tok.index[0, back[done]]) != int(root):
+            depth = 0
+        if depth == 0:  # nothing to guess (the run's last code, or no copy worth trying): a plain step, which
+            tok.index[0, done] = root  # also runs the action block after the run's last code
+            accepted.append(1)
+            plain += 1
             nxt = int(next_code[done + 1])
             if nxt == L:
                 break
@@ -238,7 +249,7 @@ def medusa_generate(model: ARWorldModel, context: torch.Tensor, num_latent_frame
                 break
             hidden, kv = model(tok.slice(done, nxt), cache=kv, keep_cache=True)
             last, done, root = hidden[0, -1], nxt, None
-    stats = dict(forwards=len(accepted), tokens=sum(accepted), accepted=accepted,
+    stats = dict(forwards=len(accepted), plain=plain, tokens=sum(accepted), accepted=accepted,
                  mean_accepted=sum(accepted) / max(1, len(accepted)))
     return model.codes_of(tok, num_latent_frames, h, w), stats
 

@@ -36,7 +36,16 @@ def _train(args):
     train = TrainConfig(**overrides)
     train.device = _device(train.device)
     t = time.time()
-    if args.preset.startswith("audio-"):
+    if args.preset is None and args.init is None:
+        raise ValueError("tokenizer train: give --preset, or --init with a trained video tokenizer")
+    if args.freeze_encoder and args.init is None:
+        raise ValueError("--freeze-encoder trains the decoder of an existing tokenizer: give it with --init")
+    if args.init is not None:
+        if args.preset is not None or args.no_wavelet:
+            raise ValueError("--init takes the architecture from the checkpoint: leave out --preset and --no-wavelet")
+        out = train_video_tokenizer(None, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
+                                    eval_every=args.eval_every, init=args.init, freeze_encoder=args.freeze_encoder)
+    elif args.preset.startswith("audio-"):
         cfg = audio.get_preset(args.preset.removeprefix("audio-"))
         out = train_audio_tokenizer(cfg, args.data, train, heldout=args.heldout, eval_every=args.eval_every)
     else:
@@ -45,7 +54,7 @@ def _train(args):
             cfg.wavelet = False
         out = train_video_tokenizer(cfg, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
                                     eval_every=args.eval_every)
-    print(f"trained {args.preset} in {(time.time() - t) / 60:.1f} min -> {out}")
+    print(f"trained {args.preset or args.init} in {(time.time() - t) / 60:.1f} min -> {out}")
 
 
 def _read_video(path) -> tuple:
@@ -246,8 +255,11 @@ def add_parser(sub) -> None:
         dest="action", required=True)
 
     tr = t.add_parser("train", help="train a tokenizer preset on datasets (resumes from OUT)")
-    tr.add_argument("--preset", required=True,
+    tr.add_argument("--preset", default=None,
                     help="a video preset such as cv4x8x8-small, dv4x8x8-small, cv8x16x16-tiny, or audio-small / audio-tiny")
+    tr.add_argument("--init", default=None, help="instead of --preset: start from this video tokenizer's weights")
+    tr.add_argument("--freeze-encoder", action="store_true",
+                    help="with --init: train the decoder only, so its latents (and models trained on them) stay valid")
     tr.add_argument("--data", required=True, help="a LeRobot dataset or a folder of them")
     tr.add_argument("--heldout", default=None, help="held-out datasets for the quality curve in the log")
     tr.add_argument("--clip-len", type=int, default=17, help="frames per training clip (1 + k * temporal compression)")

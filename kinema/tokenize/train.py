@@ -81,10 +81,20 @@ def _eval_fn(batch: torch.Tensor, metric):
 
 
 def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, heldout=None, eval_every: int = 200,
-                          progress: bool = True) -> Path:
-    """Train a video tokenizer config on every camera stream under `data`; returns the exported final folder."""
+                          progress: bool = True, init=None, freeze_encoder: bool = False) -> Path:
+    """Train a video tokenizer config on every camera stream under `data`; returns the exported final folder.
+
+    `init`: start from this tokenizer folder's weights (its config replaces `cfg`). `freeze_encoder`: train
+    the decoder only, so the latents, and every model trained on them, stay valid.
+    """
     from kinema.tokenize.data import VideoClips, load_streams
+    from kinema.tokenize.load import load_tokenizer
     from kinema.tokenize.video import KIND, VideoTokenizer
+
+    model = None
+    if init is not None:
+        model = load_tokenizer(init, kind=KIND).float().train()
+        cfg = model.cfg
 
     if (clip_len - 1) % cfg.temporal_compression:
         raise ValueError(f"--clip-len must be 1 + k*{cfg.temporal_compression} for {cfg.compression}, got {clip_len}")
@@ -98,7 +108,10 @@ def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, 
         pick = torch.randperm(len(clips), generator=gen)[:8]
         eval_fn = _eval_fn(torch.stack([clips[int(i)] for i in pick]), psnr_db)
     torch.manual_seed(train.seed)
-    model = VideoTokenizer(cfg)
+    model = model if model is not None else VideoTokenizer(cfg)
+    if freeze_encoder:
+        for p in model.encoder_parameters():
+            p.requires_grad_(False)
     trainer = Trainer(model, video_loss, dataset, train, cfg.to_dict(), kind=KIND, eval_fn=eval_fn, eval_every=eval_every)
     return trainer.fit()
 

@@ -196,6 +196,12 @@ class VideoTokenizer(nn.Module):
             self.fsq = FSQ(cfg.fsq_levels)
             self.post_quant_conv = nn.Conv3d(cfg.code_dim, cfg.latent_channels, 1)
 
+    def encoder_parameters(self):
+        """Everything that makes the latent (frozen when only the decoder is fine-tuned)."""
+        yield from self.encoder.parameters()
+        if self.cfg.discrete:
+            yield from self.quant_conv.parameters()
+
     # -- input checks -------------------------------------------------------------------------
     def check_video(self, x: torch.Tensor, name: str = "video") -> None:
         if not isinstance(x, torch.Tensor):

@@ -93,6 +93,10 @@ def test_medusa_with_longer_context_and_the_copy_chain(model):
     assert torch.equal(got, want) and max(stats["accepted"]) == 9
     got, stats = medusa_generate(model, ctx(t=2, seed=4), 4, tree=deep)  # no heads run
     assert torch.equal(got, want) and max(stats["accepted"]) == 9
+    # the gate: where the root differs from its code one frame back, a plain step instead of the chain
+    ungated, st0 = medusa_generate(model, ctx(t=2, seed=4), 4, tree=deep, gate_copies=False)
+    assert torch.equal(ungated, want) and st0["plain"] < stats["plain"]
+    assert stats["tokens"] == st0["tokens"] == want[:, 2:].numel()
 
 
 def test_medusa_input_checks(model):
