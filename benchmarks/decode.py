@@ -46,13 +46,14 @@ sys.path.insert(0, str(ROOT))
 
 from kinema.model.autoregressive import AR_SAMPLING, load_model  # noqa: E402
 from kinema.model.decoding import SamplingParams  # noqa: E402
-from kinema.model.medusa import COPY_CHAIN, DEFAULT_TREE, HEAD_TREE, HEADS_AND_COPY, medusa_generate  # noqa: E402
+from kinema.model.medusa import COPY, COPY_CHAIN, DEFAULT_TREE, HEAD_TREE, HEADS_AND_COPY, medusa_generate  # noqa: E402
 
 GREEDY = SamplingParams(temperature=0)
 GRID = 8  # 64x64 frames -> 8x8 codes per latent frame
-# medusa.py's trees (name -> (tree, options)); the copy chain gated (the default) and not, and as it was before
-# the gate (4 deep)
+# medusa.py's trees (name -> (tree, options)); the copy chain gated (the default) at three depths and not gated,
+# and as it was before the gate (4 deep, ungated)
 TREES = {"Medusa heads": (HEAD_TREE, {}), "copy chain": (COPY_CHAIN, {}),
+         "copy chain, 8 deep": (COPY_CHAIN[:8], {}), "copy chain, 16 deep": ([(COPY,) * d for d in range(1, 17)], {}),
          "copy chain, ungated": (COPY_CHAIN, {"gate_copies": False}),
          "copy chain, 4 deep, ungated": (COPY_CHAIN[:4], {"gate_copies": False}),
          "Medusa heads + copy chain": (HEADS_AND_COPY, {})}

@@ -6,7 +6,7 @@ then writes the combined report. Results are resumable: a rerun with the same
 --out reuses finished rollouts (and the timing then measures only what was
 left; use a fresh --out to time from scratch).
 
-Usage: python benchmarks/eval.py [--out outputs/eval-bench] [--only physics,actions]
+Usage: python benchmarks/eval.py [--out outputs/eval-bench] [--only physics,actions] [--names copy_last,tokenizer]
                                  [--n-physics 20] [--n-iq 20] [--n-actions 20] [--n-closed-loop 10]
                                  [--n-plausibility 25]
 The default N keep each benchmark run of one baseline within about 10 minutes on the
@@ -31,10 +31,10 @@ from kinema.eval.report import write_report  # noqa: E402
 
 FRAME_BASELINES = ("copy_last", "zero_motion", "linear", "second_take")
 PLAN = {
-    "physics": (physics_alignment, FRAME_BASELINES),
+    "physics": (physics_alignment, FRAME_BASELINES + ("tokenizer",)),
     "physics-iq": (physics_iq, FRAME_BASELINES),
     "actions": (actions, ("copy_last", "zero_motion", "linear", "simulator", "second_take", "mean_action",
-                          "state_diff")),
+                          "state_diff", "tokenizer")),
     "closed-loop": (closed_loop, ("simulator", "copy_last")),
     "plausibility": (plausibility, ("state_checker",)),
 }
@@ -44,6 +44,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="outputs/eval-bench")
     ap.add_argument("--only", default=",".join(PLAN))
+    ap.add_argument("--names", default=None, help="only these baselines (comma-separated)")
     for name, default in (("physics", 20), ("iq", 20), ("actions", 20), ("closed-loop", 10), ("plausibility", 25)):
         ap.add_argument(f"--n-{name}", type=int, default=default)
     args = ap.parse_args()
@@ -55,6 +56,8 @@ def main():
     for bench in args.only.split(","):
         module, names = PLAN[bench]
         for name in names:
+            if args.names and name not in args.names.split(","):
+                continue
             t0 = time.time()
             if bench == "plausibility":
                 summary = module.run(get_judge(f"baseline:{name}"), args.out, n=n[bench], progress=False)
