@@ -45,7 +45,7 @@ from kinema.model.lm_head_loss import head_lm_loss
 # fastest. WIDE_TREE (21 nodes) suits devices where a forward of 20 tokens costs what one does (GPUs).
 COPY = -1  # a rank meaning: the code at the same place one latent frame back
 HEAD_TREE = [(0,), (1,), (0, 0), (1, 0), (0, 1), (0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0)]
-COPY_CHAIN = [(COPY,) * d for d in range(1, 13)]  # 12 deep: of 6, 8, 12, 16, 24 (gated) the fastest here
+COPY_CHAIN = [(COPY,) * d for d in range(1, 13)]  # 12 deep: the fastest of 6-24 with the first model, within 4% of 16 now
 HEADS_AND_COPY = HEAD_TREE + COPY_CHAIN
 # The default is what ran fastest on this CPU (benchmarks/decode.py, held-out clips): the copy chain alone.
 # Every head costs one more 64,000-code logit row read of the output matrix per step, and here that costs
