@@ -29,8 +29,9 @@ def _ints(text: str) -> list[int]:
 def _predictor(args):
     from kinema.eval.predictor import get_predictor
 
-    if args.model:  # a model loader gets the device; the baselines have no use for one
-        return get_predictor(args.model, device=args.device)
+    if args.model:  # a model loader gets the device (and sampling options); the baselines have no use for them
+        options = {} if getattr(args, "action_guidance", None) is None else dict(action_guidance=args.action_guidance)
+        return get_predictor(args.model, device=args.device, **options)
     return get_predictor(f"baseline:{args.baseline}")
 
 
@@ -169,6 +170,8 @@ def add_parser(subparsers) -> None:
     a.add_argument("--context", type=int, default=9, help="context frames")
     a.add_argument("--clip", type=int, default=33, help="clip frames (context + predicted)")
     a.add_argument("--tokenizer", default=None, help="video tokenizer checkpoint for latent L2 (skipped without)")
+    a.add_argument("--action-guidance", type=float, default=None,
+                   help="a world model's action guidance scale (1 = off, the default); results go to world_model_agG")
     a.add_argument("--mean-episodes", type=int, default=16,
                    help="training episodes the mean-action baseline averages (2 with --quick)")
     a.epilog = f"baselines: {', '.join(PREDICTORS)}"

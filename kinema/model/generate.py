@@ -40,6 +40,7 @@ class GenerateRequest:
     num_frames: int = 33
     seed: int = 0
     guidance: float | None = None       # CFG scale; 1 = off; default 3 for text2image/text2video, else 1
+    action_guidance: float = 1.0        # forward_dynamics: CFG against the same frames without actions; 1 = off
     num_steps: int | None = None        # default 35 (text2image 50, action modes 30)
     shift: float | None = None          # rectified-flow time shift; default from the resolution
     sampler: str = "dpmpp_2m"
@@ -124,6 +125,10 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("num_steps", "an integer in [1, 1000]")
     if req.guidance is not None and not (isinstance(req.guidance, (int, float)) and 0 <= req.guidance <= 30):
         bad("guidance", "a number in [0, 30] (1 = no guidance)")
+    if not (isinstance(req.action_guidance, (int, float)) and 0 <= req.action_guidance <= 30):
+        bad("action_guidance", "a number in [0, 30] (1 = no action guidance)")
+    if req.action_guidance != 1 and req.model_mode != "forward_dynamics":
+        bad("action_guidance", f"1 in {req.model_mode} (only forward_dynamics is guided by its actions)")
     if req.shift is not None and not (isinstance(req.shift, (int, float)) and 0 < req.shift <= 100):
         bad("shift", "a number in (0, 100]")
     if req.sampler not in SAMPLERS:
@@ -217,7 +222,8 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
     result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),
                       domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,
                       seed=req.seed, guidance=req.guidance, num_steps=req.num_steps, shift=req.shift,
-                      sampler=req.sampler, sound=req.enable_sound, progress=progress)
+                      sampler=req.sampler, sound=req.enable_sound, action_guidance=req.action_guidance,
+                      progress=progress)
     seconds = time.time() - t
     paths = write_outputs(out, result, req, context, pipe.audio_tokenizer.cfg.sample_rate)
     return dict(paths, seconds=round(seconds, 2))
@@ -243,7 +249,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
     types = {"prompt": str, "vision_path": str, "action_path": str, "domain_name": str, "sampler": str,
              "model_mode": str, "context_frames": int, "fps": float, "num_frames": int, "seed": int,
-             "guidance": float, "num_steps": int, "shift": float, "resolution": int}
+             "guidance": float, "action_guidance": float, "num_steps": int, "shift": float, "resolution": int}
     for name, typ in types.items():
         p.add_argument(f"--{name}", f"--{name.replace('_', '-')}", type=typ, default=None)
     p.add_argument("--enable_sound", "--sound", action="store_const", const=True, default=None)

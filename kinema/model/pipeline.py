@@ -9,7 +9,10 @@ One call of `Pipeline.run` builds the packed tokens of the requested mode
 sampler (kinema.diffusion) denoise only the noisy tokens against that cache.
 Classifier-free guidance batches the conditional and the unconditional
 (prompt dropped) sequence together: x0 = x0_u + g (x0_c - x0_u), so g = 1 is
-plain conditional sampling and costs one sequence, not two.
+plain conditional sampling and costs one sequence, not two. Action guidance
+does the same for forward dynamics with the actions dropped (video2video on
+the same given frames, a mode the model trains on): x0 = x0_c + (g_a - 1)
+(x0_c - x0_v), which amplifies what the actions change; the two compose.
 `rollout` makes clips longer than the model's window autoregressively: each
 chunk is conditioned on the last 9 frames made so far.
 """
@@ -116,7 +119,8 @@ class Pipeline:
     def run(self, mode: str, *, num_frames: int = 33, context: np.ndarray | None = None, actions=None,
             domain_name: str | None = None, action_names=(), prompt: str = "", fps: float = 16.0, size: int = 64,
             seed: int = 0, guidance: float | None = None, num_steps: int | None = None, shift: float | None = None,
-            sampler: str = "dpmpp_2m", sound: bool = False, progress: bool = False) -> dict:
+            sampler: str = "dpmpp_2m", sound: bool = False, action_guidance: float = 1.0,
+            progress: bool = False) -> dict:
         """-> {"frames": uint8 [T, H, W, 3], "actions": f32 [R, A] or None, "audio": f32 [N] or None,
                "context_frames": Tc}. context: uint8 [Tc, H, W, 3]; actions: raw [T, A] (row t of frame t)."""
         check_mode(mode)
@@ -125,6 +129,9 @@ class Pipeline:
         t = 1 if mode == "text2image" else latent_frames(num_frames, tc)
         T = 1 + tc * (t - 1)
         guidance = DEFAULT_GUIDANCE.get(mode, 1.0) if guidance is None else float(guidance)
+        action_guidance = float(action_guidance)
+        if action_guidance != 1.0 and mode != "forward_dynamics":
+            raise ValueError(f"action_guidance: only forward_dynamics has actions to guide by, got mode {mode!r}")
         num_steps = DEFAULT_STEPS.get(mode, 35) if num_steps is None else num_steps
         if context is not None:
             size = context.shape[1]
@@ -158,14 +165,19 @@ class Pipeline:
             streams["audio"] = torch.zeros(c.audio_channels, audio_latent_frames(T, fps, c.audio_rate))
         ids = self.text.encode(prompt, bos=True) if prompt else []
         tok = plan_tokens(c, mode, streams, text=ids, k=k, sound=sound)
-        uncond = plan_tokens(c, mode, streams, text=[], k=k, sound=sound) if guidance != 1.0 else None
-        values = self._denoise(tok, uncond, guidance=guidance, num_steps=num_steps, shift=shift, sampler=sampler,
-                               seed=seed, progress=progress)
+        guides = []  # (sequence without one condition, its scale)
+        if guidance != 1.0:
+            guides.append((plan_tokens(c, mode, streams, text=[], k=k, sound=sound), guidance))
+        if action_guidance != 1.0:
+            guides.append((plan_tokens(c, "video2video", streams, text=ids, k=k), action_guidance))
+        values = self._denoise(tok, guides, num_steps=num_steps, shift=shift, sampler=sampler, seed=seed,
+                               progress=progress)
         return self._unpack(mode, tok, values, vision, k or 0, T, streams, fps)
 
-    def _denoise(self, tok, uncond, *, guidance, num_steps, shift, sampler, seed, progress) -> torch.Tensor:
-        """Sample the noisy tokens' values; -> all values [L, V] with the noisy rows filled."""
-        seqs = [tok] if uncond is None else [tok, uncond]
+    def _denoise(self, tok, guides, *, num_steps, shift, sampler, seed, progress) -> torch.Tensor:
+        """Sample the noisy tokens' values; -> all values [L, V] with the noisy rows filled. guides: (sequence
+        with one condition dropped and the same noisy tokens, scale) pairs for classifier-free guidance."""
+        seqs = [tok] + [u for u, _ in guides]
         ctx = [s.select(~s.gen) for s in seqs]
         noisy = collate([s.select(s.gen) for s in seqs]).to(self.device)
         cache = None
@@ -183,8 +195,7 @@ class Pipeline:
             with self._autocast():
                 out = self.model(replace(noisy, value=value), schedule.noise_level(t).expand(n, Ln).float(), cache=cache)
             x0 = schedule.to_x0(x, t, out.float())
-            if n == 2:
-                x0 = x0[1] + guidance * (x0[0] - x0[1])
+            x0 = x0[0] + sum((g - 1.0) * (x0[0] - x0[i + 1]) for i, (_, g) in enumerate(guides))
             return x0.reshape(Ln, V) * real
 
         x0 = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift, progress=progress)
@@ -224,6 +235,8 @@ class Pipeline:
         tc = self.config.temporal_compression
         frames = list(context)
         mode = "forward_dynamics" if actions is not None else "video2video"
+        if actions is None:
+            kw.pop("action_guidance", None)  # nothing to guide by
         while len(frames) < len(context) + num_future:
             c = 1 + tc * ((min(len(frames), max_context) - 1) // tc)
             start = len(frames) - c

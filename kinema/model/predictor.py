@@ -22,8 +22,11 @@ class WorldModelPredictor:
     uses_oracle = False
 
     def __init__(self, pipeline: Pipeline, *, num_steps: int = DEFAULT_STEPS, sampler: str = "dpmpp_2m",
-                 seed: int = 0, name: str = "world_model"):
-        self.pipeline, self.num_steps, self.sampler, self.seed, self.name = pipeline, num_steps, sampler, seed, name
+                 seed: int = 0, action_guidance: float = 1.0, name: str | None = None):
+        self.pipeline, self.num_steps, self.sampler, self.seed = pipeline, num_steps, sampler, seed
+        self.action_guidance = float(action_guidance)
+        # runs with another guidance scale write to their own results folder
+        self.name = name or ("world_model" if self.action_guidance == 1.0 else f"world_model_ag{self.action_guidance:g}")
 
     def _kw(self, req) -> dict:
         return dict(prompt=req.prompt or "", fps=req.fps, action_names=tuple(req.action_names),
@@ -31,7 +34,8 @@ class WorldModelPredictor:
 
     def predict(self, req) -> np.ndarray:
         actions = req.actions if req.actions is not None and req.actions.shape[1] > 0 else None
-        return self.pipeline.rollout(req.context, int(req.num_frames), actions=actions, **self._kw(req))
+        return self.pipeline.rollout(req.context, int(req.num_frames), actions=actions,
+                                     action_guidance=self.action_guidance, **self._kw(req))
 
     def infer_actions(self, req) -> np.ndarray:
         """The whole clip [T, H, W, 3] -> [T - 1, A]; a clip that is not 1 + 4k frames is padded with its

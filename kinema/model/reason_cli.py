@@ -44,7 +44,8 @@ def _eval_reason(args):
     t0 = time.time()
     reasoner = Reasoner.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     out = Path(args.out)
-    res = evaluate(reasoner, args.data, out, max_per_task=args.max_per_task, seed=args.seed,
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    res = evaluate(reasoner, args.data, out, max_per_task=args.max_per_task, seed=args.seed, tasks=tasks,
                    progress=not args.no_progress)
     write_json(out / "reason.json", res)
     (out / "reason.md").write_text(table(res["summary"]) + "\n")
@@ -81,6 +82,7 @@ def add_eval_parser(e) -> None:
                    help="held-out dataset folders (kinema worlds generate; twins for plausibility)")
     r.add_argument("--out", default="outputs/eval/reason")
     r.add_argument("--max-per-task", type=int, default=120)
+    r.add_argument("--tasks", default=None, help="comma-separated subset of the tasks (default: all)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
     _common(r)

@@ -14,7 +14,9 @@ after normalising case, spaces and a final full stop. Reported per task
                  so they are upper bounds of their kind.
   timing         first-collision time: mean absolute error in seconds over questions
                  whose truth is a time, next to the blind MAE (the median time);
-                 unparsable answers count as errors of UNPARSED_ERROR seconds.
+                 unparsable answers count as errors of UNPARSED_ERROR seconds. Both the
+                 greedy answer and the minimum-risk one (Reasoner.min_risk over
+                 TIMING_CHOICES under absolute error: the posterior median) are scored.
   plausibility   ROC AUC of log P("yes") - log P("no") (the ReasonerJudge score).
   caption        word-level F1 against the simulator's caption (no accuracy).
 """
@@ -33,6 +35,9 @@ from kinema.model.decoding import SamplingParams
 from kinema.model.reason_data import TASK_OF, build_reason_latents, load_reason_shards, question_tokens
 
 UNPARSED_ERROR = 2.0  # s: an episode's length, the largest error an answer in range could make
+NO_COLLISION = "there is no collision"  # the answer when nothing collides (kinema.worlds.language)
+# every answer a timing question can have, as the worlds write them: 0.05 s apart over the longest episode
+TIMING_CHOICES = [NO_COLLISION] + [f"{t / 20:.2f} s" for t in range(0, 121)]
 
 
 def normalise(s: str) -> str:
@@ -44,6 +49,14 @@ def seconds(s: str) -> float | None:
     return float(m.group()) if m else None
 
 
+def time_loss(a: str, b: str) -> float:
+    """Absolute error in seconds between two timing answers; a time against no collision costs UNPARSED_ERROR."""
+    ta, tb = seconds(a), seconds(b)
+    if ta is None or tb is None:
+        return 0.0 if (ta is None) == (tb is None) else UNPARSED_ERROR
+    return abs(ta - tb)
+
+
 def word_f1(pred: str, ref: str) -> float:
     p, r = Counter(normalise(pred).split()), Counter(normalise(ref).split())
     common = sum((p & r).values())
@@ -53,7 +66,7 @@ def word_f1(pred: str, ref: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
-def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, progress: bool = True) -> dict:
+def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tasks=None, progress: bool = True) -> dict:
     out = Path(out)
     vt = reasoner.pipeline.video_tokenizer
     shards = build_reason_latents(data, out / "latents", vt, progress=progress)
@@ -65,6 +78,11 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, pro
     for i, c in enumerate(clips):
         for q in c["questions"]:
             by_task[TASK_OF.get(q["type"], q["type"])].append((i, q))
+    if tasks is not None:
+        unknown = set(tasks) - set(by_task)
+        if unknown:
+            raise ValueError(f"--tasks: unknown or absent here: {sorted(unknown)}; expected some of {sorted(by_task)}")
+        by_task = {t: by_task[t] for t in tasks}
     rng = np.random.default_rng(seed)
     for task, items in by_task.items():  # a fixed random subset per task bounds the time
         if len(items) > max_per_task:
@@ -83,8 +101,10 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, pro
             row.update(score=yes - no, answer="yes" if yes >= no else "no")
         else:
             row["answer"] = reasoner.text.decode(list(reasoner.generate_ids(tok, params)))
+        if task == "timing":
+            row["min_risk"] = TIMING_CHOICES[reasoner.min_risk(tok, TIMING_CHOICES, time_loss)[0]]
         rows.append(row)
-    return dict(rows=rows, summary=summarise(rows), settings=dict(max_per_task=max_per_task, seed=seed,
+    return dict(rows=rows, summary=summarise(rows), settings=dict(max_per_task=max_per_task, seed=seed, tasks=tasks,
                                                                    data=[str(d) for d in data]))
 
 
@@ -114,11 +134,16 @@ def summarise(rows: list[dict]) -> dict:
         if task == "timing":
             timed = [r for r in rs if isinstance(r["value"], (int, float))]
             if timed:
-                errs = [abs(seconds(r["answer"]) - r["value"]) if seconds(r["answer"]) is not None else UNPARSED_ERROR
-                        for r in timed]
+                def mae(key):
+                    return float(np.mean([abs(seconds(r[key]) - r["value"]) if seconds(r[key]) is not None
+                                          else UNPARSED_ERROR for r in timed]))
+
                 med = float(np.median([r["value"] for r in timed]))
-                s.update(mae_s=float(np.mean(errs)), blind_mae_s=float(np.mean([abs(med - r["value"]) for r in timed])),
+                s.update(mae_s=mae("answer"), blind_mae_s=float(np.mean([abs(med - r["value"]) for r in timed])),
                          n_timed=len(timed), unparsed=sum(seconds(r["answer"]) is None for r in timed))
+                if all("min_risk" in r for r in rs):
+                    s["mae_min_risk_s"] = mae("min_risk")
+                    s["accuracy_min_risk"] = float(np.mean([normalise(r["min_risk"]) == t for r, t in zip(rs, truth)]))
         if task == "plausibility":
             labels = np.array([t == "yes" for t in truth])
             if labels.all() or not labels.any():
@@ -138,6 +163,8 @@ def table(summary: dict) -> str:
         other = ""
         if "mae_s" in s:
             other = f"MAE {s['mae_s']:.3f} s (blind median {s['blind_mae_s']:.3f} s, n={s['n_timed']}, unparsed {s['unparsed']})"
+            if "mae_min_risk_s" in s:
+                other += f"; minimum-risk answer: MAE {s['mae_min_risk_s']:.3f} s"
         if s.get("auc") is not None:
             other = f"ROC AUC {s['auc']:.3f}"
         lines.append(f"| {task} | {s['n']} | {s['accuracy']:.3f} | {s['majority']:.3f} | {s['blind']:.3f} | {other} |")

@@ -132,27 +132,44 @@ class Reasoner:
         """log P(answer = choice) for each choice string (its tokens, then <|im_end|>)."""
         return self.score_tokens(self.prompt(messages), choices)
 
-    def score_tokens(self, prompt: Tokens, choices: list[str]) -> list[float]:
-        """choice_logprobs for a prompt already built: teacher-forced against its one cached K/V."""
+    def min_risk(self, prompt: Tokens, choices: list[str], loss) -> tuple[int, np.ndarray]:
+        """Minimum-Bayes-risk answer: the choice with the least expected loss(choice, answer) under the model's
+        distribution renormalised over `choices`. For a number under absolute error that is the posterior
+        median, which a greedy answer (the mode, one token at a time) is not. -> (index, posterior [n])."""
+        logp = np.array(self.score_tokens(prompt, choices))
+        p = np.exp(logp - logp.max())
+        p /= p.sum()
+        risk = np.array([[loss(a, b) for b in choices] for a in choices]) @ p
+        return int(risk.argmin()), p
+
+    def score_tokens(self, prompt: Tokens, choices: list[str], chunk: int = 64) -> list[float]:
+        """choice_logprobs for a prompt already built: teacher-forced against its one cached K/V, the choices
+        run side by side (padded to the longest) in batches of `chunk` against that cache expanded."""
+        from kinema.model.mot import Cache, LayerCache
+
         last, cache = self._run(prompt, None)
-        first = torch.log_softmax(last[0].cpu(), -1)
+        first = torch.log_softmax(last[0].float().cpu(), -1)
         pos, group = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1
         end = self.text.token_id("<|im_end|>")
-        out = []
-        for choice in choices:
-            ids = self.text.encode(choice) + [end]
-            logp = first[ids[0]]
-            if len(ids) > 1:
-                toks = _cat_all([_text_token(self.config, i, pos + j, group + j) for j, i in enumerate(ids[:-1])])
-                with torch.no_grad(), self.pipeline._autocast():
-                    b = collate([toks], multiple=1).to(self.pipeline.device)
-                    h, _ = self.model.backbone(self.model.embed(b, torch.zeros_like(b.pos[..., 0])), b.gen, b.group,
-                                               b.valid, b.pos, cache=cache)
-                    rest = self.model.text_out(h[0]).float().cpu()
-                    rest[:, self.text.vocab_size:] = float("-inf")
-                    rest = torch.log_softmax(rest, -1)
-                logp = logp + rest[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum()
-            out.append(float(logp))
+        ids = [self.text.encode(c) + [end] for c in choices]
+        out = [float(first[i[0]]) for i in ids]
+        longer = [j for j, i in enumerate(ids) if len(i) > 1]
+        for at in range(0, len(longer), chunk):
+            rows = longer[at : at + chunk]
+            n = len(rows)
+            b = collate([_cat_all([_text_token(self.config, t, pos + j, group + j) for j, t in enumerate(ids[r][:-1])])
+                         for r in rows], multiple=1).to(self.pipeline.device)
+            wide = Cache([LayerCache(lc.k.expand(n, -1, -1, -1), lc.v.expand(n, -1, -1, -1)) for lc in cache.layers],
+                         cache.group.expand(n, -1), cache.valid.expand(n, -1))
+            with torch.no_grad(), self.pipeline._autocast():
+                h, _ = self.model.backbone(self.model.embed(b, torch.zeros_like(b.pos[..., 0])), b.gen, b.group,
+                                           b.valid, b.pos, cache=wide)
+                rest = self.model.text_out(h).float().cpu()  # [n, Lmax, V]
+            rest[..., self.text.vocab_size:] = float("-inf")
+            rest = torch.log_softmax(rest, -1)
+            for k, r in enumerate(rows):
+                nxt = torch.tensor(ids[r][1:])
+                out[r] += float(rest[k, torch.arange(len(nxt)), nxt].sum())
         return out
 
 

@@ -49,6 +49,9 @@ def test_a_good_request_validates(files):
     (dict(model_mode="text2video", action_path="actions.json", vision_path=None), ValueError, "takes no actions"),
     (dict(enable_sound=True), ValueError, "enable_sound"),
     (dict(sampler="heun"), ValueError, "sampler"),
+    (dict(action_guidance=-1.0), ValueError, "action_guidance: expected a number in \\[0, 30\\]"),
+    (dict(model_mode="video2video", action_path=None, action_guidance=2.0), ValueError,
+     "action_guidance: expected 1 in video2video"),
     (dict(resolution=40), ValueError, "resolution: expected a multiple of 16"),
 ])
 def test_bad_requests_fail_with_the_field_named(files, kw, error, match):

@@ -97,9 +97,9 @@ def test_rollout_beyond_one_window(tiny_pipeline, monkeypatch, with_actions):
 # ------------------------------------------------------------------ cached == uncached
 
 
-def _uncached_denoise(pipe, tok, uncond, *, guidance, num_steps, shift, sampler, seed, progress):
+def _uncached_denoise(pipe, tok, guides, *, num_steps, shift, sampler, seed, progress):
     """Pipeline._denoise written the slow way: the whole sequence (context included) at every step, no cache."""
-    seqs = [tok] if uncond is None else [tok, uncond]
+    seqs = [tok] + [u for u, _ in guides]
     full = collate(seqs)
     n, Ln, V = len(seqs), int(tok.gen.sum()), tok.value.shape[-1]
     assert all(int(s.gen.sum()) == Ln for s in seqs)
@@ -113,22 +113,26 @@ def _uncached_denoise(pipe, tok, uncond, *, guidance, num_steps, shift, sampler,
         level = torch.where(full.gen, schedule.noise_level(t).float(), torch.zeros(()))
         out = pipe.model(replace(full, value=value), level)[full.gen].reshape(n, Ln, V)
         x0 = schedule.to_x0(x, t, out)
-        if n == 2:
-            x0 = x0[1] + guidance * (x0[0] - x0[1])
-        return x0.reshape(Ln, V) * real
+        out = x0[0].clone()
+        for i, (_, g) in enumerate(guides):  # each guide pulls away from its sequence: x0_u + g (x0_c - x0_u)
+            out += (g - 1) * (x0[0] - x0[i + 1])
+        return out * real
 
     values = tok.value.clone()
     values[tok.gen] = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift).float()
     return values
 
 
-@pytest.mark.parametrize("mode,guidance", [("text2video", 3.0), ("video2video", 2.5), ("policy", 1.0)])
-def test_cached_sampling_equals_uncached(tiny_pipeline, monkeypatch, mode, guidance):
+@pytest.mark.parametrize("mode,guidance,action_guidance", [("text2video", 3.0, 1.0), ("video2video", 2.5, 1.0),
+                                                            ("policy", 1.0, 1.0), ("forward_dynamics", 2.0, 3.0)])
+def test_cached_sampling_equals_uncached(tiny_pipeline, monkeypatch, mode, guidance, action_guidance):
     pipe = tiny_pipeline
     seen = []
     unpack = pipe._unpack
     monkeypatch.setattr(pipe, "_unpack", lambda *a: seen.append(a[2]) or unpack(*a))
-    kw = dict(guidance=guidance, num_steps=3, sound=mode != "policy")
+    kw = dict(guidance=guidance, num_steps=3, sound=mode in ("text2video", "video2video"))
+    if action_guidance != 1.0:
+        kw["action_guidance"] = action_guidance
     cached = _run(pipe, mode, **kw)
     monkeypatch.setattr(pipe, "_denoise", partial(_uncached_denoise, pipe))
     uncached = _run(pipe, mode, **kw)
@@ -143,6 +147,23 @@ def test_cached_sampling_equals_uncached(tiny_pipeline, monkeypatch, mode, guida
 def test_guidance_changes_the_sample(tiny_pipeline):
     a, b = (_run(tiny_pipeline, "text2video", guidance=g)["frames"] for g in (1.0, 4.0))
     assert not np.array_equal(a, b)
+
+
+def test_action_guidance_pulls_away_from_the_actionless_prediction(tiny_pipeline, monkeypatch):
+    """g_a = 0 is video2video on the same frames; g_a = 1 is plain forward dynamics; others extrapolate."""
+    seen = []
+    unpack = tiny_pipeline._unpack
+    monkeypatch.setattr(tiny_pipeline, "_unpack", lambda *a: seen.append(a[2][a[1].gen]) or unpack(*a))
+    plain = _run(tiny_pipeline, "forward_dynamics")
+    assert np.array_equal(plain["frames"], _run(tiny_pipeline, "forward_dynamics", action_guidance=1.0)["frames"])
+    _run(tiny_pipeline, "forward_dynamics", action_guidance=0.0)
+    _run(tiny_pipeline, "video2video")
+    _run(tiny_pipeline, "forward_dynamics", action_guidance=3.0)
+    fd, _, no_actions, v2v, guided = seen
+    assert torch.allclose(no_actions, v2v, atol=1e-5)  # guidance 0 leaves only the actionless sequence
+    assert not torch.allclose(guided, fd, atol=1e-3)
+    with pytest.raises(ValueError, match="action_guidance: only forward_dynamics"):
+        _run(tiny_pipeline, "video2video", action_guidance=2.0)
 
 
 # ------------------------------------------------------------------ seeds, embodiments

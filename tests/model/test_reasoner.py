@@ -100,6 +100,22 @@ def test_choice_logprobs_match_teacher_forced_recomputation(reasoner):
         assert got == pytest.approx(want, abs=1e-4)
 
 
+def test_min_risk_is_the_posterior_median_under_absolute_error(reasoner):
+    from kinema.model.reason_eval import TIMING_CHOICES, time_loss
+
+    tok = reasoner.prompt(messages("At what second does the first collision happen?"))
+    choices = TIMING_CHOICES[:12]
+    logp = np.array(reasoner.score_tokens(tok, choices))
+    i, post = reasoner.min_risk(tok, choices, lambda a, b: float(a != b))  # 0/1 loss: the most probable choice
+    assert i == int(logp.argmax()) and post.sum() == pytest.approx(1.0)
+    assert np.allclose(np.log(post) - np.log(post).max(), logp - logp.max(), atol=1e-5)
+    times = choices[1:]  # absolute error over times alone: the weighted median of the renormalised posterior
+    i, post = reasoner.min_risk(tok, times, time_loss)
+    cdf = np.cumsum(post)
+    assert i == int(np.searchsorted(cdf, 0.5))
+    assert time_loss("0.25 s", "0.40 s") == pytest.approx(0.15) and time_loss("there is no collision", "1.00 s") == 2.0
+
+
 def test_judge_scores_episodes_and_videos(reasoner):
     judge = ReasonerJudge(reasoner)
     s = judge.score(random_frames(9))
