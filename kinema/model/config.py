@@ -47,7 +47,6 @@ class WorldModelConfig(Config):
     # diffusion
     schedule: str = "rectified_flow"   # or "edm"
     base_shift: float = 2.0            # rectified-flow time shift at 16 tokens per latent frame (64x64 video)
-    motion_weight: float = 0.0         # training: vision tokens that differ from their given frame weigh more (train.py)
     # data statistics (per channel), filled from the training data: the model sees standardised latents
     latent_mean: list = field(default_factory=list)
     latent_std: list = field(default_factory=list)

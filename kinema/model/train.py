@@ -8,12 +8,6 @@ modality over its real entries, then summed with weights (vision 1, action 1,
 sound 0.5); reasoner samples add next-token cross-entropy (+ z-loss) on their
 answer tokens with weight 1 (BAGEL's 1:1). A batch shares one noise level per sample, drawn by the schedule
 with the resolution-dependent shift.
-
-Motion weighting (config.motion_weight = a > 0): a noisy vision token that has a given frame weighs
-(1 + a d / mean d) / (1 + a), d its squared distance from the given frame's patch at its place, the mean
-over its sample's such tokens. A sample's weights still average 1, but the loss moves to where the
-future differs from the given frame: the arm and what it pushes, a few tokens in sixteen, which is all
-that actions change and which a uniform loss almost ignores.
 """
 
 from __future__ import annotations
@@ -55,19 +49,7 @@ def noised(schedule, batch: Tokens, t: torch.Tensor, noise: torch.Tensor) -> tup
     return replace(batch, value=value), level
 
 
-def motion_weights(batch: Tokens, vision_dim: int, a: float) -> torch.Tensor:
-    """-> [B, L] loss weights of noisy vision tokens (1 elsewhere and on samples without a given frame)."""
-    given = batch.cond[..., :vision_dim]
-    vision = batch.kind == VISION
-    has_given = (vision & ~batch.gen).any(1, keepdim=True)  # given frames always lead (modes.py)
-    on = batch.gen & vision & has_given  # [B, L]
-    d = ((batch.value[..., :vision_dim] - given) ** 2).mean(-1) * on
-    mean = d.sum(1, keepdim=True) / on.sum(1, keepdim=True).clamp_min(1)
-    w = (1 + a * d / mean.clamp_min(1e-8)) / (1 + a)
-    return torch.where(on, w, torch.ones_like(w))
-
-
-def world_model_loss(model, batch: Tokens, schedule, motion_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+def world_model_loss(model, batch: Tokens, schedule) -> tuple[torch.Tensor, dict[str, float]]:
     B, L, V = batch.value.shape
     t = schedule.sample_training_t(B, device=batch.value.device)
     real = torch.arange(V, device=batch.value.device) < batch.dims[..., None]
@@ -84,9 +66,7 @@ def world_model_loss(model, batch: Tokens, schedule, motion_weight: float = 0.0)
         m = real & (batch.gen & (batch.kind == kind))[..., None]
         n = m.sum()
         if n:
-            scale = motion_weights(batch, model.config.vision_dim, motion_weight)[..., None] \
-                if kind == VISION and motion_weight > 0 else 1.0
-            loss_k = (per * scale * m).sum() / n
+            loss_k = (per * m).sum() / n
             total = total + w * loss_k
             metrics[f"loss/{name}"] = float(loss_k.detach())
     if logits is not None:
@@ -126,8 +106,7 @@ def train(args) -> Path:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    mw = getattr(args, "motion_weight", None)
-    config = get_preset(args.preset, schedule=args.schedule, **({} if mw is None else dict(motion_weight=mw)))
+    config = get_preset(args.preset, schedule=args.schedule)
     init_state = None
     if args.init:  # post-training: the initial checkpoint's config (statistics, vocabulary) and text tokenizer
         from kinema.train.checkpoint import load_pretrained
@@ -140,8 +119,6 @@ def train(args) -> Path:
             model_cfg = dict(raw["model"])
             if getattr(args, "frame_condition", False):  # add (or widen to) the preset's given-frame inputs
                 model_cfg.update(frame_condition=True, cond_rows=config.cond_rows)
-            if mw is not None:
-                model_cfg.update(motion_weight=mw)
             write_json(out / "model_config.json", model_cfg)
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
@@ -193,7 +170,7 @@ def train(args) -> Path:
         load_state_strict(model, state, where=str(args.init))
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
-    trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule, config.motion_weight), dataset, tc, config.to_dict(), kind=KIND,
+    trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
                       collate_fn=collate, find_unused_parameters=True)
     final = trainer.fit()
     shutil.copy(Path(text.save(out / "text")), final / "tokenizer.json")
@@ -212,9 +189,6 @@ def add_parser(sub) -> None:
     p.add_argument("--frame-condition", action="store_true",
                    help="with --init from a checkpoint without them (or with fewer action rows): add the preset's "
                         "given-frame inputs (zero-initialised)")
-    p.add_argument("--motion-weight", type=float, default=None,
-                   help="weigh the vision loss towards tokens that differ from the given frame (0 = uniform; "
-                        "default: the preset's, or the --init checkpoint's)")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
     p.add_argument("--reason-data", nargs="*", default=None,

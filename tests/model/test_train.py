@@ -143,30 +143,3 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path):
     assert raw3["model"]["cond_rows"] == 3 and state3["moved_in.weight"].shape[1] == 3 * A
     assert torch.allclose(state3["moved_in.weight"][:, : 2 * A].float(), two["moved_in.weight"].float(), atol=1e-2)
     assert not state3["moved_in.weight"][:, 2 * A :].float().abs().gt(1e-3).any()  # the new row starts at zero
-
-
-def test_motion_weights_follow_the_change_from_the_given_frame():
-    from kinema.model.sequence import VISION, build
-    from kinema.model.train import motion_weights
-
-    vision = torch.zeros(CFG.latent_channels, 3, 4, 4)
-    vision[:, 1:, :2, :2] = 3.0  # one of the four tokens per frame changes after the given frame
-    batch = collate([build(CFG, text=[11, 12], vision=vision, vision_gen=[False, True, True]),
-                     build(CFG, text=[11, 12], vision=vision, vision_gen=[True, True, True])])  # no given frame
-    w = motion_weights(batch, CFG.vision_dim, 3.0)
-    noisy = batch.gen & (batch.kind == VISION)
-    first = w[0][noisy[0]]
-    assert first.mean().item() == pytest.approx(1.0)  # a sample's weights average 1
-    assert first.max().item() == pytest.approx((1 + 3 * 4) / 4) and first.min().item() == pytest.approx(1 / 4)
-    assert torch.equal(w[1], torch.ones_like(w[1]))  # nothing given: uniform
-    assert torch.equal(w[0][~noisy[0]], torch.ones_like(w[0][~noisy[0]]))
-    # the loss changes with the weighting, and weight 0 is the plain loss
-    torch.manual_seed(0)
-    model = WorldModel(CFG)
-    schedule = schedule_for(CFG)
-    losses = []
-    for a in (0.0, 3.0):
-        torch.manual_seed(5)
-        losses.append(float(world_model_loss(model, batch, schedule, motion_weight=a)[0]))
-    torch.manual_seed(5)
-    assert float(world_model_loss(model, batch, schedule)[0]) == losses[0] != losses[1]
