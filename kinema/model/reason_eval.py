@@ -78,16 +78,16 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
     for i, c in enumerate(clips):
         for q in c["questions"]:
             by_task[TASK_OF.get(q["type"], q["type"])].append((i, q))
-    if tasks is not None:
-        unknown = set(tasks) - set(by_task)
-        if unknown:
-            raise ValueError(f"--tasks: unknown or absent here: {sorted(unknown)}; expected some of {sorted(by_task)}")
-        by_task = {t: by_task[t] for t in tasks}
     rng = np.random.default_rng(seed)
     for task, items in by_task.items():  # a fixed random subset per task bounds the time
         if len(items) > max_per_task:
             keep = rng.choice(len(items), max_per_task, replace=False)
             by_task[task] = [items[k] for k in sorted(keep)]
+    if tasks is not None:  # after the draw above, so a subset asks exactly the questions a full run asks
+        unknown = set(tasks) - set(by_task)
+        if unknown:
+            raise ValueError(f"--tasks: unknown or absent here: {sorted(unknown)}; expected some of {sorted(by_task)}")
+        by_task = {t: by_task[t] for t in tasks}
     params = SamplingParams(temperature=0.0, max_new_tokens=96)
     rows = []
     jobs = [(task, i, q) for task, items in by_task.items() for i, q in items]

@@ -116,3 +116,8 @@ def test_generate_end_to_end(files, saved, tmp_path):
     assert np.allclose(actions["actions"], given, atol=1e-4)  # forward dynamics hands the given actions back
     assert read_json(out / "request.json")["num_steps"] == 2
     assert res["seconds"] >= 0 and res["video"].endswith("video.mp4")
+    guided = tmp_path / "guided"  # the request's action_guidance reaches the sampler
+    generate(_req(files, num_steps=2, seed=1, action_guidance=3.0), saved["model"], guided, device="cpu", dtype="fp32",
+             progress=False)
+    assert read_json(guided / "request.json")["action_guidance"] == 3.0
+    assert not np.array_equal(decode_video(guided / "video.mp4"), video)

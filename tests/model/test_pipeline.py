@@ -251,3 +251,20 @@ def test_bf16_sampling_stays_close_to_fp32(tiny_pipeline):
             assert np.abs(a["actions"] - b["actions"]).max() < 0.05
     with pytest.raises(ValueError, match="fp32 or bf16"):
         Pipeline(p.model, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp16")
+
+
+def test_predictor_with_action_guidance_through_the_registry(saved):
+    """`kinema eval actions --action-guidance G` loads this predictor: its own results folder, guided rollouts."""
+    from kinema.eval.predictor import PredictionRequest, get_predictor, predict_checked
+
+    plain = get_predictor(str(saved["model"]), device="cpu", num_steps=2)
+    guided = get_predictor(str(saved["model"]), device="cpu", num_steps=2, action_guidance=2.5)
+    assert (plain.name, guided.name) == ("world_model", "world_model_ag2.5")
+    ctx = random_frames(9)
+    acts = np.random.default_rng(1).normal(size=(17, 10)).astype(np.float32)
+    req = PredictionRequest(context=ctx, num_frames=8, fps=16.0, camera="front", actions=acts,
+                            action_names=plain.pipeline.config.embodiments[0].action_names)
+    a, b = predict_checked(plain, req), predict_checked(guided, req)
+    assert a.shape == b.shape == (8, SIZE, SIZE, 3) and not np.array_equal(a, b)
+    passive = PredictionRequest(context=ctx, num_frames=8, fps=16.0, camera="front")  # no actions: nothing to guide
+    assert np.array_equal(predict_checked(plain, passive), predict_checked(guided, passive))
