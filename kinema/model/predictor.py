@@ -16,14 +16,20 @@ import numpy as np
 from kinema.model.pipeline import Pipeline
 
 DEFAULT_STEPS = 10  # benchmarks/generate.py: the fewest steps within 0.5 dB of 35 (see BENCHMARKS.md)
+# Inverse dynamics is scored by squared error, whose best point estimate is the posterior mean, not a posterior
+# sample (which has twice its expected squared error). One denoising step from pure noise returns the model's
+# x0 prediction, its estimate of that mean; averaging it over noise draws refines it (BENCHMARKS.md).
+INVERSE_STEPS, INVERSE_SAMPLES = 1, 4
 
 
 class WorldModelPredictor:
     uses_oracle = False
 
     def __init__(self, pipeline: Pipeline, *, num_steps: int = DEFAULT_STEPS, sampler: str = "dpmpp_2m",
-                 seed: int = 0, action_guidance: float = 1.0, name: str | None = None):
+                 seed: int = 0, action_guidance: float = 1.0, inverse_steps: int = INVERSE_STEPS,
+                 inverse_samples: int = INVERSE_SAMPLES, name: str | None = None):
         self.pipeline, self.num_steps, self.sampler, self.seed = pipeline, num_steps, sampler, seed
+        self.inverse_steps, self.inverse_samples = int(inverse_steps), int(inverse_samples)
         self.action_guidance = float(action_guidance)
         # runs with another guidance scale write to their own results folder
         self.name = name or ("world_model" if self.action_guidance == 1.0 else f"world_model_ag{self.action_guidance:g}")
@@ -48,9 +54,11 @@ class WorldModelPredictor:
             clip = np.concatenate([clip, np.repeat(clip[-1:], Tp - T, 0)])
         timing = req.action_timing
         e = self.pipeline._domain(None, tuple(req.action_names), None, timing)
-        out = self.pipeline.run("inverse_dynamics", num_frames=Tp, context=clip,
-                                domain_name=self.pipeline.config.embodiments[e].name, **self._kw(req))
-        return out["actions"][: T - 1]
+        kw = dict(self._kw(req), num_steps=self.inverse_steps)
+        draws = [self.pipeline.run("inverse_dynamics", num_frames=Tp, context=clip,
+                                   domain_name=self.pipeline.config.embodiments[e].name,
+                                   **dict(kw, seed=self.seed + i))["actions"] for i in range(self.inverse_samples)]
+        return np.mean(draws, 0)[: T - 1]
 
 
 def load_predictor(path: Path, *, device: str = "auto", num_steps: int = DEFAULT_STEPS, **options):

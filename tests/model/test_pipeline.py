@@ -268,3 +268,18 @@ def test_predictor_with_action_guidance_through_the_registry(saved):
     assert a.shape == b.shape == (8, SIZE, SIZE, 3) and not np.array_equal(a, b)
     passive = PredictionRequest(context=ctx, num_frames=8, fps=16.0, camera="front")  # no actions: nothing to guide
     assert np.array_equal(predict_checked(plain, passive), predict_checked(guided, passive))
+
+
+def test_inverse_dynamics_predictor_returns_the_mean_of_one_step_draws(saved):
+    """The evaluation's point estimate of the actions: x0 after one step from noise, averaged over draws."""
+    from kinema.eval.predictor import PredictionRequest, get_predictor
+
+    pred = get_predictor(str(saved["model"]), device="cpu", inverse_samples=3)
+    clip = random_frames(17)
+    names = pred.pipeline.config.embodiments[0].action_names
+    got = pred.infer_actions(PredictionRequest(context=clip, num_frames=0, fps=16.0, camera="front",
+                                               action_names=names, action_timing="after"))
+    draws = [pred.pipeline.run("inverse_dynamics", num_frames=17, context=clip, domain_name="single_arm",
+                               num_steps=1, seed=s)["actions"] for s in range(3)]
+    assert got.shape == (16, 10) and np.allclose(got, np.mean(draws, 0), atol=1e-6)
+    assert not np.allclose(draws[0], draws[1])  # the draws differ; their mean is the estimate
