@@ -37,7 +37,7 @@ class Episode:
     extrinsics: dict[str, np.ndarray]  # camera -> float64 [T, 4, 4] world->camera, OpenCV axes (x right, y down, z forward)
     audio: np.ndarray  # float32 [N] mono in [-1, 1], N = round(T / fps * sample_rate)
     sample_rate: int
-    contacts: list[dict]  # impact events: time, frame, a, b (object ids), impulse, speed, position
+    contacts: list[dict]  # impact events: time, frame, a, b (object ids), impulse, speed, position, resting (placed touching, not yet parted: settling, not a collision)
     task: str  # LeRobot task string: the instruction (tabletop) or the scene description
     caption: str
     qa: list[dict]  # {"type", "question", "answer"} answered from ground truth

@@ -132,7 +132,11 @@ def summarise(rows: list[dict]) -> dict:
             per_q[r["question"]][t] += 1
         s["blind"] = float(sum(c.most_common(1)[0][1] for c in per_q.values()) / len(rs))
         if task == "timing":
-            timed = [r for r in rs if isinstance(r["value"], (int, float))]
+            # The MAE reads only questions with a collision; whether there was one at all is scored apart.
+            has = [isinstance(r["value"], (int, float)) for r in rs]
+            s["detection"] = float(np.mean([(seconds(r["answer"]) is not None) == h for r, h in zip(rs, has)]))
+            s["blind_detection"] = max(float(np.mean(has)), 1 - float(np.mean(has)))
+            timed = [r for r, h in zip(rs, has) if h]
             if timed:
                 def mae(key):
                     return float(np.mean([abs(seconds(r[key]) - r["value"]) if seconds(r[key]) is not None
@@ -165,6 +169,8 @@ def table(summary: dict) -> str:
             other = f"MAE {s['mae_s']:.3f} s (blind median {s['blind_mae_s']:.3f} s, n={s['n_timed']}, unparsed {s['unparsed']})"
             if "mae_min_risk_s" in s:
                 other += f"; minimum-risk answer: MAE {s['mae_min_risk_s']:.3f} s"
+        if "detection" in s:
+            other += f"; collision or none right {s['detection']:.3f} (majority {s['blind_detection']:.3f})"
         if s.get("auc") is not None:
             other = f"ROC AUC {s['auc']:.3f}"
         lines.append(f"| {task} | {s['n']} | {s['accuracy']:.3f} | {s['majority']:.3f} | {s['blind']:.3f} | {other} |")

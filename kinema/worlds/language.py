@@ -56,8 +56,11 @@ def describe(world, scene, states: np.ndarray, contacts: list[dict], outcome: di
                            answer=display(by_id[order[0][0]])))
 
     sentences = [world.scene_sentence(scene)]
-    if contacts:
-        ev = contacts[0]
+    # A pair placed touching (a stack settling, a ball rolling along its track) makes impacts that no
+    # viewer would call a collision; only pairs that came together, or visibly parted first, count.
+    collisions = [ev for ev in contacts if not ev.get("resting", False)]
+    if collisions:
+        ev = collisions[0]
         t = ev["time"]
         qa.append(dict(type="first_collision_time", question="At what second does the first collision happen?",
                        answer=f"{t:.2f} s", value=float(t)))
@@ -68,7 +71,7 @@ def describe(world, scene, states: np.ndarray, contacts: list[dict], outcome: di
                        answer="there is no collision", value=None))
 
     floor_ids = {o["id"] for o in scene.objects if o["kind"] == "static" and o["shape"] == "plane"}
-    ground_hits = [ev for ev in contacts if (ev["a"] in floor_ids) != (ev["b"] in floor_ids)]
+    ground_hits = [ev for ev in collisions if (ev["a"] in floor_ids) != (ev["b"] in floor_ids)]
     if len(mov) > 1 and ground_hits:
         first = ground_hits[0]
         hitter = first["b"] if first["a"] in floor_ids else first["a"]

@@ -24,6 +24,8 @@ SAMPLE_RATE = 16_000
 IMPACT_WINDOW_S = 0.015  # contact force is integrated this long after an impact starts
 MIN_IMPACT_SPEED = 0.15  # m/s closing speed; below it a touch is resting contact, not an impact
 REFRACTORY_S = 0.05  # a pair cannot start a new impact sooner than this
+PLACED_GAP_M = 0.002  # bodies placed closer than this count as touching at the start (they settle, not strike)
+PART_S = 0.1  # a pair placed touching must be apart this long before its contacts count as collisions
 
 
 def object_geom_map(model: mujoco.MjModel, objects: list[dict]) -> tuple[np.ndarray, list[tuple[str, int]]]:
@@ -73,6 +75,8 @@ class ContactTracker:
     def __init__(self, model, geom_object: np.ndarray, names: dict[int, str]):
         self.model, self.geom_object, self.names = model, geom_object, names
         self.active: set[tuple[int, int]] = set()
+        self.last_touch: dict[tuple[int, int], float] = {}  # when each pair was last in contact
+        self.resting: set[tuple[int, int]] = set()  # placed touching and not yet visibly parted
         self.last_onset: dict[tuple[int, int], float] = {}
         self.pending: dict[tuple[int, int], dict] = {}
         self.events: list[dict] = []
@@ -81,8 +85,19 @@ class ContactTracker:
         self.window_steps = max(1, round(IMPACT_WINDOW_S / model.opt.timestep))
 
     def prime(self, data):
-        """Contacts present at the start are resting contacts, not impacts."""
+        """Contacts present at the start are resting contacts, not impacts. Pairs placed within
+        PLACED_GAP_M start `resting`: their impacts (a stack settling, a ball hopping along its track)
+        are flagged until the pair has been apart for PART_S, which a viewer would see as parting."""
         self.active = set(self._pairs(data))
+        ids = self.geom_object.astype(np.int64)
+        geoms = np.flatnonzero(ids > 0)
+        for i, g1 in enumerate(geoms):
+            for g2 in geoms[i + 1 :]:
+                a, b = ids[g1], ids[g2]
+                if a != b and mujoco.mj_geomDistance(self.model, data, int(g1), int(g2), PLACED_GAP_M, None) < PLACED_GAP_M:
+                    self.resting.add((int(min(a, b)), int(max(a, b))))
+        self.resting |= self.active
+        self.last_touch = dict.fromkeys(self.resting, 0.0)
 
     def _pairs(self, data) -> dict[tuple[int, int], list[int]]:
         """(object a, object b) -> indices of the contacts between them, a < b."""
@@ -112,6 +127,7 @@ class ContactTracker:
                     self.pending[key] = dict(
                         time=round(time, 6), frame=int(math.floor(time * fps + 1e-9)), a=key[0], b=key[1],
                         names=[self.names[key[0]], self.names[key[1]]], speed=float(speed),
+                        resting=key in self.resting,
                         position=[float(v) for v in data.contact.pos[c]], impulse=0.0, _left=self.window_steps,
                     )
         for key in list(self.pending):
@@ -121,6 +137,9 @@ class ContactTracker:
                 del ev["_left"]
                 self.events.append(self.pending.pop(key))
         self.active = set(pairs)
+        for key in pairs:
+            self.last_touch[key] = time
+        self.resting -= {k for k in self.resting if time - self.last_touch[k] >= PART_S}
 
     def _closing_speed(self, model, data, c) -> float:
         """Relative velocity of the two geoms at the contact point, along the contact normal."""

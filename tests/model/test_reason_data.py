@@ -69,6 +69,7 @@ def test_summary_against_hand_computed_baselines():
             dict(task="count", question="How many fell?", truth="4", answer="4", value=4),
             dict(task="timing", question="When?", truth="0.50 s", answer="0.40 s", value=0.5),
             dict(task="timing", question="When?", truth="1.00 s", answer="soon", value=1.0),
+            dict(task="timing", question="When?", truth="there is no collision", answer="0.30 s", value=None),
             dict(task="plausibility", question="P?", truth="yes", answer="yes", score=2.0, value=None),
             dict(task="plausibility", question="P?", truth="no", answer="no", score=-1.0, value=None),
             dict(task="plausibility", question="P?", truth="no", answer="yes", score=3.0, value=None)]
@@ -78,4 +79,6 @@ def test_summary_against_hand_computed_baselines():
     assert s["count"]["blind"] == pytest.approx(1.0)      # each question string has one answer
     assert s["timing"]["mae_s"] == pytest.approx((0.1 + 2.0) / 2) and s["timing"]["unparsed"] == 1
     assert s["timing"]["blind_mae_s"] == pytest.approx(0.25)  # median 0.75
+    assert s["timing"]["detection"] == pytest.approx(1 / 3)   # only the first says a time where there is one
+    assert s["timing"]["blind_detection"] == pytest.approx(2 / 3)
     assert s["plausibility"]["auc"] == pytest.approx(0.5)     # yes=2 beats -1, loses to 3

@@ -127,3 +127,27 @@ def test_unknown_scenario_is_a_clear_error():
 def test_all_eight_physics_scenarios_exist():
     assert [w.name for w in PHYSICS_WORLDS] == [
         "free_fall", "tilted_slope", "u_slope", "stable_stack", "unstable_stack", "dominoes", "seesaw", "gyroscope"]
+
+
+def first_collision(ep) -> str:
+    return next(q["answer"] for q in ep.qa if q["type"] == "first_collision_time")
+
+
+def test_a_stack_settling_is_not_a_collision():
+    # This stable stack's boxes, placed 0.4 mm apart, settle with a recorded impact at 0.027 s.
+    ep = rollout(get_world("stable_stack"), 1914837113, render=False)
+    assert ep.contacts and all(e["resting"] for e in ep.contacts)
+    assert first_collision(ep) == "there is no collision" and "collision" not in ep.caption
+
+
+def test_a_ball_rolling_along_its_track_is_not_a_collision():
+    ep = rollout(get_world("u_slope"), 0, render=False)
+    assert len(ep.contacts) > 3 and all(e["resting"] for e in ep.contacts)  # hops over the track's joints
+    assert first_collision(ep) == "there is no collision"
+
+
+def test_first_collision_is_the_first_impact_of_bodies_that_came_together():
+    ep = rollout(get_world("unstable_stack"), 1914837113, render=False)
+    settle, fall = ep.contacts[0], next(e for e in ep.contacts if not e["resting"])
+    assert settle["resting"] and settle["time"] < 0.05 < fall["time"]
+    assert first_collision(ep) == f"{fall['time']:.2f} s"
