@@ -40,7 +40,12 @@ def audio_from_model(z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> 
 
 
 def shard_name(root: Path) -> str:
-    return f"{root.name}-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}"
+    """Names a dataset's cached shard by its folder and its metadata (captions, QA, contacts), so a dataset
+    simulated again with new answers gets a new shard instead of silently reusing the stale one."""
+    h = hashlib.sha1(str(root.resolve()).encode())
+    for f in sorted(p for p in (root / "meta").rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
+    return f"{root.name}-{h.hexdigest()[:8]}"
 
 
 def dataset_shards(roots, out) -> list[tuple[Path, Path]]:

@@ -46,7 +46,7 @@ def _eval_reason(args):
     out = Path(args.out)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     res = evaluate(reasoner, args.data, out, max_per_task=args.max_per_task, seed=args.seed, tasks=tasks,
-                   progress=not args.no_progress)
+                   other_video=args.other_video, progress=not args.no_progress)
     write_json(out / "reason.json", res)
     (out / "reason.md").write_text(table(res["summary"]) + "\n")
     print(table(res["summary"]))
@@ -84,6 +84,8 @@ def add_eval_parser(e) -> None:
     r.add_argument("--max-per-task", type=int, default=120)
     r.add_argument("--tasks", default=None, help="comma-separated subset of the tasks (default: all)")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--other-video", action="store_true",
+                   help="ask each question about another episode of the same world (baseline: world recognition only)")
     r.add_argument("--no-progress", action="store_true")
     _common(r)
     r.set_defaults(func=_eval_reason)

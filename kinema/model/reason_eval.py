@@ -19,6 +19,10 @@ after normalising case, spaces and a final full stop. Reported per task
                  TIMING_CHOICES under absolute error: the posterior median) are scored.
   plausibility   ROC AUC of log P("yes") - log P("no") (the ReasonerJudge score).
   caption        word-level F1 against the simulator's caption (no accuracy).
+
+With `other_video=True` every question is asked about another episode of the same
+world and camera (never its twin): what is left of the accuracy is recognising the
+world, not reading the episode.
 """
 
 from __future__ import annotations
@@ -66,7 +70,23 @@ def word_f1(pred: str, ref: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
-def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tasks=None, progress: bool = True) -> dict:
+def other_episodes(clips: list[dict], seed: int = 0) -> list[int]:
+    """For each clip, a clip of another episode (other seed: not its twin) of the same world and camera."""
+    rng = np.random.default_rng([seed, 1])
+    by_kind = defaultdict(list)
+    for j, c in enumerate(clips):
+        by_kind[c["world"], c["camera"]].append(j)
+    out = []
+    for c in clips:
+        pool = [j for j in by_kind[c["world"], c["camera"]] if clips[j]["seed"] != c["seed"]]
+        if not pool:
+            raise ValueError(f"other_video: world {c['world']!r} camera {c['camera']!r} has one episode; need two or more")
+        out.append(int(pool[rng.integers(len(pool))]))
+    return out
+
+
+def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tasks=None, other_video: bool = False,
+             progress: bool = True) -> dict:
     out = Path(out)
     vt = reasoner.pipeline.video_tokenizer
     shards = build_reason_latents(data, out / "latents", vt, progress=progress)
@@ -89,11 +109,13 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
             raise ValueError(f"--tasks: unknown or absent here: {sorted(unknown)}; expected some of {sorted(by_task)}")
         by_task = {t: by_task[t] for t in tasks}
     params = SamplingParams(temperature=0.0, max_new_tokens=96)
+    source = other_episodes(clips, seed) if other_video else list(range(len(clips)))
     rows = []
     jobs = [(task, i, q) for task, items in by_task.items() for i, q in items]
     for task, i, q in tqdm(jobs, desc="reason", disable=not progress):
         c = clips[i]
-        tok = question_tokens(cfg, reasoner.text, vision[i], c["fps"], q, answer=False, latent_mean=mean, latent_std=std)
+        tok = question_tokens(cfg, reasoner.text, vision[source[i]], c["fps"], q, answer=False, latent_mean=mean,
+                              latent_std=std)
         row = dict(task=task, type=q["type"], world=c["world"], question=q["question"], truth=q["answer"],
                    value=q.get("value"))
         if task == "plausibility":
@@ -105,6 +127,7 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
             row["min_risk"] = TIMING_CHOICES[reasoner.min_risk(tok, TIMING_CHOICES, time_loss)[0]]
         rows.append(row)
     return dict(rows=rows, summary=summarise(rows), settings=dict(max_per_task=max_per_task, seed=seed, tasks=tasks,
+                                                                   other_video=other_video,
                                                                    data=[str(d) for d in data]))
 
 

@@ -94,7 +94,9 @@ class ContactTracker:
         for i, g1 in enumerate(geoms):
             for g2 in geoms[i + 1 :]:
                 a, b = ids[g1], ids[g2]
-                if a != b and mujoco.mj_geomDistance(self.model, data, int(g1), int(g2), PLACED_GAP_M, None) < PLACED_GAP_M:
+                if a == b:
+                    continue
+                if mujoco.mj_geomDistance(self.model, data, int(g1), int(g2), PLACED_GAP_M, None) < PLACED_GAP_M:
                     self.resting.add((int(min(a, b)), int(max(a, b))))
         self.resting |= self.active
         self.last_touch = dict.fromkeys(self.resting, 0.0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kinema.model.reason_data import JointTasks, questions
-from kinema.model.reason_eval import normalise, seconds, summarise, word_f1
+from kinema.model.reason_eval import normalise, other_episodes, seconds, summarise, word_f1
 
 
 def tabletop_row(plausible=True):
@@ -82,3 +82,15 @@ def test_summary_against_hand_computed_baselines():
     assert s["timing"]["detection"] == pytest.approx(1 / 3)   # only the first says a time where there is one
     assert s["timing"]["blind_detection"] == pytest.approx(2 / 3)
     assert s["plausibility"]["auc"] == pytest.approx(0.5)     # yes=2 beats -1, loses to 3
+
+
+def test_other_video_is_another_episode_of_the_same_world_and_camera_never_a_twin():
+    clips = [dict(world=w, camera=c, seed=s) for w in ("free_fall", "seesaw") for c in ("front", "side")
+             for s in (1, 1, 2, 3)]  # seed 1 twice: an episode and its implausible twin
+    src = other_episodes(clips, seed=0)
+    for c, j in zip(clips, src):
+        o = clips[j]
+        assert (o["world"], o["camera"]) == (c["world"], c["camera"]) and o["seed"] != c["seed"]
+    assert other_episodes(clips, seed=0) == src
+    with pytest.raises(ValueError, match="'gyroscope' camera 'front' has one episode"):
+        other_episodes([dict(world="gyroscope", camera="front", seed=4)] * 2)
