@@ -348,3 +348,23 @@ def encode_video_with_audio(path: str | os.PathLike, frames: np.ndarray, fps: fl
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def decode_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray | None:
+    """The first audio stream of a media file as mono f32 [N] at sample_rate (resampled by FFmpeg), or None
+    when the file has no sound."""
+    label = str(path)
+    if not os.path.isfile(label):
+        raise FileNotFoundError(f"media file {label} does not exist")
+    try:
+        with av.open(label, mode="r") as container:
+            if not container.streams.audio:
+                return None
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+            chunks = []
+            for frame in container.decode(container.streams.audio[0]):
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except av.FFmpegError as e:
+        raise ValueError(f"cannot read the sound of {label}: corrupt or truncated file ({e})") from e
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)

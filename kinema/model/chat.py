@@ -7,6 +7,9 @@ Messages follow the OpenAI / vLLM convention:
                                   {"type": "text", "text": "Does the stack fall over?"}]},
      {"role": "assistant", "content": "yes"}]                                    # training / few-shot
 
+A video given as an array may bring its sound: "audio" (mono float [N] in
+[-1, 1]) with "sample_rate"; a video file brings its own sound track.
+
 rendered in ChatML with the tokenizer's special tokens (ids fixed in kinema/tokenize/text.py):
 
     <|im_start|>system\n...<|im_end|>\n<|im_start|>user\n<video>[vision tokens]Does ...?<|im_end|>\n
@@ -47,6 +50,13 @@ def _check_part(part, where: str) -> None:
             raise ValueError(f"{where}: a {kind} part needs '{kind}': a file path or a uint8 array {want}, got {got}")
         if "fps" in part and not (isinstance(part["fps"], (int, float)) and part["fps"] > 0):
             raise ValueError(f"{where}: 'fps' must be a positive number, got {part['fps']!r}")
+        if "audio" in part:
+            a, sr = part["audio"], part.get("sample_rate")
+            if kind != "video" or not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind != "f":
+                raise ValueError(f"{where}: 'audio' must be a video's mono float array [N], got "
+                                 f"{f'{a.dtype} {list(a.shape)}' if isinstance(a, np.ndarray) else type(a).__name__}")
+            if not (isinstance(sr, int) and sr > 0):
+                raise ValueError(f"{where}: 'audio' needs 'sample_rate', a positive int (Hz), got {sr!r}")
     else:
         raise ValueError(f"{where}: unknown part type {kind!r}; expected 'text', 'video' or 'image'")
 

@@ -36,6 +36,7 @@ class WorldModelConfig(Config):
     audio_channels: int = 64
     audio_patch: int = 2
     audio_rate: float = 25.0           # audio latent frames per second
+    reason_audio: bool = False         # the reasoner hears a video's sound (its audio latents join the video)
     # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
     max_action_dim: int = 64
     max_embodiments: int = 32

@@ -44,14 +44,14 @@ def regression_outputs(model_dir) -> dict:
 
 def reasoner_outputs(pipeline, ep) -> dict:
     """The reasoner's greedy answers to the clip's questions and the log-probability of each true answer."""
-    from kinema.model.reasoner import Reasoner
+    from kinema.model.reasoner import Reasoner, episode_video
 
     reasoner = Reasoner(pipeline)
     out = {"questions": [], "answers": [], "truth_logprobs": []}
     for qa in ep.qa:
         if qa["type"] == "final_position":
             continue
-        msgs = [{"role": "user", "content": [{"type": "video", "video": ep.frames[REGRESSION["camera"]], "fps": ep.fps},
+        msgs = [{"role": "user", "content": [episode_video(ep, REGRESSION["camera"]),
                                              {"type": "text", "text": qa["question"]}]}]
         out["questions"].append(qa["question"])
         out["answers"].append(reasoner.answer(msgs))
@@ -116,14 +116,13 @@ def demo(out="outputs/demo", model="checkpoints/world-model-small", *, episode: 
 
 def ask(pipeline, ep, types=("count", "first_mover", "first_collision_time", "success")) -> list[tuple[str, str, str]]:
     """The reasoner's answers to the episode's ground-truth questions of these types: (question, answer, truth)."""
-    from kinema.model.reasoner import Reasoner
+    from kinema.model.reasoner import Reasoner, episode_video
 
     reasoner = Reasoner(pipeline)
     t0 = time.time()
     rows = []
     for qa in [q for q in ep.qa if q["type"] in types]:
-        msgs = [{"role": "user", "content": [{"type": "video", "video": ep.frames[DEMO_CAMERA], "fps": ep.fps},
-                                             {"type": "text", "text": qa["question"]}]}]
+        msgs = [{"role": "user", "content": [episode_video(ep, DEMO_CAMERA), {"type": "text", "text": qa["question"]}]}]
         rows.append((qa["question"], reasoner.answer(msgs), qa["answer"]))
     print(f"\nthe reasoner on the whole {len(ep.frames[DEMO_CAMERA])}-frame clip ({time.time() - t0:.1f} s):")
     for q, a, truth in rows:

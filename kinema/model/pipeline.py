@@ -28,7 +28,7 @@ import torch
 from kinema.diffusion import sample
 from kinema.model import embodiments as emb
 from kinema.model.config import KIND, WorldModelConfig
-from kinema.model.data import audio_from_model
+from kinema.model.data import audio_from_model, audio_to_model
 from kinema.model.modes import ACTION_MODES, check_mode, plan_tokens
 from kinema.model.sequence import (ACTION, AUDIO, VISION, audio_frames, audio_latent_frames, collate, latent_frames,
                                    segment_values, unpatchify)
@@ -95,6 +95,22 @@ class Pipeline:
         with self._autocast():
             z = self.video_tokenizer.encode(to_model(frames)[None].to(self.device))[0].float().cpu()
         return (z - self._lat[0]) / self._lat[1]
+
+    @torch.no_grad()
+    def encode_sound(self, wav: np.ndarray, sample_rate: int, num_frames: int, fps: float) -> torch.Tensor:
+        """Mono f32 [N] at the audio tokenizer's rate -> model values [Ca, Na]: the sound of num_frames video
+        frames at fps (cut, or padded with silence)."""
+        sr = self.audio_tokenizer.cfg.sample_rate
+        if int(sample_rate) != sr:
+            raise ValueError(f"audio: expected {sr} Hz mono, got {sample_rate} Hz")
+        n = round(num_frames / fps * sr)
+        x = np.zeros(n, np.float32)
+        piece = np.asarray(wav, np.float32).reshape(-1)[:n]
+        x[: len(piece)] = piece
+        with self._autocast():
+            a = self.audio_tokenizer.encode(torch.from_numpy(x)[None].clamp(-1, 1).to(self.device))[0].float().cpu()
+        Na = audio_latent_frames(num_frames, fps, self.config.audio_rate)
+        return audio_to_model(a[:, :Na], *self._aud)
 
     @torch.no_grad()
     def decode_latents(self, z: torch.Tensor, num_frames: int) -> np.ndarray:

@@ -46,7 +46,7 @@ def _eval_reason(args):
     out = Path(args.out)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     res = evaluate(reasoner, args.data, out, max_per_task=args.max_per_task, seed=args.seed, tasks=tasks,
-                   other_video=args.other_video, progress=not args.no_progress)
+                   other_video=args.other_video, mute=args.mute, progress=not args.no_progress)
     write_json(out / "reason.json", res)
     (out / "reason.md").write_text(table(res["summary"]) + "\n")
     print(table(res["summary"]))
@@ -86,6 +86,8 @@ def add_eval_parser(e) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--other-video", action="store_true",
                    help="ask each question about another episode of the same world (baseline: world recognition only)")
+    r.add_argument("--mute", action="store_true",
+                   help="a model that hears (reason_audio) is asked about the silent videos: what the sound adds")
     r.add_argument("--no-progress", action="store_true")
     _common(r)
     r.set_defaults(func=_eval_reason)

@@ -19,6 +19,13 @@ simulator: the QA the worlds record (kinema.worlds.language) plus
 Plausibility is asked only in datasets that hold implausible twins (both answers).
 Each question may carry `latent_frames`: the model sees only that many latent
 frames (the tokenizer is causal, so they equal the latents of the shorter clip).
+
+With an audio tokenizer the shard also holds each episode's sound as audio
+latents (25 Hz, one run per episode shared by its cameras). A model whose
+config says `reason_audio` hears it: the contact sounds mark every impact to
+40 ms, where a latent frame of the 8 fps clip spans half a second. The audio
+tokenizer is causal too, so a question cut to `latent_frames` hears exactly
+the sound up to its last frame.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from tqdm.auto import tqdm
 
 from kinema.model.data import dataset_shards, shard_done
 from kinema.model.reasoner import reasoner_clip
-from kinema.model.sequence import build_interleaved
+from kinema.model.sequence import audio_latent_frames, build_interleaved
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
 
 SKIP = {"final_position"}  # metric regression, not one of the reasoner's tasks
@@ -99,18 +106,25 @@ def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibi
     return out
 
 
+def _has_audio(path: Path) -> bool:
+    return "audio_rate" in read_json(path.with_suffix(".json"))
+
+
 @torch.no_grad()
-def build_reason_latents(roots, out, video_tokenizer, *, batch: int = 8, progress: bool = True) -> list[Path]:
+def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, batch: int = 8,
+                         progress: bool = True) -> list[Path]:
+    """Encode every dataset's clips (and, given audio_tokenizer, their sound); a shard built without sound
+    is built again when sound is asked for."""
     from kinema.data.reader import EpisodeStore
     from kinema.tokenize.data import to_model
 
     jobs = dataset_shards(roots, out)
     for root, path in tqdm(jobs, desc="reasoner latents", unit="set", disable=not progress):
-        if shard_done(path):
+        if shard_done(path) and (audio_tokenizer is None or _has_audio(path)):
             continue
         store = EpisodeStore(root)
         labels = {json.loads(r["kinema/info"])["plausible"] for r in store.meta}
-        latents, meta, pending = [], [], []
+        latents, meta, pending, sounds, at = [], [], [], [], 0
 
         def flush():
             if pending:
@@ -119,34 +133,53 @@ def build_reason_latents(roots, out, video_tokenizer, *, batch: int = 8, progres
                 pending.clear()
 
         for i in range(len(store)):
-            a = store.read(i, masks=False)
+            a = store.read(i, masks=False, audio=audio_tokenizer is not None)
             row = store.meta[i]
             info = json.loads(row["kinema/info"])
+            sound = None
+            if audio_tokenizer is not None:
+                sr = audio_tokenizer.cfg.sample_rate
+                if a["sample_rate"] != sr:
+                    raise ValueError(f"{root}: episode {i} has sound at {a['sample_rate']} Hz; the audio tokenizer "
+                                     f"takes {sr} Hz")
+                wav = torch.from_numpy(a["audio"]).clamp(-1, 1)[None]
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    z = audio_tokenizer.encode(wav)[0].float().half()  # [Ca, Na] of the whole episode
+                sounds.append(z)
+                sound, at = [at, z.shape[1]], at + z.shape[1]
             for cam in store.cameras:
                 frames, fps = reasoner_clip(a[f"frames/{cam}"], store.fps)
                 stride = round(store.fps / fps)
                 t = 1 + (len(frames) - 1) // 4
                 qs = questions(row, a, fps, stride, t, plausibility=len(labels) > 1)
                 meta.append(dict(world=info["scenario"], family=info["family"], camera=cam, fps=fps, episode=i,
-                                 seed=json.loads(row["kinema/seed"]), questions=qs))
+                                 frames=len(frames), seed=json.loads(row["kinema/seed"]), audio=sound, questions=qs))
                 pending.append(frames)
                 if len(pending) >= batch:
                     flush()
         flush()
-        save_tensors(path, {"vision": torch.cat(latents)})
-        write_json(path.with_suffix(".json"), {"dataset": str(root), "clips": meta})
+        tensors = {"vision": torch.cat(latents)}
+        extra = {}
+        if sounds:
+            tensors["audio"] = torch.cat(sounds, 1).contiguous()
+            extra["audio_rate"] = audio_tokenizer.cfg.frame_rate
+        save_tensors(path, tensors)
+        write_json(path.with_suffix(".json"), {"dataset": str(root), **extra, "clips": meta})
     return [path for _, path in jobs]
 
 
-def load_reason_shards(shards) -> tuple[list[torch.Tensor], list[dict]]:
-    """-> (latents per clip [C, t, h, w] fp16, clip meta) over all shards."""
-    vision, clips = [], []
+def load_reason_shards(shards) -> tuple[list[torch.Tensor], list[dict], list[torch.Tensor | None]]:
+    """-> (latents per clip [C, t, h, w] fp16, clip meta, its episode's audio latents [Ca, Na] fp16 or None)
+    over all shards."""
+    vision, clips, audio = [], [], []
     for path in shards:
-        v = load_tensors(Path(path))["vision"]
+        t = load_tensors(Path(path))
         meta = read_json(Path(path).with_suffix(".json"))["clips"]
-        vision += list(v)
+        vision += list(t["vision"])
         clips += meta
-    return vision, clips
+        audio += [t["audio"][:, c["audio"][0] : c["audio"][0] + c["audio"][1]] if "audio" in t and c.get("audio")
+                  else None for c in meta]
+    return vision, clips, audio
 
 
 def messages_for(q: dict, answer: bool = True) -> list[dict]:
@@ -158,9 +191,12 @@ def messages_for(q: dict, answer: bool = True) -> list[dict]:
 
 
 def question_tokens(config, text, latent: torch.Tensor, fps: float, q: dict, *, answer: bool = True,
-                    latent_mean=None, latent_std=None):
-    """One question as tokens: standardised latents [C, t, h, w] (cut to q's latent_frames) + chat text."""
+                    latent_mean=None, latent_std=None, audio=None, audio_stats=None):
+    """One question as tokens: standardised latents [C, t, h, w] (cut to q's latent_frames) + chat text.
+    audio: the episode's audio latents [Ca, Na] (raw; audio_stats = (mean, std) [Ca, 1]), heard only when
+    config.reason_audio, cut to the clip's last visible frame; None: a silent film (no sound tokens)."""
     from kinema.model.chat import render
+    from kinema.model.data import audio_to_model
 
     segments, scored = render(messages_for(q, answer), text, add_generation_prompt=not answer)
     z = latent.float()
@@ -168,19 +204,30 @@ def question_tokens(config, text, latent: torch.Tensor, fps: float, q: dict, *, 
         z = (z - latent_mean) / latent_std
     if q.get("latent_frames"):
         z = z[:, : q["latent_frames"]]
-    segs = [("vision", z, fps) if s[0] == "media" else s for s in segments]
+    sound = None
+    if config.reason_audio and audio is not None:
+        frames = 1 + config.temporal_compression * (z.shape[1] - 1)
+        sound = audio.float()[:, : audio_latent_frames(frames, fps, config.audio_rate)]
+        if audio_stats is not None:
+            sound = audio_to_model(sound, *audio_stats)
+    segs = [("vision", z, fps, sound) if s[0] == "media" else s for s in segments]
     return build_interleaved(config, segs, scored)
 
 
 class ReasonTasks(torch.utils.data.Dataset):
-    """Every (clip, question) pair as a training sample with its answer tokens scored."""
+    """Every (clip, question) pair as a training sample with its answer tokens scored. A model that hears
+    (config.reason_audio) gets each clip as a silent film with probability `mute`, so it also answers
+    about videos without a sound track (torch's global RNG: a resumed run draws alike)."""
 
-    def __init__(self, shards, config, text_tokenizer):
-        self.config, self.text = config, text_tokenizer
-        self.vision, self.clips = load_reason_shards(shards)
+    def __init__(self, shards, config, text_tokenizer, mute: float = 0.2):
+        if not 0 <= mute <= 1:
+            raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
+        self.config, self.text, self.mute = config, text_tokenizer, mute
+        self.vision, self.clips, self.audio = load_reason_shards(shards)
         self.items = [(i, j) for i, c in enumerate(self.clips) for j in range(len(c["questions"]))]
         self.mean = torch.tensor(config.latent_mean).view(-1, 1, 1, 1)
         self.std = torch.tensor(config.latent_std).view(-1, 1, 1, 1)
+        self.audio_stats = (torch.tensor(config.audio_mean).view(-1, 1), torch.tensor(config.audio_std).view(-1, 1))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -188,8 +235,10 @@ class ReasonTasks(torch.utils.data.Dataset):
     def __getitem__(self, k: int):
         i, j = self.items[k]
         c = self.clips[i]
+        hear = self.config.reason_audio and float(torch.rand(())) >= self.mute
         return question_tokens(self.config, self.text, self.vision[i], c["fps"], c["questions"][j],
-                               latent_mean=self.mean, latent_std=self.std)
+                               latent_mean=self.mean, latent_std=self.std, audio=self.audio[i] if hear else None,
+                               audio_stats=self.audio_stats)
 
 
 class JointTasks(torch.utils.data.Dataset):

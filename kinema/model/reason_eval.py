@@ -22,7 +22,8 @@ after normalising case, spaces and a final full stop. Reported per task
 
 With `other_video=True` every question is asked about another episode of the same
 world and camera (never its twin): what is left of the accuracy is recognising the
-world, not reading the episode.
+world, not reading the episode. With `mute=True` a model that hears
+(config.reason_audio) is asked about the silent film: what the sound adds.
 """
 
 from __future__ import annotations
@@ -86,14 +87,17 @@ def other_episodes(clips: list[dict], seed: int = 0) -> list[int]:
 
 
 def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tasks=None, other_video: bool = False,
-             progress: bool = True) -> dict:
+             mute: bool = False, progress: bool = True) -> dict:
     out = Path(out)
     vt = reasoner.pipeline.video_tokenizer
-    shards = build_reason_latents(data, out / "latents", vt, progress=progress)
-    vision, clips = load_reason_shards(shards)
     cfg = reasoner.config
+    hear = cfg.reason_audio and not mute
+    shards = build_reason_latents(data, out / "latents", vt, reasoner.pipeline.audio_tokenizer if hear else None,
+                                  progress=progress)
+    vision, clips, audio = load_reason_shards(shards)
     mean = torch.tensor(cfg.latent_mean).view(-1, 1, 1, 1)
     std = torch.tensor(cfg.latent_std).view(-1, 1, 1, 1)
+    audio_stats = (torch.tensor(cfg.audio_mean).view(-1, 1), torch.tensor(cfg.audio_std).view(-1, 1))
     by_task = defaultdict(list)
     for i, c in enumerate(clips):
         for q in c["questions"]:
@@ -115,7 +119,7 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
     for task, i, q in tqdm(jobs, desc="reason", disable=not progress):
         c = clips[i]
         tok = question_tokens(cfg, reasoner.text, vision[source[i]], c["fps"], q, answer=False, latent_mean=mean,
-                              latent_std=std)
+                              latent_std=std, audio=audio[source[i]] if hear else None, audio_stats=audio_stats)
         row = dict(task=task, type=q["type"], world=c["world"], question=q["question"], truth=q["answer"],
                    value=q.get("value"))
         if task == "plausibility":
@@ -127,7 +131,7 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
             row["min_risk"] = TIMING_CHOICES[reasoner.min_risk(tok, TIMING_CHOICES, time_loss)[0]]
         rows.append(row)
     return dict(rows=rows, summary=summarise(rows), settings=dict(max_per_task=max_per_task, seed=seed, tasks=tasks,
-                                                                   other_video=other_video,
+                                                                   other_video=other_video, mute=mute,
                                                                    data=[str(d) for d in data]))
 
 

@@ -13,7 +13,9 @@ next group, exactly as an answer segment does in training
 
 Videos longer than MAX_VIDEO_FRAMES are subsampled in time (fps divided by the
 stride, so positions stay in seconds) and cut to 1 + 4k frames; training
-(reason_data.py) prepares its clips with the same `reasoner_clip`.
+(reason_data.py) prepares its clips with the same `reasoner_clip`. A model
+that hears (config.reason_audio) also gets the sound of those frames' time
+span, encoded by the audio tokenizer (never subsampled: impacts stay sharp).
 """
 
 from __future__ import annotations
@@ -42,20 +44,30 @@ def reasoner_clip(frames: np.ndarray, fps: float, tc: int = 4, max_frames: int =
     return frames[:n], fps / stride
 
 
-def load_media(part: dict) -> tuple[np.ndarray, float]:
-    """A chat media part -> (uint8 [T, H, W, 3], fps). A path is read as generate's vision_path is."""
+def load_media(part: dict, sample_rate: int | None = None):
+    """A chat media part -> (uint8 [T, H, W, 3], fps, mono f32 sound [N] at sample_rate or None). A path is read
+    as generate's vision_path is; its sound track (if any) is read only when sample_rate is given."""
     kind, media = part["type"], part[part["type"]]
-    fps = part.get("fps")
+    fps, sound = part.get("fps"), None
     if isinstance(media, (str, Path)):
         from kinema.model.generate import load_vision
 
-        media, file_fps = load_vision(media, None)
+        path = media
+        media, file_fps = load_vision(path, None)
         fps = fps or file_fps
         if kind == "image":
             media = media[:1]
+        elif sample_rate:
+            from kinema.data.video_io import decode_audio
+
+            sound = decode_audio(path, sample_rate)
     elif kind == "image":
         media = media[None]
-    return media, float(fps or DEFAULT_FPS)
+    elif sample_rate and "audio" in part:
+        if part["sample_rate"] != sample_rate:
+            raise ValueError(f"audio: this model hears {sample_rate} Hz sound, got {part['sample_rate']} Hz")
+        sound = part["audio"]
+    return media, float(fps or DEFAULT_FPS), sound
 
 
 class Reasoner:
@@ -78,9 +90,13 @@ class Reasoner:
         out = []
         for seg in segments:
             if seg[0] == "media":
-                frames, fps = load_media(seg[1])
+                hear = self.config.reason_audio and self.pipeline.audio_tokenizer is not None
+                frames, fps, sound = load_media(seg[1], self.pipeline.audio_tokenizer.cfg.sample_rate if hear else None)
                 frames, fps = reasoner_clip(frames, fps, self.config.temporal_compression)
-                out.append(("vision", self.pipeline.encode_frames(frames), fps))
+                if sound is not None:  # the sound of the kept frames (subsampling keeps their time span)
+                    sound = self.pipeline.encode_sound(sound, self.pipeline.audio_tokenizer.cfg.sample_rate,
+                                                       len(frames), fps)
+                out.append(("vision", self.pipeline.encode_frames(frames), fps, sound))
             else:
                 out.append(seg)
         return build_interleaved(self.config, out, scored)
@@ -188,6 +204,14 @@ def _cat(a: Tokens, b: Tokens) -> Tokens:
     return _cat_all([a, b])
 
 
+def episode_video(ep, camera: str) -> dict:
+    """A chat video part of one camera of an Episode, with the episode's sound when it has any."""
+    part = {"type": "video", "video": ep.frames[camera], "fps": ep.fps}
+    if ep.audio is not None and len(ep.audio):
+        part.update(audio=np.asarray(ep.audio, np.float32), sample_rate=int(ep.sample_rate))
+    return part
+
+
 PLAUSIBILITY_QUESTION = "Is the motion in this video physically plausible?"  # as kinema.worlds.language asks it
 
 
@@ -199,12 +223,9 @@ class ReasonerJudge:
         self.reasoner, self.name = reasoner, name
 
     def score(self, item) -> float:
-        if isinstance(item, np.ndarray):
-            frames, fps = item, DEFAULT_FPS
-        else:  # an Episode
-            frames, fps = item.frames[item.cameras[0]], item.fps
-        msgs = [{"role": "user", "content": [{"type": "video", "video": frames, "fps": fps},
-                                             {"type": "text", "text": PLAUSIBILITY_QUESTION}]}]
+        video = {"type": "video", "video": item, "fps": DEFAULT_FPS} if isinstance(item, np.ndarray) \
+            else episode_video(item, item.cameras[0])
+        msgs = [{"role": "user", "content": [video, {"type": "text", "text": PLAUSIBILITY_QUESTION}]}]
         yes, no = self.reasoner.choice_logprobs(msgs, ["yes", "no"])
         return yes - no
 

@@ -140,13 +140,8 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
             cond = torch.cat([cond, moved], 1)
         add(VISION, gen[k], n + 1 + k, pos, patches, cfg.vision_dim, cond=cond)
     if audio is not None:
-        Ca, Na = audio.shape
-        ap = cfg.audio_patch
-        pad = -Na % ap
-        a = torch.nn.functional.pad(audio.float(), (0, pad))
-        tokens = a.reshape(Ca, -1, ap).permute(1, 0, 2).reshape(-1, Ca * ap)  # [Na/ap, Ca·ap]
+        tokens, seconds = audio_tokens(cfg, audio)
         N = len(tokens)
-        seconds = (torch.arange(N) * ap + ap / 2) / cfg.audio_rate
         pos = torch.stack([T0 + seconds * pps, torch.zeros(N), torch.zeros(N)], -1)
         add(AUDIO, torch.full((N,), bool(audio_gen)), frame_group(seconds * fps), pos, tokens, cfg.audio_dim)
     if actions is not None:
@@ -166,6 +161,15 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
                   pos=torch.cat([p[3] for p in parts]).float(), text=torch.cat([p[4] for p in parts]),
                   value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]),
                   target=torch.full((len(kinds),), -1), cond=torch.cat([p[8] for p in parts]))
+
+
+def audio_tokens(cfg, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """audio [Ca, Na] -> (tokens [Na/ap, Ca·ap] (zero-padded to whole patches), each token's centre in seconds [Na/ap])."""
+    Ca, Na = audio.shape
+    ap = cfg.audio_patch
+    a = torch.nn.functional.pad(audio.float(), (0, -Na % ap))
+    tokens = a.reshape(Ca, -1, ap).permute(1, 0, 2).reshape(-1, Ca * ap)
+    return tokens, (torch.arange(len(tokens)) * ap + ap / 2) / cfg.audio_rate
 
 
 def actions_since(cfg, actions: torch.Tensor, action_gen, vision_gen: torch.Tensor) -> torch.Tensor:
@@ -209,11 +213,14 @@ def given_frame(patches: torch.Tensor, gen: torch.Tensor, per_frame: int) -> tor
 def build_interleaved(cfg, segments, scored=()) -> Tokens:
     """The reasoner's sequence: text and clean video interleaved in order, all context (causal).
 
-    segments: ("text", ids) or ("vision", latent [C, t, h, w], fps). scored: for each text segment
-    index in this set, every one of its ids is a target, predicted from the token before it.
+    segments: ("text", ids) or ("vision", latent [C, t, h, w], fps[, audio [Ca, Na] or None]). scored: for
+    each text segment index in this set, every one of its ids is a target, predicted from the token before it.
     Positions follow REFERENCE §6: text (p, p, p) consecutive; a vision segment starts text_margin
     after the text before it, its time in seconds · positions_per_second, and the text after it
     restarts at ceil(max id) + 1. Groups increase along the sequence (a latent frame shares one).
+    A video's sound (model values at cfg.audio_rate, time zero at its first frame) joins it as build()
+    places audio: at (T0 + time, 0, 0), in the group of the latent frame holding its time, each latent
+    frame's audio tokens right after its patches.
     """
     V, tc, pps = cfg.value_dim, cfg.temporal_compression, cfg.positions_per_second
     kinds, groups, pos, ids, values, dims, index, target = [], [], [], [], [], [], [], []
@@ -247,14 +254,32 @@ def build_interleaved(cfg, segments, scored=()) -> Tokens:
             rows = torch.arange(gh).repeat_interleave(gw).repeat(t).float()
             cols = torch.arange(gw).repeat(t * gh).float()
             N = len(k)
-            kinds.append(torch.full((N,), VISION)), ids.append(torch.zeros(N, dtype=torch.long))
             v = torch.zeros(N, V)
             v[:, : cfg.vision_dim] = patchify(latent.float(), cfg.patch)
-            values.append(v), groups.append(g + k), pos.append(torch.stack([time, rows, cols], -1))
-            dims.append(torch.full((N,), cfg.vision_dim)), index.append(torch.arange(N))
-            target.append(torch.full((N,), -1))
+            seg_kind, seg_group = torch.full((N,), VISION), g + k
+            seg_pos, seg_dims, seg_index = torch.stack([time, rows, cols], -1), torch.full((N,), cfg.vision_dim), torch.arange(N)
+            audio = seg[3] if len(seg) > 3 else None
+            if audio is not None:
+                a, secs = audio_tokens(cfg, audio)
+                Na = len(a)
+                va = torch.zeros(Na, V)
+                va[:, : cfg.audio_dim] = a
+                frame = torch.ceil(secs * fps / tc).long().clamp(max=t - 1)  # the latent frame holding it
+                apos = torch.stack([T0 + secs * pps, torch.zeros(Na), torch.zeros(Na)], -1)
+                order = torch.argsort(torch.cat([seg_group, g + frame]), stable=True)  # frame by frame
+                seg_kind = torch.cat([seg_kind, torch.full((Na,), AUDIO)])[order]
+                seg_group = torch.cat([seg_group, g + frame])[order]
+                seg_pos = torch.cat([seg_pos, apos])[order]
+                seg_dims = torch.cat([seg_dims, torch.full((Na,), cfg.audio_dim)])[order]
+                seg_index = torch.cat([seg_index, torch.arange(Na)])[order]
+                v = torch.cat([v, va])[order]
+            M = len(seg_kind)
+            kinds.append(seg_kind), ids.append(torch.zeros(M, dtype=torch.long))
+            values.append(v), groups.append(seg_group), pos.append(seg_pos)
+            dims.append(seg_dims), index.append(seg_index)
+            target.append(torch.full((M,), -1))
             last = None  # text right after video is not predicted from the video's last patch
-            p, g = math.ceil(float(time.max())) + 1.0, g + t
+            p, g = math.ceil(float(seg_pos[:, 0].max())) + 1.0, g + t
         else:
             raise ValueError(f"segment {s}: expected kind 'text' or 'vision', got {seg[0]!r}")
     if not kinds:

@@ -106,7 +106,7 @@ def train(args) -> Path:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = get_preset(args.preset, schedule=args.schedule)
+    config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False))
     init_state = None
     if args.init:  # post-training: the initial checkpoint's config (statistics, vocabulary) and text tokenizer
         from kinema.train.checkpoint import load_pretrained
@@ -119,6 +119,8 @@ def train(args) -> Path:
             model_cfg = dict(raw["model"])
             if getattr(args, "frame_condition", False):  # add (or widen to) the preset's given-frame inputs
                 model_cfg.update(frame_condition=True, cond_rows=config.cond_rows)
+            if getattr(args, "reason_audio", False):
+                model_cfg.update(reason_audio=True)
             write_json(out / "model_config.json", model_cfg)
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
@@ -130,7 +132,9 @@ def train(args) -> Path:
             from kinema.tokenize.load import load_tokenizer
 
             reason = build_reason_latents([*args.data, *(args.reason_data or [])], out / "reason_latents",
-                                          load_tokenizer(args.video_tokenizer, "video_tokenizer"), progress=show)
+                                          load_tokenizer(args.video_tokenizer, "video_tokenizer"),
+                                          load_tokenizer(args.audio_tokenizer, "audio_tokenizer") if cfg.reason_audio
+                                          else None, progress=show)
         return shards, text, cfg, reason
 
     from kinema.train.distributed import barrier, init_distributed
@@ -189,6 +193,9 @@ def add_parser(sub) -> None:
     p.add_argument("--frame-condition", action="store_true",
                    help="with --init from a checkpoint without them (or with fewer action rows): add the preset's "
                         "given-frame inputs (zero-initialised)")
+    p.add_argument("--reason-audio", action="store_true",
+                   help="the reasoner hears each video's sound (its audio latents join the video's tokens); with "
+                        "--init it is switched on for a checkpoint trained without it")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
     p.add_argument("--reason-data", nargs="*", default=None,

@@ -96,3 +96,21 @@ def test_failed_encode_leaves_nothing(tmp_path, clip):
         encode_video(path, clip[:, :31], 16, codec="preview")
     assert np.array_equal(decode_video(path), clip)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.mp4"]
+
+
+def test_decode_audio_reads_the_sound_track_resampled_or_none(tmp_path):
+    from kinema.data.video_io import decode_audio, encode_video_with_audio
+
+    frames = np.zeros((8, 16, 16, 3), np.uint8)
+    t = np.arange(8000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # 0.5 s at 16 kHz
+    clip = encode_video_with_audio(tmp_path / "a.mp4", frames, 16.0, tone)
+    back = decode_audio(clip, 16000)
+    assert abs(len(back) - len(tone)) <= 2048  # AAC frames pad the ends
+    lag = int(np.argmax(np.correlate(back[:4000], tone[:2000], "valid")))
+    assert np.corrcoef(back[lag : lag + 6000], tone[:6000])[0, 1] > 0.95
+    at_8k = decode_audio(clip, 8000)
+    assert abs(len(at_8k) - len(tone) // 2) <= 1024
+    assert decode_audio(encode_video_with_audio(tmp_path / "silent.mp4", frames, 16.0, None), 16000) is None
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        decode_audio(tmp_path / "missing.mp4", 16000)

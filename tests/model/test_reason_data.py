@@ -94,3 +94,39 @@ def test_other_video_is_another_episode_of_the_same_world_and_camera_never_a_twi
     assert other_episodes(clips, seed=0) == src
     with pytest.raises(ValueError, match="'gyroscope' camera 'front' has one episode"):
         other_episodes([dict(world="gyroscope", camera="front", seed=4)] * 2)
+
+
+def test_questions_cut_to_a_prefix_hear_only_the_sound_up_to_its_last_frame():
+    from kinema.model.reason_data import question_tokens
+    from kinema.model.sequence import AUDIO
+    from kinema.tokenize.text import TextTokenizer
+    from tests.model.helpers import tiny_config
+
+    text = TextTokenizer.train(["which way does the hand move next", "up", "down"], vocab_size=300)
+    cfg, hears = tiny_config(), tiny_config(reason_audio=True)
+    latent, audio = torch.randn(cfg.latent_channels, 7, 4, 4), torch.randn(cfg.audio_channels, 80)  # 25 frames at 8 fps
+    q = dict(question="Which way does the hand move next?", answer="up", latent_frames=3)
+    n_audio = lambda c, **kw: int((question_tokens(c, text, latent, 8.0, {**q, **kw}, audio=audio).kind == AUDIO).sum())  # noqa: E731
+    assert n_audio(cfg) == 0  # a model that does not hear
+    assert n_audio(hears) == -(-29 // 2)  # 9 frames at 8 fps = 1.125 s -> 29 audio latent frames -> 15 tokens
+    assert n_audio(hears, latent_frames=None) == 80 // 2  # the whole clip: all of its sound
+    assert not (question_tokens(hears, text, latent, 8.0, q, audio=None).kind == AUDIO).any()  # a silent film
+
+
+def test_reason_tasks_mute_a_share_of_the_clips(tmp_path, monkeypatch):
+    import kinema.model.reason_data as rd
+    from kinema.model.sequence import AUDIO
+    from kinema.tokenize.text import TextTokenizer
+    from tests.model.helpers import tiny_config
+
+    cfg = tiny_config(reason_audio=True)
+    clip = dict(fps=8.0, questions=[dict(type="count", question="How many?", answer="2")])
+    monkeypatch.setattr(rd, "load_reason_shards", lambda shards: ([torch.randn(cfg.latent_channels, 3, 4, 4)], [clip],
+                                                                  [torch.randn(cfg.audio_channels, 40)]))
+    text = TextTokenizer.train(["how many", "2"], vocab_size=300)
+    with pytest.raises(ValueError, match="mute"):
+        rd.ReasonTasks([], cfg, text, mute=1.5)
+    tasks = rd.ReasonTasks([], cfg, text, mute=0.25)
+    torch.manual_seed(0)
+    heard = [bool((tasks[0].kind == AUDIO).any()) for _ in range(400)]
+    assert 0.68 < np.mean(heard) < 0.82

@@ -169,3 +169,104 @@ def test_reason_command_streams_the_answer(saved, tmp_path, capsys):
         main(["reason", "--model", str(saved["model"]), "--video", str(tmp_path / "missing.mp4"), "--prompt", "x"])
     assert main(["reason", "--model", str(saved["model"]), "--prompt", "x", "--top-p", "0"]) != 0
     assert "top_p: expected in (0, 1]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hearing: the video's sound (config.reason_audio)
+
+def clicks(seconds: float, at=(0.2,), sr: int = 16000) -> np.ndarray:
+    """Silence with short decaying clicks (contact sounds) at the given times."""
+    wav = np.zeros(round(seconds * sr), np.float32)
+    for t in at:
+        i = round(t * sr)
+        n = min(400, len(wav) - i)
+        wav[i : i + n] = 0.8 * np.sin(np.arange(n) * 0.7) * np.exp(-np.arange(n) / 80)
+    return wav
+
+
+@pytest.fixture(scope="module")
+def hearing(tiny_pipeline):
+    from kinema.model.pipeline import Pipeline
+
+    p = tiny_pipeline
+    r = Reasoner(Pipeline(tiny_model(tiny_config(reason_audio=True)), p.text, p.video_tokenizer, p.audio_tokenizer,
+                          device="cpu", dtype="fp32"))
+    with torch.no_grad():
+        r.model.text_out.weight.copy_(torch.randn(r.model.text_out.weight.shape, generator=torch.Generator().manual_seed(7)))
+    return r
+
+
+def test_video_sound_joins_the_latent_frame_of_its_time():
+    from kinema.model.sequence import AUDIO
+
+    cfg = tiny_config()
+    vision = torch.randn(cfg.latent_channels, 3, 4, 4)  # 3 latent frames at 8 fps: frames 0, 1-4, 5-8 (1.125 s)
+    audio = torch.randn(cfg.audio_channels, 28)  # 1.12 s at 25 Hz -> 14 tokens of 2 latent frames
+    silent = build_interleaved(cfg, [("text", [4, 11]), ("vision", vision, 8.0), ("text", [13, 5])], scored={2})
+    tok = build_interleaved(cfg, [("text", [4, 11]), ("vision", vision, 8.0, audio), ("text", [13, 5])], scored={2})
+    a = tok.kind == AUDIO
+    assert int(a.sum()) == 14 and (tok.dims[a] == cfg.audio_dim).all()
+    t0 = 2 + cfg.text_margin
+    secs = (torch.arange(14) * 2 + 1) / 25.0  # token centres
+    assert torch.allclose(tok.pos[a][:, 0], t0 + secs * cfg.positions_per_second) and (tok.pos[a][:, 1:] == 0).all()
+    frame = torch.ceil(secs * 8.0 / 4).clamp(max=2)  # the latent frame holding that time
+    assert tok.group[a].tolist() == (2 + frame).long().tolist()
+    assert (tok.group[2:-2].diff() >= 0).all()  # sequence order is time order: each frame's patches, then its sound
+    assert torch.equal(tok.value[a][:, : cfg.audio_dim].reshape(14, cfg.audio_channels, 2).permute(1, 0, 2).reshape(
+        cfg.audio_channels, 28), audio)
+    # the text after the video starts after the last sound, and the answer is scored the same
+    assert tok.pos[-2, 0] == math.ceil(float(tok.pos[a][:, 0].max())) + 1
+    assert tok.target[tok.target >= 0].tolist() == silent.target[silent.target >= 0].tolist() == [5]
+
+
+def test_a_model_that_hears_reads_the_sound_of_arrays_and_files(hearing, reasoner, tmp_path):
+    from kinema.data.video_io import encode_video_with_audio
+    from kinema.model.sequence import AUDIO
+
+    frames, wav = random_frames(9), clicks(9 / 16, at=(0.1, 0.4))
+    with_sound = [{"role": "user", "content": [{"type": "video", "video": frames, "fps": 16, "audio": wav,
+                                                "sample_rate": 16000}, {"type": "text", "text": "push"}]}]
+    tok = hearing.prompt(with_sound)
+    na = math.ceil(9 / 16 * 25)  # 15 audio latent frames -> 8 tokens
+    assert int((tok.kind == AUDIO).sum()) == -(-na // 2)
+    assert not (hearing.prompt(messages("push", 9)).kind == AUDIO).any()  # no sound given: a silent film
+    assert not (reasoner.prompt(with_sound).kind == AUDIO).any()  # a model that does not hear ignores it
+    # the sound changes what it says; the KV cache still equals recomputation
+    loud, quiet = (hearing.choice_logprobs(m, ["yes", "no"]) for m in (with_sound, messages("push", 9)))
+    assert loud != pytest.approx(quiet, abs=1e-4)
+    params = SamplingParams(max_new_tokens=8)
+    assert list(hearing.generate_ids(tok, params)) == list(hearing.generate_ids(tok, params, use_cache=False))
+    # an mp4 brings its sound track (AAC: close, not exact)
+    clip = encode_video_with_audio(tmp_path / "clip.mp4", frames, 16.0, wav)
+    from_file = hearing.prompt([{"role": "user", "content": [{"type": "video", "video": str(clip)},
+                                                             {"type": "text", "text": "push"}]}])
+    a, b = (t.value[t.kind == AUDIO] for t in (from_file, tok))
+    assert a.shape == b.shape and float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) > 0.9
+    with pytest.raises(ValueError, match="44100 Hz"):
+        hearing.prompt([{"role": "user", "content": [{"type": "video", "video": frames, "audio": wav,
+                                                      "sample_rate": 44100}, {"type": "text", "text": "x"}]}])
+
+
+@pytest.mark.parametrize("part, match", [
+    ({"audio": np.zeros(10, np.int16), "sample_rate": 16000}, "mono float array"),
+    ({"audio": np.zeros((2, 10), np.float32), "sample_rate": 16000}, "mono float array"),
+    ({"audio": np.zeros(10, np.float32)}, "sample_rate"),
+    ({"audio": np.zeros(10, np.float32), "sample_rate": 0}, "sample_rate"),
+])
+def test_chat_rejects_malformed_sound(part, match):
+    from kinema.model.chat import validate
+
+    with pytest.raises(ValueError, match=match):
+        validate([{"role": "user", "content": [{"type": "video", "video": random_frames(5), **part}]}])
+
+
+def test_the_judge_hears_an_episode(hearing):
+    from types import SimpleNamespace
+
+    frames, wav = random_frames(9), clicks(9 / 16, at=(0.3,))
+    ep = SimpleNamespace(frames={"front": frames}, cameras=["front"], fps=16.0, audio=wav, sample_rate=16000)
+    q = {"type": "text", "text": "Is the motion in this video physically plausible?"}
+    yes, no = hearing.choice_logprobs([{"role": "user", "content": [
+        {"type": "video", "video": frames, "fps": 16.0, "audio": wav, "sample_rate": 16000}, q]}], ["yes", "no"])
+    assert ReasonerJudge(hearing).score(ep) == pytest.approx(yes - no, abs=1e-5)
+    silent = SimpleNamespace(**{**ep.__dict__, "audio": np.zeros(0, np.float32)})
+    assert ReasonerJudge(hearing).score(silent) != pytest.approx(yes - no, abs=1e-4)
