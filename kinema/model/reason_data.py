@@ -219,12 +219,21 @@ class ReasonTasks(torch.utils.data.Dataset):
     (config.reason_audio) gets each clip as a silent film with probability `mute`, so it also answers
     about videos without a sound track (torch's global RNG: a resumed run draws alike)."""
 
-    def __init__(self, shards, config, text_tokenizer, mute: float = 0.2):
+    def __init__(self, shards, config, text_tokenizer, mute: float = 0.2, task_weights: dict | None = None):
         if not 0 <= mute <= 1:
             raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
         self.config, self.text, self.mute = config, text_tokenizer, mute
         self.vision, self.clips, self.audio = load_reason_shards(shards)
         self.items = [(i, j) for i, c in enumerate(self.clips) for j in range(len(c["questions"]))]
+        # how often JointTasks draws each question, relative to the others (None: uniform over questions)
+        self.weights = None
+        if task_weights:
+            unknown = set(task_weights) - set(TASK_OF.values())
+            if unknown or any(not w >= 0 for w in task_weights.values()):
+                raise ValueError(f"task weights: expected non-negative weights of tasks {sorted(set(TASK_OF.values()))}, "
+                                 f"got {task_weights}")
+            self.weights = torch.tensor([float(task_weights.get(TASK_OF.get(q["type"], q["type"]), 1.0))
+                                         for q in (self.clips[i]["questions"][j] for i, j in self.items)])
         self.mean = torch.tensor(config.latent_mean).view(-1, 1, 1, 1)
         self.std = torch.tensor(config.latent_std).view(-1, 1, 1, 1)
         self.audio_stats = (torch.tensor(config.audio_mean).view(-1, 1), torch.tensor(config.audio_std).view(-1, 1))
@@ -255,5 +264,7 @@ class JointTasks(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         if float(torch.rand(())) < self.p:
-            return self.reasoner[int(torch.randint(len(self.reasoner), ()))]
+            w = getattr(self.reasoner, "weights", None)
+            k = torch.multinomial(w, 1) if w is not None else torch.randint(len(self.reasoner), ())
+            return self.reasoner[int(k)]
         return self.generator[i % len(self.generator)]

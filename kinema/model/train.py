@@ -104,6 +104,7 @@ def train(args) -> Path:
     from kinema.model.data import ClipTasks
     from kinema.train import TrainConfig, Trainer
 
+    task_weights = parse_weights(getattr(args, "reason_task_weights", None))  # bad flags fail before any compute
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False))
@@ -149,7 +150,7 @@ def train(args) -> Path:
     if reason_shards is not None:
         from kinema.model.reason_data import JointTasks, ReasonTasks
 
-        reason = ReasonTasks(reason_shards, config, text)
+        reason = ReasonTasks(reason_shards, config, text, task_weights=task_weights)
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
         dataset = JointTasks(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
@@ -181,6 +182,22 @@ def train(args) -> Path:
     return final
 
 
+def parse_weights(spec: str | None) -> dict | None:
+    """'timing=4,count=2' -> {'timing': 4.0, 'count': 2.0}"""
+    if not spec:
+        return None
+    out = {}
+    for part in spec.split(","):
+        name, sep, w = part.partition("=")
+        try:
+            out[name.strip()] = float(w)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--reason-task-weights: expected TASK=WEIGHT pairs separated by commas, got {spec!r}")
+    return out
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train the world model on episodes (a mixture of every mode)")
     p.add_argument("--preset", default="small", help="tiny | small | base | large")
@@ -202,6 +219,8 @@ def add_parser(sub) -> None:
                    help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator)")
     p.add_argument("--reason-weight", type=float, default=0.5,
                    help="probability that a sample is a reasoner question (0: generator only)")
+    p.add_argument("--reason-task-weights", default=None,
+                   help="draw some reasoner tasks more often, e.g. timing=4 (others 1; tasks as eval reason names them)")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=16)

@@ -130,3 +130,31 @@ def test_reason_tasks_mute_a_share_of_the_clips(tmp_path, monkeypatch):
     torch.manual_seed(0)
     heard = [bool((tasks[0].kind == AUDIO).any()) for _ in range(400)]
     assert 0.68 < np.mean(heard) < 0.82
+
+
+def test_task_weights_draw_a_task_more_often(monkeypatch):
+    import kinema.model.reason_data as rd
+    from kinema.model.train import parse_weights
+    from kinema.tokenize.text import TextTokenizer
+    from tests.model.helpers import tiny_config
+
+    cfg = tiny_config()
+    qs = [dict(type="count", question="How many?", answer="2")] * 3 + [
+        dict(type="first_collision_time", question="When?", answer="0.50 s", value=0.5)]
+    monkeypatch.setattr(rd, "load_reason_shards", lambda shards: ([torch.randn(cfg.latent_channels, 2, 4, 4)],
+                                                                  [dict(fps=8.0, questions=qs)], [None]))
+    text = TextTokenizer.train(["how many", "when", "0.50 s", "2"], vocab_size=300)
+    weights = parse_weights("timing=3")
+    assert weights == {"timing": 3.0} and parse_weights(None) is None
+    for bad in ("timing", "timing=x", "timing=4,,"):
+        with pytest.raises(ValueError, match="TASK=WEIGHT"):
+            parse_weights(bad)
+    with pytest.raises(ValueError, match="task weights"):
+        rd.ReasonTasks([], cfg, text, task_weights={"timeing": 2.0})
+    tasks = rd.ReasonTasks([], cfg, text, task_weights=weights)
+    assert tasks.weights.tolist() == [1.0, 1.0, 1.0, 3.0]
+    when = text.encode("0.50 s")[0]
+    joint = JointTasks([None], tasks, p_reason=1.0)
+    torch.manual_seed(0)
+    timing = np.mean([bool((joint[0].target == when).any()) for _ in range(600)])
+    assert 0.44 < timing < 0.56  # 3 / (3 + 3) of the draws, against 1 / 4 unweighted
