@@ -17,6 +17,8 @@ after normalising case, spaces and a final full stop. Reported per task
                  unparsable answers count as errors of UNPARSED_ERROR seconds. Both the
                  greedy answer and the minimum-risk one (Reasoner.min_risk over
                  TIMING_CHOICES under absolute error: the posterior median) are scored.
+                 Apart: the MAE where the answer is a time, and whether it said
+                 collision or none rightly (the two parts of the scored MAE).
   plausibility   ROC AUC of log P("yes") - log P("no") (the ReasonerJudge score).
   caption        word-level F1 against the simulator's caption (no accuracy).
 
@@ -170,8 +172,10 @@ def summarise(rows: list[dict]) -> dict:
                                           else UNPARSED_ERROR for r in timed]))
 
                 med = float(np.median([r["value"] for r in timed]))
+                given = [abs(seconds(r["answer"]) - r["value"]) for r in timed if seconds(r["answer"]) is not None]
                 s.update(mae_s=mae("answer"), blind_mae_s=float(np.mean([abs(med - r["value"]) for r in timed])),
-                         n_timed=len(timed), unparsed=sum(seconds(r["answer"]) is None for r in timed))
+                         n_timed=len(timed), unparsed=sum(seconds(r["answer"]) is None for r in timed),
+                         mae_given_s=float(np.mean(given)) if given else None)  # where it does give a time
                 if all("min_risk" in r for r in rs):
                     s["mae_min_risk_s"] = mae("min_risk")
                     s["accuracy_min_risk"] = float(np.mean([normalise(r["min_risk"]) == t for r, t in zip(rs, truth)]))
@@ -194,6 +198,8 @@ def table(summary: dict) -> str:
         other = ""
         if "mae_s" in s:
             other = f"MAE {s['mae_s']:.3f} s (blind median {s['blind_mae_s']:.3f} s, n={s['n_timed']}, unparsed {s['unparsed']})"
+            if s.get("mae_given_s") is not None:
+                other += f"; where it gives a time {s['mae_given_s']:.3f} s"
             if "mae_min_risk_s" in s:
                 other += f"; minimum-risk answer: MAE {s['mae_min_risk_s']:.3f} s"
         if "detection" in s:

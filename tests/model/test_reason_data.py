@@ -78,6 +78,7 @@ def test_summary_against_hand_computed_baselines():
     assert s["count"]["majority"] == pytest.approx(2 / 3)  # "2" twice
     assert s["count"]["blind"] == pytest.approx(1.0)      # each question string has one answer
     assert s["timing"]["mae_s"] == pytest.approx((0.1 + 2.0) / 2) and s["timing"]["unparsed"] == 1
+    assert s["timing"]["mae_given_s"] == pytest.approx(0.1)  # "soon" gives no time
     assert s["timing"]["blind_mae_s"] == pytest.approx(0.25)  # median 0.75
     assert s["timing"]["detection"] == pytest.approx(1 / 3)   # only the first says a time where there is one
     assert s["timing"]["blind_detection"] == pytest.approx(2 / 3)
