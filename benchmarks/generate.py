@@ -139,10 +139,10 @@ class Instrument:
         return timed
 
 
-def denoise_no_cache(pipe, tok, uncond, *, guidance, num_steps, shift, sampler, seed, progress=False) -> torch.Tensor:
+def denoise_no_cache(pipe, tok, guides, *, num_steps, shift, sampler, seed, progress=False) -> torch.Tensor:
     """Pipeline._denoise without the context cache: every step runs the whole sequence (context + noisy tokens)
     through the model and reads the noisy rows back. Same noise, schedule and sampler; -> all values [L, V]."""
-    seqs = [tok] if uncond is None else [tok, uncond]
+    seqs = [tok] + [u for u, _ in guides]
     full = collate(seqs).to(pipe.device)
     noisy = collate([s.select(s.gen) for s in seqs]).to(pipe.device)
     n, Ln, V = noisy.value.shape
@@ -158,8 +158,7 @@ def denoise_no_cache(pipe, tok, uncond, *, guidance, num_steps, shift, sampler, 
         with pipe._autocast():
             out = pipe.model(replace(full, value=value), schedule.noise_level(t).expand(n, L).float())
         x0 = schedule.to_x0(x, t, out[full.gen].reshape(n, Ln, V).float())
-        if n == 2:
-            x0 = x0[1] + guidance * (x0[0] - x0[1])
+        x0 = x0[0] + sum((g - 1.0) * (x0[0] - x0[i + 1]) for i, (_, g) in enumerate(guides))
         return x0.reshape(Ln, V) * real
 
     x0 = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift, progress=progress)
@@ -218,14 +217,14 @@ def speed_row(model, dtype, threads, req, steps, runs) -> dict:
     params = pipe.model.num_parameters()
     inst = Instrument(pipe)
     run_clip(pipe, req, steps, "dpmpp_2m")  # warm-up (oneDNN picks kernels on first use), captures _denoise's args
-    (tok, uncond), kw = inst.denoise_args
+    (tok, guides), kw = inst.denoise_args
     cached = pipe.__class__._denoise.__get__(pipe)  # the real, unwrapped method
 
     clip_flops = flops_of(lambda: run_clip(pipe, req, steps, "dpmpp_2m"))
-    sample_flops = flops_of(lambda: cached(tok, uncond, **kw))
+    sample_flops = flops_of(lambda: cached(tok, guides, **kw))
     ctx = collate([tok.select(~tok.gen)])
     context_flops = flops_of(lambda: pipe.model.encode_context(ctx))
-    nocache_flops = flops_of(lambda: denoise_no_cache(pipe, tok, uncond, **kw))
+    nocache_flops = flops_of(lambda: denoise_no_cache(pipe, tok, guides, **kw))
 
     parts = {k: [] for k in Instrument.PARTS}
     clip_times = []
@@ -237,16 +236,16 @@ def speed_row(model, dtype, threads, req, steps, runs) -> dict:
         for k in parts:
             parts[k].append(inst.times.get(k, 0.0))
     t_clip = statistics.median(clip_times)
-    t_sample = median_time(lambda: cached(tok, uncond, **kw), runs)
+    t_sample = median_time(lambda: cached(tok, guides, **kw), runs)
     peak = peak_mb()
 
     # The comparison is only honest if both paths compute the same thing.
-    with_cache, without = cached(tok, uncond, **kw)[tok.gen], denoise_no_cache(pipe, tok, uncond, **kw)[tok.gen]
+    with_cache, without = cached(tok, guides, **kw)[tok.gen], denoise_no_cache(pipe, tok, guides, **kw)[tok.gen]
     diff = float((with_cache - without).abs().max() / with_cache.abs().max().clamp_min(1e-12))
     if dtype == "fp32" and diff > 1e-3:
         raise AssertionError(f"no-cache sampling differs from the cached one: max |dx0| / max |x0| = {diff:.2e}")
-    denoise_no_cache(pipe, tok, uncond, **kw)  # warm-up of the longer sequence's kernels
-    t_nocache = median_time(lambda: denoise_no_cache(pipe, tok, uncond, **kw), runs)
+    denoise_no_cache(pipe, tok, guides, **kw)  # warm-up of the longer sequence's kernels
+    t_nocache = median_time(lambda: denoise_no_cache(pipe, tok, guides, **kw), runs)
 
     c = pipe.config
     Ln, Lc = int(tok.gen.sum()), int((~tok.gen).sum())

@@ -12,7 +12,7 @@ for who in "--model $MODEL" "--baseline copy_last"; do
   $KINEMA eval physics $who --n $N --out $OUT --no-progress
   $KINEMA eval actions $who --n $((2 * N)) --out $OUT --no-progress
 done
-$KINEMA eval text2video --model $MODEL --n 4 --out $OUT --no-progress
+$KINEMA eval text2video --model $MODEL --n $((2 * N)) --out $OUT --no-progress
 # the reasoner: questions on held-out episodes (recipes/reasoner_data.sh makes the held-out twins),
 # and the plausibility benchmark with the reasoner as judge on the worlds that have twins
 $KINEMA eval reason --model $MODEL --max-per-task ${MAX_PER_TASK:-120} --out $OUT/reason --no-progress

@@ -114,7 +114,8 @@ def _text2video(args):
                       num_steps=args.steps, guidance=args.guidance, progress=not args.no_progress)
     write_json(folder / "summary.json", r)
     table = markdown_table(["frames from", "named colours present", "unnamed colours present"],
-                           [[k, f"{r[k][0]:.3f}", f"{r[k][1]:.3f}"] for k in ("model", "simulator")])
+                           [["model", *(f"{v:.3f} ± {e:.3f}" for v, e in zip(r["model"], r["model_se"]))],
+                            ["simulator", f"{r['simulator'][0]:.3f}", f"{r['simulator'][1]:.3f}"]])
     (folder / "table.md").write_text(table + "\n")
     _finish("text2video", folder, table, t0)
 
@@ -195,7 +196,7 @@ def add_parser(subparsers) -> None:
     t = e.add_parser("text2video", help="text-to-video: do the colours named in the prompt appear?")
     t.add_argument("--model", required=True, help="a world-model checkpoint folder")
     t.add_argument("--out", default=DEFAULT_OUT)
-    t.add_argument("--n", type=int, default=4, help="held-out episodes per scenario")
+    t.add_argument("--n", type=int, default=10, help="held-out episodes per scenario (10: 40 clips, about 1 min)")
     t.add_argument("--steps", type=int, default=20, help="sampling steps")
     t.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
     t.add_argument("--device", default="auto")

@@ -127,12 +127,13 @@ class ClipTasks(torch.utils.data.Dataset):
     """
 
     def __init__(self, shards, config, text_tokenizer, *, cond_dropout: float = 0.15, mode: str | None = None,
-                 mixture: str = "all"):
-        from kinema.model.modes import MIXTURES
+                 mixture: str = "all", mode_weights: dict | None = None):
+        from kinema.model.modes import MIXTURES, check_mode_weights
 
         if mixture not in MIXTURES:
             raise ValueError(f"mixture: expected one of {sorted(MIXTURES)}, got {mixture!r}")
         self.config, self.cond_dropout, self.mode, self.mixture = config, cond_dropout, mode, mixture
+        self.mode_weights = check_mode_weights(mode_weights, mixture)
         self.vision, self.audio, self.actions, self.clips = [], [], [], []
         for path in shards:
             t = load_tensors(Path(path))
@@ -181,7 +182,7 @@ class ClipTasks(torch.utils.data.Dataset):
         c = self.clip(i)
         m = c["meta"]
         task = sample_task(m["family"], c["vision"].shape[1], has_audio=m["family"] == "physics",
-                           mixture=self.mixture)
+                           mixture=self.mixture, mode_weights=self.mode_weights)
         mode = self.mode or task["mode"]
         text = [] if task["drop_text"] < self.cond_dropout else self.text[m[task["text"]]]
         return plan_tokens(self.config, mode, dict(c, fps=m["fps"]), text=text, k=task["k"], sound=task["sound"])

@@ -52,9 +52,17 @@ def _score(present: dict, named: set) -> tuple[float, float]:
     return float(recall), float(false_pos)
 
 
-def text_to_video(pipeline, out, *, n: int = 4, scenarios=SCENARIOS, camera: str = "front", num_steps: int = 20,
+def _se(rows: list, j: int) -> float:
+    """Standard error over clips of the model's score j (0 named, 1 unnamed); clips vary far more than seeds do."""
+    x = np.array([r["model"][j] for r in rows], dtype=float)
+    x = x[~np.isnan(x)]
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: str = "front", num_steps: int = 20,
                   guidance: float = 3.0, seed: int = 0, progress: bool = True) -> dict:
-    """Generate from each held-out caption; -> {"rows": [...], "model": (recall, fp), "simulator": (recall, fp)}."""
+    """Generate from each held-out caption; -> {"rows": [...], "model": (recall, fp), "model_se": standard errors,
+    "simulator": (recall, fp)}."""
     from kinema.eval.data import EpisodeCache, heldout_seed
     from kinema.worlds.preview import contact_sheet, write_png
 
@@ -73,7 +81,7 @@ def text_to_video(pipeline, out, *, n: int = 4, scenarios=SCENARIOS, camera: str
             sheet += [(f"{scenario} sim", ep.frames[camera]), (f"{scenario} model", gen)]
     write_png(out / "text2video.png", contact_sheet(sheet, columns=6, scale=2))
     mean = lambda key, j: float(np.nanmean([r[key][j] for r in rows]))  # noqa: E731
-    return dict(rows=rows, model=(mean("model", 0), mean("model", 1)),
+    return dict(rows=rows, model=(mean("model", 0), mean("model", 1)), model_se=(_se(rows, 0), _se(rows, 1)),
                 simulator=(mean("simulator", 0), mean("simulator", 1)), sheet=str(out / "text2video.png"),
                 settings=dict(n=n, scenarios=list(scenarios), camera=camera, num_steps=num_steps, guidance=guidance,
                               hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL, min_pixels=MIN_PIXELS))

@@ -94,9 +94,26 @@ ACTION_MIXTURE = {
 MIXTURES = {"all": MIXTURE, "actions": ACTION_MIXTURE}
 
 
-def sample_task(family: str, t: int, has_audio: bool, generator=None, mixture: str = "all") -> dict:
-    """Draw a training task for a clip of this family: mode, clean frames k, text choice, sound, dropout."""
+def check_mode_weights(mode_weights: dict | None, mixture: str) -> dict:
+    """Validate per-mode weight multipliers (modes this mixture trains, weights >= 0 leaving some mode drawn)."""
+    mode_weights = dict(mode_weights or {})
+    trained = {m for family in MIXTURES[mixture].values() for m, _ in family}
+    unknown = set(mode_weights) - trained
+    if unknown or any(not w >= 0 for w in mode_weights.values()):
+        raise ValueError(f"mode weights: expected MODE=WEIGHT >= 0 with modes of the {mixture!r} mixture "
+                         f"({', '.join(sorted(trained))}), got {mode_weights}")
+    for family, table in MIXTURES[mixture].items():
+        if sum(w * mode_weights.get(m, 1.0) for m, w in table) <= 0:
+            raise ValueError(f"mode weights {mode_weights}: every mode of world family {family!r} has weight 0")
+    return mode_weights
+
+
+def sample_task(family: str, t: int, has_audio: bool, generator=None, mixture: str = "all",
+                mode_weights: dict | None = None) -> dict:
+    """Draw a training task for a clip of this family: mode, clean frames k, text choice, sound, dropout.
+    mode_weights multiply the mixture's weights per mode (check_mode_weights)."""
     modes, weights = zip(*MIXTURES[mixture][family])
+    weights = [w * (mode_weights or {}).get(m, 1.0) for m, w in zip(modes, weights)]
     mode = modes[int(torch.multinomial(torch.tensor(weights), 1, generator=generator))]
     u = torch.rand(4, generator=generator).tolist()
     k = 1 if u[0] < 0.35 else 3 if u[0] < 0.7 else int(torch.randint(1, t, (1,), generator=generator))

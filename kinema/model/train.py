@@ -105,6 +105,10 @@ def train(args) -> Path:
     from kinema.train import TrainConfig, Trainer
 
     task_weights = parse_weights(getattr(args, "reason_task_weights", None))  # bad flags fail before any compute
+    mode_weights = parse_weights(getattr(args, "mode_weights", None), flag="--mode-weights", what="MODE")
+    if getattr(args, "freeze_reasoner", False) and (not args.init or args.reason_weight > 0):
+        raise ValueError("--freeze-reasoner trains the generator of an existing checkpoint: give --init and "
+                         f"--reason-weight 0 (got init={args.init!r}, reason weight {args.reason_weight})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False))
@@ -145,7 +149,8 @@ def train(args) -> Path:
         if (rank == 0) == (turn == 0):
             shards, text, config, reason_shards = setup(show=rank == 0)
         barrier()
-    dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout, mixture=args.mixture)
+    dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout, mixture=args.mixture,
+                        mode_weights=mode_weights)
     print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
     if reason_shards is not None:
         from kinema.model.reason_data import JointTasks, ReasonTasks
@@ -173,6 +178,9 @@ def train(args) -> Path:
             print(f"init: the action input widens from {w.shape[1]} to {want.shape[1]} numbers; the new ones start at zero")
             state["moved_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], want.shape[1] - w.shape[1], w.shape[2])], 1)
         load_state_strict(model, state, where=str(args.init))
+    if getattr(args, "freeze_reasoner", False):
+        frozen = [p.requires_grad_(False).numel() for _, p in model.reasoner_parameters()]
+        print(f"--freeze-reasoner: {sum(frozen) / 1e6:.2f}M reasoner parameters frozen")
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
     trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
@@ -182,7 +190,7 @@ def train(args) -> Path:
     return final
 
 
-def parse_weights(spec: str | None) -> dict | None:
+def parse_weights(spec: str | None, flag: str = "--reason-task-weights", what: str = "TASK") -> dict | None:
     """'timing=4,count=2' -> {'timing': 4.0, 'count': 2.0}"""
     if not spec:
         return None
@@ -194,7 +202,7 @@ def parse_weights(spec: str | None) -> dict | None:
         except ValueError:
             sep = ""
         if not sep:
-            raise ValueError(f"--reason-task-weights: expected TASK=WEIGHT pairs separated by commas, got {spec!r}")
+            raise ValueError(f"{flag}: expected {what}=WEIGHT pairs separated by commas, got {spec!r}")
     return out
 
 
@@ -215,6 +223,12 @@ def add_parser(sub) -> None:
                         "--init it is switched on for a checkpoint trained without it")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
+    p.add_argument("--mode-weights", default=None,
+                   help="scale the mixture's weight of some modes, e.g. text2video=3 (others 1), in every world "
+                        "family that trains them")
+    p.add_argument("--freeze-reasoner", action="store_true",
+                   help="train the generator only: the reasoner expert and the input adapters it reads stay fixed, so "
+                        "its answers do not change (use with --init and --reason-weight 0)")
     p.add_argument("--reason-data", nargs="*", default=None,
                    help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator)")
     p.add_argument("--reason-weight", type=float, default=0.5,

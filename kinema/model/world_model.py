@@ -144,6 +144,16 @@ class WorldModel(nn.Module):
                                  tok.pos, keep_cache=True)
         return cache
 
+    def reasoner_parameters(self):
+        """(name, parameter) of everything a clean (context) token's hidden state depends on: the input adapters
+        and the reasoner expert, plus the text head. Context never attends noisy tokens, so with these frozen
+        the reasoner's answers stay exactly as they were while the generator trains."""
+        shared = ("kind_embed.", "text_embed.", "vision_in.", "audio_in.", "action_in.", "text_out.",
+                  "backbone.norm_und.")
+        for name, p in self.named_parameters():
+            if name.startswith(shared) or ".und." in name:
+                yield name, p
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

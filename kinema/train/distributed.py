@@ -63,6 +63,7 @@ def init_distributed(device: str = "auto") -> tuple[int, int, int, torch.device]
 def cleanup_distributed() -> None:
     """Leave the process group (end of a torchrun script); a no-op for one process."""
     if is_distributed():
+        dist.barrier()  # no rank tears down gloo while another still has a collective in flight
         dist.destroy_process_group()
 
 

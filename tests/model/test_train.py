@@ -110,7 +110,28 @@ def test_action_post_training_mixture_draws_only_action_modes():
         sample_task("physics", 9, True, generator=g, mixture="actions")
 
 
-def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path):
+def test_mode_weights_scale_the_mixture_and_bad_ones_are_refused():
+    import torch as _torch
+
+    from kinema.model.modes import check_mode_weights, sample_task
+
+    def share(weights):
+        g = _torch.Generator().manual_seed(0)
+        draws = [sample_task("physics", 9, True, generator=g, mode_weights=weights)["mode"] for _ in range(2000)]
+        return draws.count("text2video") / len(draws)
+
+    assert abs(share(None) - 0.25) < 0.04  # the mixture's own weight
+    assert abs(share({"text2video": 3.0}) - 0.75 / 1.5) < 0.04  # 0.25·3 of 0.1 + 0.75 + 0.3 + 0.35
+    assert share({"text2video": 0.0}) == 0
+    with pytest.raises(ValueError, match="text2vid"):
+        check_mode_weights({"text2vid": 2.0}, "all")
+    with pytest.raises(ValueError, match="physics"):  # nothing left to draw for one family
+        check_mode_weights({m: 0.0 for m in ("text2image", "text2video", "image2video", "video2video")}, "all")
+    with pytest.raises(ValueError, match="actions"):  # the action mixture trains no text-to-video
+        check_mode_weights({"text2video": 2.0}, "actions")
+
+
+def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, capsys):
     """`kinema train` end to end on a few episodes with the shipped tokenizers; then `--init` from a checkpoint
     without the given-frame inputs (an older model) with --frame-condition: they start at zero, the rest loads."""
     from kinema.cli import main
@@ -143,3 +164,17 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path):
     assert raw3["model"]["cond_rows"] == 3 and state3["moved_in.weight"].shape[1] == 3 * A
     assert torch.allclose(state3["moved_in.weight"][:, : 2 * A].float(), two["moved_in.weight"].float(), atol=1e-2)
     assert not state3["moved_in.weight"][:, 2 * A :].float().abs().gt(1e-3).any()  # the new row starts at zero
+    # generator-only post-training: the reasoner's parameters come back bit for bit, the generator's move
+    assert main(["train", *common, "--reason-weight", "0.5", "--out", str(tmp_path / "x"), "--init",
+                 str(tmp_path / "run" / "final"), "--freeze-reasoner"]) == 2
+    assert "--reason-weight 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["train", *common, "--out", str(tmp_path / "gen"), "--init", str(tmp_path / "run" / "final"),
+                 "--freeze-reasoner", "--mode-weights", "text2video=2", "--steps", "2", "--lr", "1e-2",
+                 "--ema-decay", "0"]) == 0
+    _, after = load_pretrained(tmp_path / "gen" / "final")
+    from kinema.model.config import WorldModelConfig
+    from kinema.model.world_model import WorldModel
+
+    reasoner = {n for n, _ in WorldModel(WorldModelConfig.from_dict(raw["model"])).reasoner_parameters()}
+    assert all(torch.equal(after[n], state[n]) for n in reasoner)
+    assert not torch.equal(after["backbone.layers.0.gen.qkv.weight"], state["backbone.layers.0.gen.qkv.weight"])

@@ -160,3 +160,25 @@ def test_a_config_without_frame_condition_has_no_frame_input():
     old = WorldModel(replace(CFG, frame_condition=False))
     assert old.frame_in is None and not any(k.startswith("frame_in.") for k in old.state_dict())
     assert WorldModel(CFG).frame_in is not None
+
+
+@torch.no_grad()
+def test_reasoner_parameters_are_all_that_context_hidden_states_read():
+    """--freeze-reasoner's promise: perturbing every other parameter leaves context tokens (what the reasoner
+    answers from) exactly as they were; perturbing a reasoner parameter does not."""
+    m = tiny_model(CFG)
+    fd = mixed_sample(CFG, t=3, vision_gen=(False, True, True), action_gen=[False] * 8, seed=4)  # clean actions
+    batch = collate([*_batch(), fd])
+    level = torch.full(batch.kind.shape, 0.7)
+    context = batch.valid & ~batch.gen
+    assert (context & (batch.kind == ACTION)).any() and (context & (batch.kind == AUDIO)).any()
+    before = _hidden(m, batch, level)[context]
+    reasoner = {n for n, _ in m.reasoner_parameters()}
+    assert any(".und." in n for n in reasoner) and not any(".gen." in n for n in reasoner)
+    for name, p in m.named_parameters():
+        if name not in reasoner:
+            p.add_(torch.randn_like(p))
+    h = _hidden(m, batch, level)
+    assert torch.equal(h[context], before) and not torch.allclose(h[batch.gen], _hidden(tiny_model(CFG), batch, level)[batch.gen])
+    dict(m.named_parameters())["backbone.layers.0.und.qkv.weight"].add_(0.1)
+    assert not torch.allclose(_hidden(m, batch, level)[context], before)
