@@ -15,6 +15,11 @@ episode i XOR 1). PSNR, SSIM and, given a tokenizer checkpoint, latent L2
 against the true future. A model that uses its actions scores clearly better
 with the true ones; a baseline that ignores them (copy_last, zero_motion,
 linear) scores the same twice, which is the reference for "no action use".
+A sampling predictor (one with a `seed`) draws one prediction per clip by
+default; with samples = K it draws K (seeds seed .. seed + K - 1, the same K for
+the true and the shuffled actions) and scores their mean metric, the expected
+score of one sample: a diffusion sample's PSNR can swing by several dB from one
+seed to the next, which one draw per clip passes into the gap.
 
 Inverse dynamics (predictors with `infer_actions`): from all T frames of a
 camera, read back the T - 1 actions the frames determine
@@ -70,13 +75,38 @@ def _errors(pred: np.ndarray, target: np.ndarray, timing: str) -> dict:
     return {g: float(((pred[:, a:b] - target[:, a:b]) ** 2).mean()) for g, (a, b) in GROUPS[timing].items()}
 
 
+def result_name(predictor, samples: int = 1) -> str:
+    """The results folder's name: runs with several samples per clip keep to their own."""
+    return predictor.name + (f"_samples{samples}" if samples > 1 else "")
+
+
+def _sampled_scores(predictor, req, gt, tokenizer, samples: int) -> dict:
+    """Scores of `samples` predictions (seeds seed .. seed + samples - 1), averaged; each draw's PSNR kept."""
+    if samples == 1:
+        return _forward_scores(predict_checked(predictor, req), gt, tokenizer)
+    base = predictor.seed
+    draws = []
+    try:
+        for j in range(samples):
+            predictor.seed = base + j
+            draws.append(_forward_scores(predict_checked(predictor, req), gt, tokenizer))
+    finally:
+        predictor.seed = base
+    out = {m: float(np.mean([d[m] for d in draws])) for m in draws[0] if m != "psnr_per_frame"}
+    out["psnr_per_frame"] = list(np.mean([d["psnr_per_frame"] for d in draws], 0))
+    out["psnr_samples"] = [d["psnr"] for d in draws]
+    return out
+
+
 def run(predictor, out, *, n: int = 10, scenarios=SCENARIOS, context: int = CONTEXT, clip: int = CLIP_FRAMES,
         size: int = 64, tokenizer: str | None = None, mean_episodes: int = MEAN_ACTION_EPISODES,
-        progress: bool = True) -> dict:
-    """Evaluate `predictor`; results go to <out>/actions/<predictor.name>/. Returns the summary.
+        samples: int = 1, progress: bool = True) -> dict:
+    """Evaluate `predictor`; results go to <out>/actions/<predictor.name>/ (<name>_samplesK with samples K > 1).
+    Returns the summary.
 
-    mean_episodes: training episodes the mean-action reference is averaged over."""
-    n, size = check_positive("--n", n), check_size(size)
+    mean_episodes: training episodes the mean-action reference is averaged over.
+    samples: forward-dynamics predictions per clip and actions, for a predictor that samples (module docstring)."""
+    n, size, samples = check_positive("--n", n), check_size(size), check_positive("--samples", samples)
     scenarios = check_subset("--scenarios", scenarios, SCENARIOS)
     if not 1 <= context < clip or clip > CLIP_FRAMES:
         raise ValueError(f"context and clip: expected 1 <= context < clip <= {CLIP_FRAMES}, got {context} and {clip}")
@@ -84,15 +114,19 @@ def run(predictor, out, *, n: int = 10, scenarios=SCENARIOS, context: int = CONT
     if not (forward or inverse):
         raise ValueError(f"predictor {predictor.name!r} has neither predict (forward dynamics) nor infer_actions "
                          "(inverse dynamics)")
+    if samples > 1 and not (forward and isinstance(getattr(predictor, "seed", None), int)):
+        raise ValueError(f"--samples {samples}: predictor {predictor.name!r} does not sample forward-dynamics "
+                         "predictions from a seed, so every draw would be the same; use --samples 1")
     tok = None
     if tokenizer is not None and forward:
         from kinema.eval.latent import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
-    folder = run_dir(out, BENCHMARK, predictor.name)
-    check_run(folder, dict(benchmark=BENCHMARK, predictor=describe_predictor(predictor), n=n, scenarios=scenarios,
-                           context=context, clip=clip, size=size, mean_episodes=mean_episodes,
-                           tokenizer=str(tokenizer) if tokenizer else None))
+    folder = run_dir(out, BENCHMARK, result_name(predictor, samples))
+    settings = dict(benchmark=BENCHMARK, predictor=describe_predictor(predictor), n=n, scenarios=scenarios,
+                    context=context, clip=clip, size=size, mean_episodes=mean_episodes,
+                    tokenizer=str(tokenizer) if tokenizer else None)
+    check_run(folder, settings if samples == 1 else dict(settings, samples=samples))
     log = ResultLog(folder / "results.jsonl")
     cache = EpisodeCache(folder.parent.parent / "cache")
     # the mean-action baseline evaluated as a predictor is its own reference
@@ -116,7 +150,7 @@ def run(predictor, out, *, n: int = 10, scenarios=SCENARIOS, context: int = CONT
                 for mode, acts in (("true", ep.action[sl]), ("shuffled", donor.action[sl])):
                     req = request_from_episode(ep, cam, context=context, future=clip - context, start=start,
                                                actions=acts)
-                    rec["forward"][cam][mode] = _forward_scores(predict_checked(predictor, req), gt, tok)
+                    rec["forward"][cam][mode] = _sampled_scores(predictor, req, gt, tok, samples)
             if inverse:
                 req = request_from_episode(ep, cam, context=clip, future=0, start=start, with_actions=False)
                 target = inverse_dynamics_targets(ep.action[sl], timing)
@@ -124,7 +158,8 @@ def run(predictor, out, *, n: int = 10, scenarios=SCENARIOS, context: int = CONT
                                            mean_action=_errors(reference.infer_actions(req), target, timing))
         log.add(rec)
     records = [r for r in log.values() if r["scenario"] in scenarios and r["index"] < n]
-    summary = summarize(records, predictor, scenarios, n, size, context, clip, forward, inverse, tok is not None)
+    summary = summarize(records, predictor, scenarios, n, size, context, clip, forward, inverse, tok is not None,
+                        samples)
     write_json(folder / "summary.json", summary)
     (folder / "table.md").write_text(table(summary))
     if forward:
@@ -133,11 +168,11 @@ def run(predictor, out, *, n: int = 10, scenarios=SCENARIOS, context: int = CONT
     return summary
 
 
-def summarize(records, predictor, scenarios, n, size, context, clip, forward, inverse, latent) -> dict:
+def summarize(records, predictor, scenarios, n, size, context, clip, forward, inverse, latent, samples=1) -> dict:
     z = np.zeros((1, 8, 8, 3))  # any frames: only the metrics' own convention strings are wanted here
     psnr_c, ssim_c = M.psnr(z, z).convention, M.ssim(z, z).convention
     out = dict(benchmark=BENCHMARK, predictor=describe_predictor(predictor), n=n, size=size, context=context,
-               clip=clip, scenarios=list(scenarios), forward=None, inverse=None,
+               clip=clip, scenarios=list(scenarios), forward=None, inverse=None, samples=samples,
                shuffled="the actions of held-out episode i XOR 1 of the same world, same frames")
     if not latent and forward:
         out["latent_note"] = "latent L2 skipped: no --tokenizer checkpoint given"
@@ -190,7 +225,9 @@ def summarize(records, predictor, scenarios, n, size, context, clip, forward, in
 def table(summary: dict) -> str:
     p = summary["predictor"]
     parts = [f"### Action-conditioned prediction: {p['name']}{' (oracle)' if p['oracle'] else ''}, "
-             f"N={summary['n']} episodes, {summary['context']} context frames of {summary['clip']}\n"]
+             f"N={summary['n']} episodes, {summary['context']} context frames of {summary['clip']}"
+             + (f", forward dynamics scored as the mean of {summary['samples']} samples per clip"
+                if summary.get("samples", 1) > 1 else "") + "\n"]
     if summary["forward"]:
         fw = summary["forward"]
         lat = any("latent_l2_true" in d for d in fw.values())

@@ -71,9 +71,9 @@ def _actions(args):
     p = get_predictor("baseline:mean_action", episodes=episodes) if args.baseline == "mean_action" else _predictor(args)
     t0 = time.time()
     kw = dict(scenarios=_csv(args.scenarios) if args.scenarios else bench.SCENARIOS, context=args.context,
-              clip=args.clip, tokenizer=args.tokenizer, mean_episodes=episodes)
+              clip=args.clip, tokenizer=args.tokenizer, mean_episodes=episodes, samples=args.samples)
     s = bench.run(p, args.out, progress=not args.no_progress, **_sizes(args), **kw)
-    _finish("actions", run_dir(args.out, bench.BENCHMARK, p.name), bench.table(s), t0)
+    _finish("actions", run_dir(args.out, bench.BENCHMARK, bench.result_name(p, args.samples)), bench.table(s), t0)
 
 
 def _closed_loop(args):
@@ -173,6 +173,9 @@ def add_parser(subparsers) -> None:
     a.add_argument("--tokenizer", default=None, help="video tokenizer checkpoint for latent L2 (skipped without)")
     a.add_argument("--action-guidance", type=float, default=None,
                    help="a world model's action guidance scale (1 = off, the default); results go to world_model_agG")
+    a.add_argument("--samples", type=int, default=1,
+                   help="forward-dynamics samples per clip, scored by their mean (seeds seed..seed+K-1, the same for "
+                        "true and shuffled actions); results go to NAME_samplesK")
     a.add_argument("--mean-episodes", type=int, default=16,
                    help="training episodes the mean-action baseline averages (2 with --quick)")
     a.epilog = f"baselines: {', '.join(PREDICTORS)}"

@@ -14,6 +14,7 @@ context tokens of their embodiment, normalised with the training statistics save
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,14 @@ class ARWorldModelPredictor:
         self.params, self.medusa = params, medusa
         self.max_context, self.name, self.progress = max_context, name, progress
         self.device = next(model.parameters()).device
+
+    @property
+    def seed(self) -> int:  # the sampling seed (kinema eval actions --samples draws seed, seed + 1, ...)
+        return self.params.seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self.params = replace(self.params, seed=int(value))
 
     @torch.no_grad()
     def _encode(self, frames: np.ndarray) -> torch.Tensor:

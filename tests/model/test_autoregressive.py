@@ -306,6 +306,8 @@ def test_predictor_through_the_registry_rolls_out_past_one_window(saved_ar):
 
     pred = get_predictor(str(saved_ar), device="cpu", temperature=0.0, max_context=5)
     assert type(pred).__name__ == "ARWorldModelPredictor" and not pred.uses_oracle
+    pred.seed = 3  # eval actions --samples draws seeds through this attribute
+    assert pred.params.seed == 3 and pred.seed == 3
     rng = np.random.default_rng(0)
     ctx = rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
     pred.model.config.clip_frames = 9  # a short window so the rollout needs two of them (tiny and fast)

@@ -1,6 +1,7 @@
 """Sampling: every mode on the tiny pipeline, long rollouts, cached == uncached sampling, seeds, embodiments,
 and checkpoints that load back to the same outputs."""
 
+import json
 from dataclasses import replace
 from functools import partial
 
@@ -268,6 +269,32 @@ def test_predictor_with_action_guidance_through_the_registry(saved):
     assert a.shape == b.shape == (8, SIZE, SIZE, 3) and not np.array_equal(a, b)
     passive = PredictionRequest(context=ctx, num_frames=8, fps=16.0, camera="front")  # no actions: nothing to guide
     assert np.array_equal(predict_checked(plain, passive), predict_checked(guided, passive))
+
+
+def test_actions_benchmark_scores_the_mean_of_several_samples(saved, tmp_path):
+    """`kinema eval actions --samples K`: K seeds per clip and actions, the mean metric scored, the seed restored."""
+    from kinema.eval import actions as bench
+    from kinema.eval.predictor import get_predictor
+
+    pred = get_predictor(str(saved["model"]), device="cpu", num_steps=2, inverse_samples=1)
+    s = bench.run(pred, tmp_path, n=1, scenarios=["push"], size=32, mean_episodes=2, samples=2, progress=False)
+    assert pred.seed == 0 and s["samples"] == 2
+    folder = tmp_path / "actions" / "world_model_samples2"
+    rec = json.loads((folder / "results.jsonl").read_text().splitlines()[0])
+    for cam in rec["forward"].values():
+        for scores in cam.values():
+            draws = scores["psnr_samples"]
+            assert len(draws) == 2 and draws[0] != draws[1]  # an untrained model's samples differ by seed
+            assert scores["psnr"] == pytest.approx(np.mean(draws))
+            assert len(scores["psnr_per_frame"]) == 24
+    first = rec["forward"]["front"]["true"]["psnr_samples"][0]  # draw 0 is the one-sample run's prediction
+    one = bench.run(pred, tmp_path, n=1, scenarios=["push"], size=32, mean_episodes=2, progress=False)
+    assert one["forward"]["push"]["psnr_true"]["value"] != s["forward"]["push"]["psnr_true"]["value"]
+    rec1 = json.loads((tmp_path / "actions" / "world_model" / "results.jsonl").read_text().splitlines()[0])
+    assert rec1["forward"]["front"]["true"]["psnr"] == pytest.approx(first)
+    assert "mean of 2 samples" in (folder / "table.md").read_text()
+    with pytest.raises(ValueError, match="--samples 2: predictor 'copy_last' does not sample"):
+        bench.run(get_predictor("baseline:copy_last"), tmp_path, n=1, scenarios=["push"], size=32, samples=2)
 
 
 def test_inverse_dynamics_predictor_returns_the_mean_of_one_step_draws(saved):
