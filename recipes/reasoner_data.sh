@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Episodes with physically implausible twins for the reasoner's plausibility task (the other reasoner
 # tasks read the QA of the world-model data). Seed 4 is disjoint from training (0, 2, 3) and held-out (1); seed 6
-# (reason2/) is the second set recipes/reasoner_targets.sh adds, seed 5 the held-out set. Resumable.
+# (reason2/) is the second set `recipes/reasoner_post.sh targets` adds, seed 5 the held-out set. Resumable.
 set -euo pipefail
 OUT=${1:-outputs/data}
 N=${N_TWINS:-24}

@@ -20,7 +20,11 @@ after normalising case, spaces and a final full stop. Reported per task
                  Apart: the MAE where the answer is a time, and whether it said
                  collision or none rightly (the two parts of the scored MAE).
   plausibility   ROC AUC of log P("yes") - log P("no") (the ReasonerJudge score).
-  caption        word-level F1 against the simulator's caption (no accuracy).
+  caption        word-level F1 against the simulator's caption (no accuracy), and its
+                 colour words apart: precision (colours named that are in the true
+                 caption) and recall (true colours named), pooled over captions, next
+                 to the precision of naming palette colours at random. Colour is where
+                 the reasoner's answers about objects go wrong, so it is shown alone.
 
 With `other_video=True` every question is asked about another episode of the same
 world and camera (never its twin): what is left of the accuracy is recognising the
@@ -62,6 +66,13 @@ def time_loss(a: str, b: str) -> float:
     if ta is None or tb is None:
         return 0.0 if (ta is None) == (tb is None) else UNPARSED_ERROR
     return abs(ta - tb)
+
+
+def colour_words(s: str) -> set[str]:
+    """The scene colours a text names (the worlds' palette and grey)."""
+    from kinema.worlds.scene import PALETTE
+
+    return set(normalise(s).replace(",", " ").split()) & (set(PALETTE) | {"grey"})
 
 
 def word_f1(pred: str, ref: str) -> float:
@@ -150,6 +161,13 @@ def summarise(rows: list[dict]) -> dict:
             s["word_f1"] = float(np.mean([word_f1(r["answer"], r["truth"]) for r in rs]))
             common = Counter(r["truth"] for r in rs).most_common(1)[0][0]
             s["blind_word_f1"] = float(np.mean([word_f1(common, r["truth"]) for r in rs]))
+            named, true = [colour_words(r["answer"]) for r in rs], [colour_words(r["truth"]) for r in rs]
+            hits = sum(len(n & t) for n, t in zip(named, true))
+            s["colour_precision"] = hits / max(1, sum(map(len, named)))
+            s["colour_recall"] = hits / max(1, sum(map(len, true)))
+            from kinema.worlds.scene import PALETTE
+
+            s["colour_precision_chance"] = float(np.mean([len(t) for t in true])) / (len(PALETTE) + 1)
             out[task] = s
             continue
         truth = [normalise(r["truth"]) for r in rs]
@@ -193,7 +211,9 @@ def table(summary: dict) -> str:
     lines = ["| task | n | model | majority | blind | other |", "|---|---|---|---|---|---|"]
     for task, s in summary.items():
         if task == "caption":
-            lines.append(f"| caption | {s['n']} | word F1 {s['word_f1']:.3f} | | most common caption {s['blind_word_f1']:.3f} | |")
+            lines.append(f"| caption | {s['n']} | word F1 {s['word_f1']:.3f} | | most common caption {s['blind_word_f1']:.3f} | "
+                         f"colour words: precision {s['colour_precision']:.3f} (at random {s['colour_precision_chance']:.3f}), "
+                         f"recall {s['colour_recall']:.3f} |")
             continue
         other = ""
         if "mae_s" in s:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kinema.model.reason_data import JointTasks, questions
-from kinema.model.reason_eval import normalise, other_episodes, seconds, summarise, word_f1
+from kinema.model.reason_eval import colour_words, normalise, other_episodes, seconds, summarise, word_f1
 
 
 def tabletop_row(plausible=True):
@@ -61,6 +61,7 @@ def test_answer_scoring_helpers():
     assert seconds("0.27 s") == 0.27 and seconds("there is no collision") is None
     assert word_f1("the red block", "the red block") == 1.0
     assert word_f1("red cube", "the red block") == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+    assert colour_words("The Magenta ball, the grey floor and the red, white box.") == {"magenta", "grey", "red", "white"}
 
 
 def test_summary_against_hand_computed_baselines():
@@ -72,7 +73,9 @@ def test_summary_against_hand_computed_baselines():
             dict(task="timing", question="When?", truth="there is no collision", answer="0.30 s", value=None),
             dict(task="plausibility", question="P?", truth="yes", answer="yes", score=2.0, value=None),
             dict(task="plausibility", question="P?", truth="no", answer="no", score=-1.0, value=None),
-            dict(task="plausibility", question="P?", truth="no", answer="yes", score=3.0, value=None)]
+            dict(task="plausibility", question="P?", truth="no", answer="yes", score=3.0, value=None),
+            dict(task="caption", question="D?", truth="The red ball hits the blue box.", answer="The red ball and the green box, red."),
+            dict(task="caption", question="D?", truth="The grey plank.", answer="A plank.")]
     s = summarise(rows)
     assert s["count"]["accuracy"] == pytest.approx(2 / 3)
     assert s["count"]["majority"] == pytest.approx(2 / 3)  # "2" twice
@@ -83,6 +86,9 @@ def test_summary_against_hand_computed_baselines():
     assert s["timing"]["detection"] == pytest.approx(1 / 3)   # only the first says a time where there is one
     assert s["timing"]["blind_detection"] == pytest.approx(2 / 3)
     assert s["plausibility"]["auc"] == pytest.approx(0.5)     # yes=2 beats -1, loses to 3
+    assert s["caption"]["colour_precision"] == pytest.approx(1 / 2)  # named {red, green}: red is right
+    assert s["caption"]["colour_recall"] == pytest.approx(1 / 3)     # true {red, blue} and {grey}: red named
+    assert s["caption"]["colour_precision_chance"] == pytest.approx(1.5 / 11)  # 10 palette colours and grey
 
 
 def test_other_video_is_another_episode_of_the_same_world_and_camera_never_a_twin():

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The reasoner's post-training rounds after recipes/reasoner_hear.sh, in the order they shipped:
+#   bash recipes/reasoner_post.sh count     # from the weights of git commit ce4adb6
+#   bash recipes/reasoner_post.sh targets   # from those of 6d4edb5
+#   bash recipes/reasoner_post.sh timing    # from those of 549b991
+# Each round is two stages from the shipped checkpoint before it (INIT):
+#  1. joint steps (half generator tasks, half reasoner questions; the model hears) with some questions drawn
+#     more often (--reason-task-weights);
+#  2. 900 generator-only steps with the reasoner frozen (--freeze-reasoner: its answers stay exactly those of
+#     stage 1), text-to-video drawn 2x as often, so the generator reads the prompt as the reasoner now encodes it.
+#     (The timing round: 800.)
+# Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
+# rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen
+set -euo pipefail
+ROUND=${1:?usage: reasoner_post.sh count|targets|timing [kinema train flags...]}
+shift
+KINEMA=${KINEMA:-kinema}
+INIT=${INIT:-checkpoints/world-model-small}
+RUNS=${RUNS:-outputs/runs}
+gen_steps=900
+case $ROUND in
+  # 900 joint steps, count and outcome questions drawn 3x. 4 min of latents + 30-40 min; then 16 min.
+  count) steps=900 reason=(outputs/data/reason) weights=count=3,outcome=3 ;;
+  # 1,200 joint steps on twice the reasoner's episodes (seeds 4 and 6), the four questions with a target in the
+  # reasoner issue drawn more often. 6 min of latents + 63 min; then 31 min.
+  targets) steps=1200 reason=(outputs/data/reason outputs/data/reason2) weights=count=3,outcome=3,timing=2,plausibility=2 ;;
+  # 1,000 joint steps, timing and plausibility (the two that moved last round) drawn 3x. 52 min; then 27 min.
+  timing) steps=1000 gen_steps=800 reason=(outputs/data/reason outputs/data/reason2)
+          weights=count=2,outcome=2,timing=3,plausibility=3 ;;
+  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets or timing)" >&2; exit 2 ;;
+esac
+common=(--preset small --data outputs/data/train --batch-size 16 --lr 1e-4 --warmup 50 --dtype bf16)
+$KINEMA train "${common[@]}" --reason-data "${reason[@]}" --reason-weight 0.5 --reason-audio \
+  --reason-task-weights $weights --init $INIT --out $RUNS/world-model-$ROUND --steps $steps "$@"
+$KINEMA train "${common[@]}" --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \
+  --reason-weight 0 --freeze-reasoner --mode-weights text2video=2 --steps $gen_steps "$@"
