@@ -9,9 +9,10 @@ features of that cell, each classified into the object's palette colour by a lin
 on one set of episodes and scored on another:
 
   latent   the token's 2x2x16 tokenizer latents (standardised as the world model reads them)   F = 64
+  near     the same with one latent position around it (4x4x16): what a decoder layer sees       F = 256
   pixels   the cell's 16x16x3 pixels                                                              F = 768
   pooled   the same pixels averaged to 4x4 (about as many numbers as the latent token)           F = 48
-With --cell 8 the cell is one latent position (a 1x1 patch: 4x the vision tokens), F = 16 / 192 / 48.
+With --cell 8 the cell is one latent position (a 1x1 patch: 4x the vision tokens), F = 16 / 144 / 192 / 48.
 
   python scripts/probe_colour.py --train outputs/data/reason --test outputs/data/heldout-reason
 """
@@ -34,12 +35,13 @@ COMPRESSION = 8  # the tokenizer's spatial compression: pixels per latent positi
 
 @torch.no_grad()
 def objects_in_cells(roots, tokenizer, mean, std, cell: int = 16):
-    """-> latent [N, C·(cell/8)²], pixels [N, cell²·3], colour names [N] over every dataset under roots
+    """-> latent [N, C·(cell/8)²], the latents one position around it too [N, C·(cell/8 + 2)²], pixels [N, cell²·3],
+    colour names [N] over every dataset under roots
     (cell 16: the world model's 2x2 patch; cell 8: one latent position, a 1x1 patch)."""
     from kinema.data.reader import EpisodeStore
     from kinema.tokenize.data import to_model
 
-    lat, pix, names = [], [], []
+    lat, near, pix, names = [], [], [], []
     for root in roots:
         store = EpisodeStore(root)
         for i in range(len(store)):
@@ -49,6 +51,7 @@ def objects_in_cells(roots, tokenizer, mean, std, cell: int = 16):
                 frame, mask = a[f"frames/{cam}"][:1], a[f"masks/{cam}"][0]  # [1, H, W, 3], [H, W]
                 z = tokenizer.encode(to_model(frame)[None].float()).float()[0, :, 0]  # [C, h, w]
                 z = (z - mean) / std
+                zp = nn.functional.pad(z, (1, 1, 1, 1))  # zero latents around the frame, for the neighbourhood
                 for o in movable:
                     m = mask == o["id"]
                     if m.sum() < MIN_PIXELS:
@@ -57,10 +60,11 @@ def objects_in_cells(roots, tokenizer, mean, std, cell: int = 16):
                     r, c = np.unravel_index(counts.argmax(), counts.shape)
                     k = cell // COMPRESSION
                     lat.append(z[:, k * r : k * (r + 1), k * c : k * (c + 1)].reshape(-1))
+                    near.append(zp[:, k * r : k * (r + 1) + 2, k * c : k * (c + 1) + 2].reshape(-1))
                     pix.append(torch.from_numpy(frame[0, cell * r : cell * (r + 1), cell * c : cell * (c + 1)].astype(np.float32)
                                                 / 255).reshape(-1))
                     names.append(o["colour"])
-    return torch.stack(lat), torch.stack(pix), names
+    return torch.stack(lat), torch.stack(near), torch.stack(pix), names
 
 
 def fit_and_score(x_train, y_train, x_test, y_test, hidden: int, steps: int = 1500, seed: int = 0) -> float:
@@ -97,7 +101,7 @@ def main(argv=None):
     mean = torch.tensor(cfg["latent_mean"]).view(-1, 1, 1)
     std = torch.tensor(cfg["latent_std"]).view(-1, 1, 1)
     roots = {k: sorted(d for d in path.iterdir() if d.is_dir()) for k, path in (("train", args.train), ("test", args.test))}
-    (lat_tr, pix_tr, c_tr), (lat_te, pix_te, c_te) = (objects_in_cells(roots[k], tok, mean, std, args.cell)
+    (lat_tr, near_tr, pix_tr, c_tr), (lat_te, near_te, pix_te, c_te) = (objects_in_cells(roots[k], tok, mean, std, args.cell)
                                                       for k in ("train", "test"))
     colours = sorted(set(c_tr) | set(c_te))
     y_tr, y_te = (torch.tensor([colours.index(c) for c in cs]) for cs in (c_tr, c_te))
@@ -109,7 +113,8 @@ def main(argv=None):
     def pool(x):  # [N, cell*cell*3] -> [N, 4*4*3]
         return x.view(-1, 4, b, 4, b, 3).mean((2, 4)).reshape(len(x), -1)
 
-    for name, xtr, xte in ((f"latent token ({lat_tr.shape[1]})", lat_tr, lat_te), (f"pixel cell ({pix_tr.shape[1]})", pix_tr, pix_te),
+    for name, xtr, xte in ((f"latent token ({lat_tr.shape[1]})", lat_tr, lat_te),
+                           (f"latents with one position around ({near_tr.shape[1]})", near_tr, near_te), (f"pixel cell ({pix_tr.shape[1]})", pix_tr, pix_te),
                            ("pixel cell pooled to 4x4 (48)", pool(pix_tr), pool(pix_te))):
         print(f"| {name} | {fit_and_score(xtr, y_tr, xte, y_te, 0):.3f} | {fit_and_score(xtr, y_tr, xte, y_te, 256):.3f} |")
 
