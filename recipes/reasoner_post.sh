@@ -3,6 +3,7 @@
 #   bash recipes/reasoner_post.sh count     # from the weights of git commit ce4adb6
 #   bash recipes/reasoner_post.sh targets   # from those of 6d4edb5
 #   bash recipes/reasoner_post.sh timing    # from those of 549b991
+#   bash recipes/reasoner_post.sh pixels    # from those of f80a39b
 # Each round is two stages from the shipped checkpoint before it (INIT):
 #  1. joint steps (half generator tasks, half reasoner questions; the model hears) with some questions drawn
 #     more often (--reason-task-weights);
@@ -12,12 +13,13 @@
 # Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
 # rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen
 set -euo pipefail
-ROUND=${1:?usage: reasoner_post.sh count|targets|timing [kinema train flags...]}
+ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 INIT=${INIT:-checkpoints/world-model-small}
 RUNS=${RUNS:-outputs/runs}
 gen_steps=900
+extra=()
 case $ROUND in
   # 900 joint steps, count and outcome questions drawn 3x. 4 min of latents + 30-40 min; then 16 min.
   count) steps=900 reason=(outputs/data/reason) weights=count=3,outcome=3 ;;
@@ -27,10 +29,15 @@ case $ROUND in
   # 1,000 joint steps, timing and plausibility (the two that moved last round) drawn 3x. 52 min; then 27 min.
   timing) steps=1000 gen_steps=800 reason=(outputs/data/reason outputs/data/reason2)
           weights=count=2,outcome=2,timing=3,plausibility=3 ;;
-  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets or timing)" >&2; exit 2 ;;
+  # the reasoner gains its own view of the pixels (--reason-pixels 4: each vision token also reads its 16x16
+  # pixels pooled to 4x4 cells; the new input starts at zero), count, outcome and attribute (colour) questions
+  # drawn more often, lr 2e-4 for the new input (the generator stage 1e-4 as always). 1,000 joint steps; then 700.
+  pixels) steps=1000 gen_steps=700 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
+          weights=count=3,outcome=3,attribute=2,timing=2,plausibility=2 extra=(--reason-pixels 4) ;;
+  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing or pixels)" >&2; exit 2 ;;
 esac
-common=(--preset small --data outputs/data/train --batch-size 16 --lr 1e-4 --warmup 50 --dtype bf16)
-$KINEMA train "${common[@]}" --reason-data "${reason[@]}" --reason-weight 0.5 --reason-audio \
+common=(--preset small --data outputs/data/train --batch-size 16 --warmup 50 --dtype bf16)
+$KINEMA train "${common[@]}" --lr ${lr:-1e-4} --reason-data "${reason[@]}" --reason-weight 0.5 --reason-audio "${extra[@]}" \
   --reason-task-weights $weights --init $INIT --out $RUNS/world-model-$ROUND --steps $steps "$@"
-$KINEMA train "${common[@]}" --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \
+$KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \
   --reason-weight 0 --freeze-reasoner --mode-weights text2video=2 --steps $gen_steps "$@"

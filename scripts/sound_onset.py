@@ -37,7 +37,7 @@ def main() -> None:
     cfg = json.loads((Path(args.model) / "config.json").read_text())["model"]
     mean, std = torch.tensor(cfg["audio_mean"]).view(-1, 1), torch.tensor(cfg["audio_std"]).view(-1, 1)
     rate = cfg["audio_rate"]
-    _, clips, audio = load_reason_shards(sorted(Path(args.latents).glob("*.safetensors")))
+    _, clips, audio, _ = load_reason_shards(sorted(Path(args.latents).glob("*.safetensors")))
     if not any(a is not None for a in audio):
         raise SystemExit(f"--latents: {args.latents} holds no audio latents (evaluate a model that hears)")
     rows = [(c["world"], q.get("value"), (audio_to_model(a.float(), mean, std) ** 2).mean(0).numpy())

@@ -29,6 +29,7 @@ class WorldModelConfig(Config):
     latent_channels: int = 16
     patch: tuple[int, int] = (2, 2)    # over latent rows, columns (1 in time: a token is one latent frame's patch)
     temporal_compression: int = 4      # of the video tokenizer: a latent frame = 4 video frames
+    tokenizer_window: int = 33         # of the video tokenizer: longer clips are encoded in windows of this many frames
     frame_condition: bool = False      # noisy frames also read the last given frame and the actions since (`cond`)
     cond_rows: int = 2                 # action rows in `cond`: 2 = since + now; 3 adds the given frame's (pose - pose)
     spatial_compression: int = 8
@@ -37,6 +38,12 @@ class WorldModelConfig(Config):
     audio_patch: int = 2
     audio_rate: float = 25.0           # audio latent frames per second
     reason_audio: bool = False         # the reasoner hears a video's sound (its audio latents join the video)
+    # the reasoner's own view of the pixels (BAGEL: an understanding encoder beside the generator's VAE): each
+    # clean vision token of a question also carries its patch of the latent frame's last video frame, average-
+    # pooled to pixel_cell x pixel_cell cells (sequence.pixel_patches); 0 = off. The tokenizer's latents keep
+    # what reconstruction needs, not what a question asks (an object's colour: 0.41 from latents, 0.84 from
+    # pixels, scripts/probe_colour.py)
+    pixel_cell: int = 0
     # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
     max_action_dim: int = 64
     max_embodiments: int = 32
@@ -64,6 +71,11 @@ class WorldModelConfig(Config):
             raise ValueError(f"width {self.width} must split into {self.heads} heads of an even size")
         if len(self.embodiments) > self.max_embodiments:
             raise ValueError(f"{len(self.embodiments)} embodiments exceed max_embodiments={self.max_embodiments}")
+        if self.pixel_cell < 0 or (self.pixel_cell and (self.patch[0] * self.spatial_compression % self.pixel_cell
+                                                         or self.patch[1] * self.spatial_compression % self.pixel_cell)):
+            raise ValueError(f"pixel_cell: expected 0 (off) or a divisor of a token's "
+                             f"{self.patch[0] * self.spatial_compression}x{self.patch[1] * self.spatial_compression} "
+                             f"pixels, got {self.pixel_cell}")
         if self.cond_rows not in (2, 3):
             raise ValueError(f"cond_rows: expected 2 or 3 action rows in cond, got {self.cond_rows}")
         self.latent_mean = list(self.latent_mean) or [0.0] * self.latent_channels
@@ -84,6 +96,13 @@ class WorldModelConfig(Config):
         return self.latent_channels * self.patch[0] * self.patch[1]
 
     @property
+    def pixel_dim(self) -> int:  # pooled pixels behind one vision token (0: the reasoner sees latents only)
+        if not self.pixel_cell:
+            return 0
+        return 3 * (self.patch[0] * self.spatial_compression // self.pixel_cell) * \
+            (self.patch[1] * self.spatial_compression // self.pixel_cell)
+
+    @property
     def cond_dim(self) -> int:  # sequence.py `cond`: a given frame's patch, then cond_rows action rows
         return self.vision_dim + self.cond_rows * self.max_action_dim
 
@@ -92,8 +111,8 @@ class WorldModelConfig(Config):
         return self.audio_channels * self.audio_patch
 
     @property
-    def value_dim(self) -> int:  # the padded width of any continuous token payload
-        return max(self.vision_dim, self.audio_dim, self.max_action_dim)
+    def value_dim(self) -> int:  # the padded width of any continuous token payload (a vision token: latents | pixels)
+        return max(self.vision_dim + self.pixel_dim, self.audio_dim, self.max_action_dim)
 
     @property
     def positions_per_second(self) -> float:  # one temporal position per latent frame at ref_fps

@@ -13,7 +13,9 @@ simulator: the QA the worlds record (kinema.worlds.language) plus
   forecast    "Which block does the arm go for?"  from the first second only
               "Which way does the hand move next?"  from the video up to a cut;
               the dominant axis of the hand's next 0.5 s in the world frame
-              (x forward/backward, y left/right, z up/down)
+              (x forward/backward, y left/right, z up/down), from the last
+              frame the cut's last latent frame has seen (a 49-frame clip is
+              encoded in windows of 33: sequence.latent_frame_ends)
   caption     "Describe what happens in the video."
 
 Plausibility is asked only in datasets that hold implausible twins (both answers).
@@ -26,6 +28,10 @@ config says `reason_audio` hears it: the contact sounds mark every impact to
 40 ms, where a latent frame of the 8 fps clip spans half a second. The audio
 tokenizer is causal too, so a question cut to `latent_frames` hears exactly
 the sound up to its last frame.
+
+The shard also keeps each clip's keyframes (uint8, the last video frame of
+every latent frame: sequence.keyframes), which a model with config.pixel_cell
+sees beside the latents.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from tqdm.auto import tqdm
 
 from kinema.model.data import dataset_shards, shard_done
 from kinema.model.reasoner import reasoner_clip
-from kinema.model.sequence import audio_latent_frames, build_interleaved
+from kinema.model.sequence import audio_latent_frames, build_interleaved, keyframes, latent_frame_ends
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
 
 SKIP = {"final_position"}  # metric regression, not one of the reasoner's tasks
@@ -64,8 +70,10 @@ def _display(o: dict) -> str:
     return display(o)
 
 
-def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibility: bool) -> list[dict]:
-    """One episode's questions (deterministic: seeded by the episode's seed)."""
+def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibility: bool,
+              window: int = 33) -> list[dict]:
+    """One episode's questions (deterministic: seeded by the episode's seed) about a clip of t latent frames
+    (the video tokenizer's windows of `window` frames: sequence.latent_frame_ends)."""
     info = json.loads(row["kinema/info"])
     objects = json.loads(row["kinema/objects"])
     rng = np.random.default_rng(json.loads(row["kinema/seed"]))
@@ -95,9 +103,10 @@ def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibi
         names = info["state_names"]
         ee = arrays["state"][:, [names.index(n) for n in ("ee.x", "ee.y", "ee.z")]]
         ahead = int(round(0.5 * fps * stride))  # 0.5 s in original frames
-        cuts = [k for k in range(2, t) if 4 * (k - 1) * stride + ahead < len(ee)]
+        seen = latent_frame_ends(t, 4, window) * stride  # the original frame each latent frame has seen last
+        cuts = [k for k in range(2, t) if seen[k - 1] + ahead < len(ee)]
         for k in rng.choice(cuts, size=min(2, len(cuts)), replace=False) if cuts else []:
-            f0 = 4 * (int(k) - 1) * stride
+            f0 = int(seen[int(k) - 1])
             d = ee[f0 + ahead] - ee[f0]
             axis = int(np.abs(d).argmax())
             ans = "it stays still" if np.abs(d).max() < STILL else AXES[axis][0 if d[axis] > 0 else 1]
@@ -106,25 +115,29 @@ def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibi
     return out
 
 
-def _has_audio(path: Path) -> bool:
-    return "audio_rate" in read_json(path.with_suffix(".json"))
+def _complete(path: Path, audio: bool) -> bool:
+    """Built, with keyframes, and with sound when it is asked for (older shards are built again)."""
+    if not shard_done(path):
+        return False
+    meta = read_json(path.with_suffix(".json"))
+    return meta.get("keyframes", False) and (not audio or "audio_rate" in meta)
 
 
 @torch.no_grad()
 def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, batch: int = 8,
                          progress: bool = True) -> list[Path]:
-    """Encode every dataset's clips (and, given audio_tokenizer, their sound); a shard built without sound
-    is built again when sound is asked for."""
+    """Encode every dataset's clips (and, given audio_tokenizer, their sound) and keep their keyframes; a shard
+    built without sound is built again when sound is asked for."""
     from kinema.data.reader import EpisodeStore
     from kinema.tokenize.data import to_model
 
     jobs = dataset_shards(roots, out)
     for root, path in tqdm(jobs, desc="reasoner latents", unit="set", disable=not progress):
-        if shard_done(path) and (audio_tokenizer is None or _has_audio(path)):
+        if _complete(path, audio_tokenizer is not None):
             continue
         store = EpisodeStore(root)
         labels = {json.loads(r["kinema/info"])["plausible"] for r in store.meta}
-        latents, meta, pending, sounds, at = [], [], [], [], 0
+        latents, meta, pending, sounds, keys, at = [], [], [], [], [], 0
 
         def flush():
             if pending:
@@ -150,16 +163,17 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
             for cam in store.cameras:
                 frames, fps = reasoner_clip(a[f"frames/{cam}"], store.fps)
                 stride = round(store.fps / fps)
-                t = 1 + (len(frames) - 1) // 4
-                qs = questions(row, a, fps, stride, t, plausibility=len(labels) > 1)
+                keys.append(torch.from_numpy(np.ascontiguousarray(keyframes(frames, 4, video_tokenizer.cfg.window))))
+                qs = questions(row, a, fps, stride, len(keys[-1]), plausibility=len(labels) > 1,
+                               window=video_tokenizer.cfg.window)
                 meta.append(dict(world=info["scenario"], family=info["family"], camera=cam, fps=fps, episode=i,
                                  frames=len(frames), seed=json.loads(row["kinema/seed"]), audio=sound, questions=qs))
                 pending.append(frames)
                 if len(pending) >= batch:
                     flush()
         flush()
-        tensors = {"vision": torch.cat(latents)}
-        extra = {}
+        tensors = {"vision": torch.cat(latents), "keyframes": torch.stack(keys)}
+        extra = {"keyframes": True}
         if sounds:
             tensors["audio"] = torch.cat(sounds, 1).contiguous()
             extra["audio_rate"] = audio_tokenizer.cfg.frame_rate
@@ -168,18 +182,19 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
     return [path for _, path in jobs]
 
 
-def load_reason_shards(shards) -> tuple[list[torch.Tensor], list[dict], list[torch.Tensor | None]]:
-    """-> (latents per clip [C, t, h, w] fp16, clip meta, its episode's audio latents [Ca, Na] fp16 or None)
-    over all shards."""
-    vision, clips, audio = [], [], []
+def load_reason_shards(shards):
+    """-> (latents per clip [C, t, h, w] fp16, clip meta, its episode's audio latents [Ca, Na] fp16 or None,
+    its keyframes uint8 [t, H, W, 3]) over all shards."""
+    vision, clips, audio, keys = [], [], [], []
     for path in shards:
         t = load_tensors(Path(path))
         meta = read_json(Path(path).with_suffix(".json"))["clips"]
         vision += list(t["vision"])
+        keys += list(t["keyframes"])
         clips += meta
         audio += [t["audio"][:, c["audio"][0] : c["audio"][0] + c["audio"][1]] if "audio" in t and c.get("audio")
                   else None for c in meta]
-    return vision, clips, audio
+    return vision, clips, audio, keys
 
 
 def messages_for(q: dict, answer: bool = True) -> list[dict]:
@@ -191,8 +206,9 @@ def messages_for(q: dict, answer: bool = True) -> list[dict]:
 
 
 def question_tokens(config, text, latent: torch.Tensor, fps: float, q: dict, *, answer: bool = True,
-                    latent_mean=None, latent_std=None, audio=None, audio_stats=None):
+                    latent_mean=None, latent_std=None, audio=None, audio_stats=None, keys=None):
     """One question as tokens: standardised latents [C, t, h, w] (cut to q's latent_frames) + chat text.
+    keys: the clip's keyframes uint8 [t, H, W, 3] (cut alike), seen only when config.pixel_cell.
     audio: the episode's audio latents [Ca, Na] (raw; audio_stats = (mean, std) [Ca, 1]), heard only when
     config.reason_audio, cut to the clip's last visible frame; None: a silent film (no sound tokens)."""
     from kinema.model.chat import render
@@ -206,11 +222,13 @@ def question_tokens(config, text, latent: torch.Tensor, fps: float, q: dict, *, 
         z = z[:, : q["latent_frames"]]
     sound = None
     if config.reason_audio and audio is not None:
-        frames = 1 + config.temporal_compression * (z.shape[1] - 1)
+        frames = 1 + int(latent_frame_ends(z.shape[1], config.temporal_compression, config.tokenizer_window)[-1])
         sound = audio.float()[:, : audio_latent_frames(frames, fps, config.audio_rate)]
         if audio_stats is not None:
             sound = audio_to_model(sound, *audio_stats)
-    segs = [("vision", z, fps, sound) if s[0] == "media" else s for s in segments]
+    if keys is not None:
+        keys = keys[: z.shape[1]]
+    segs = [("vision", z, fps, sound, keys) if s[0] == "media" else s for s in segments]
     return build_interleaved(config, segs, scored)
 
 
@@ -223,7 +241,7 @@ class ReasonTasks(torch.utils.data.Dataset):
         if not 0 <= mute <= 1:
             raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
         self.config, self.text, self.mute = config, text_tokenizer, mute
-        self.vision, self.clips, self.audio = load_reason_shards(shards)
+        self.vision, self.clips, self.audio, self.keys = load_reason_shards(shards)
         self.items = [(i, j) for i, c in enumerate(self.clips) for j in range(len(c["questions"]))]
         # how often JointTasks draws each question, relative to the others (None: uniform over questions)
         self.weights = None
@@ -247,7 +265,7 @@ class ReasonTasks(torch.utils.data.Dataset):
         hear = self.config.reason_audio and float(torch.rand(())) >= self.mute
         return question_tokens(self.config, self.text, self.vision[i], c["fps"], c["questions"][j],
                                latent_mean=self.mean, latent_std=self.std, audio=self.audio[i] if hear else None,
-                               audio_stats=self.audio_stats)
+                               audio_stats=self.audio_stats, keys=self.keys[i])
 
 
 class JointTasks(torch.utils.data.Dataset):

@@ -107,7 +107,7 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
     hear = cfg.reason_audio and not mute
     shards = build_reason_latents(data, out / "latents", vt, reasoner.pipeline.audio_tokenizer if hear else None,
                                   progress=progress)
-    vision, clips, audio = load_reason_shards(shards)
+    vision, clips, audio, keys = load_reason_shards(shards)
     mean = torch.tensor(cfg.latent_mean).view(-1, 1, 1, 1)
     std = torch.tensor(cfg.latent_std).view(-1, 1, 1, 1)
     audio_stats = (torch.tensor(cfg.audio_mean).view(-1, 1), torch.tensor(cfg.audio_std).view(-1, 1))
@@ -132,7 +132,8 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
     for task, i, q in tqdm(jobs, desc="reason", disable=not progress):
         c = clips[i]
         tok = question_tokens(cfg, reasoner.text, vision[source[i]], c["fps"], q, answer=False, latent_mean=mean,
-                              latent_std=std, audio=audio[source[i]] if hear else None, audio_stats=audio_stats)
+                              latent_std=std, audio=audio[source[i]] if hear else None, audio_stats=audio_stats,
+                              keys=keys[source[i]])
         row = dict(task=task, type=q["type"], world=c["world"], question=q["question"], truth=q["answer"],
                    value=q.get("value"))
         if task == "plausibility":

@@ -16,6 +16,7 @@ stride, so positions stay in seconds) and cut to 1 + 4k frames; training
 (reason_data.py) prepares its clips with the same `reasoner_clip`. A model
 that hears (config.reason_audio) also gets the sound of those frames' time
 span, encoded by the audio tokenizer (never subsampled: impacts stay sharp).
+A model with config.pixel_cell also sees the kept frames' keyframes as pixels.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from kinema.model.chat import render
 from kinema.model.decoding import SamplingParams, sample_next
-from kinema.model.sequence import TEXT, Tokens, build_interleaved, collate
+from kinema.model.sequence import TEXT, Tokens, build_interleaved, collate, keyframes
 
 MAX_VIDEO_FRAMES = 49  # 13 latent frames: a 97-frame 16 fps episode at 8 fps
 DEFAULT_FPS = 16.0
@@ -96,7 +97,9 @@ class Reasoner:
                 if sound is not None:  # the sound of the kept frames (subsampling keeps their time span)
                     sound = self.pipeline.encode_sound(sound, self.pipeline.audio_tokenizer.cfg.sample_rate,
                                                        len(frames), fps)
-                out.append(("vision", self.pipeline.encode_frames(frames), fps, sound))
+                keys = torch.from_numpy(np.ascontiguousarray(keyframes(frames, self.config.temporal_compression,
+                                                                        self.pipeline.video_tokenizer.cfg.window)))
+                out.append(("vision", self.pipeline.encode_frames(frames), fps, sound, keys))
             else:
                 out.append(seg)
         return build_interleaved(self.config, out, scored)

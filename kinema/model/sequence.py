@@ -29,6 +29,12 @@ frame (pose actions: where it was, so "now - then" is one linear map; without
 it the generator must fetch the old pose from the context by attention). Zero
 when nothing is given (zero is the mean of standardised values). So "what was there" and "how far it moved" are inputs the
 generator reads directly, not sums it must learn to do with attention.
+
+With cfg.pixel_cell, a clean vision token of a reasoner sequence (build_interleaved
+given the clip's keyframes) carries after its latent patch the pixels it covers in
+its latent frame's last video frame, average-pooled to cells and scaled to [-1, 1]
+(`pixel_patches`): the reasoner's own view of the image. The generator's
+sequences (`build`) carry none: zero, which the pixel input maps to zero.
 """
 
 from __future__ import annotations
@@ -82,6 +88,39 @@ def patchify(latent: torch.Tensor, patch) -> torch.Tensor:
         raise ValueError(f"latent grid {h}x{w} is not divisible by the patch {ph}x{pw}")
     x = latent.reshape(C, t, h // ph, ph, w // pw, pw).permute(1, 2, 4, 0, 3, 5)
     return x.reshape(t * (h // ph) * (w // pw), C * ph * pw)
+
+
+def latent_frame_ends(t: int, tc: int, window: int) -> torch.Tensor:
+    """The video frame each of t latent frames has seen last [t] (int64): 0, tc, 2·tc, ... within a window. The
+    video tokenizer encodes a long clip in independent windows of `window` frames, each starting with a key
+    latent of its own first frame (tokenize/video.py), so in windows of 33 latent frame 9 is frame 33 alone,
+    10 ends at 37, and so on (a clip padded at its end: its last latent frame ends past the last real frame)."""
+    per = 1 + (window - 1) // tc
+    k = torch.arange(t)
+    return (k // per) * window + (k % per) * tc
+
+
+def keyframes(frames, tc: int, window: int | None = None):
+    """A clip's frames [T, H, W, 3] -> the last video frame each latent frame has seen [t, H, W, 3]
+    (latent_frame_ends; a 49-frame clip in windows of 33: frames 0, 4, .., 32, 33, 37, 41, 45, 48)."""
+    T = len(frames)
+    window = window or T
+    t = sum(1 + -(-(min(window, T - s) - 1) // tc) for s in range(0, T, window))
+    return frames[latent_frame_ends(t, tc, window).clamp(max=T - 1).numpy()]
+
+
+def pixel_patches(cfg, keys: torch.Tensor) -> torch.Tensor:
+    """keyframes uint8 [t, H, W, 3] -> [t·gh·gw, cfg.pixel_dim] in [-1, 1]: each vision token's pixels, pooled to
+    cfg.pixel_cell cells (token order as patchify: frame-major, then rows, then columns)."""
+    c, (ph, pw), sc = cfg.pixel_cell, cfg.patch, cfg.spatial_compression
+    t, H, W, _ = keys.shape
+    if keys.dtype != torch.uint8 or keys.ndim != 4 or keys.shape[-1] != 3 or H % (ph * sc) or W % (pw * sc):
+        raise ValueError(f"keyframes: expected uint8 [t, H, W, 3] with H, W multiples of {ph * sc}x{pw * sc}, got "
+                         f"{keys.dtype} {tuple(keys.shape)}")
+    x = torch.nn.functional.avg_pool2d(keys.permute(0, 3, 1, 2).float(), c) / 127.5 - 1  # [t, 3, H/c, W/c]
+    a, b = ph * sc // c, pw * sc // c
+    x = x.reshape(t, 3, H // (ph * sc), a, W // (pw * sc), b).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(-1, 3 * a * b)
 
 
 def unpatchify(tokens: torch.Tensor, C: int, t: int, h: int, w: int, patch) -> torch.Tensor:
@@ -213,7 +252,8 @@ def given_frame(patches: torch.Tensor, gen: torch.Tensor, per_frame: int) -> tor
 def build_interleaved(cfg, segments, scored=()) -> Tokens:
     """The reasoner's sequence: text and clean video interleaved in order, all context (causal).
 
-    segments: ("text", ids) or ("vision", latent [C, t, h, w], fps[, audio [Ca, Na] or None]). scored: for
+    segments: ("text", ids) or ("vision", latent [C, t, h, w], fps[, audio [Ca, Na] or None[, keyframes uint8
+    [t, H, W, 3] or None]]); the keyframes are read only with cfg.pixel_cell (pixel_patches). scored: for
     each text segment index in this set, every one of its ids is a target, predicted from the token before it.
     Positions follow REFERENCE §6: text (p, p, p) consecutive; a vision segment starts text_margin
     after the text before it, its time in seconds · positions_per_second, and the text after it
@@ -250,12 +290,18 @@ def build_interleaved(cfg, segments, scored=()) -> Tokens:
             gh, gw = h // ph, w // pw
             k = torch.arange(t).repeat_interleave(gh * gw)
             T0 = p + cfg.text_margin
-            time = T0 + (k * tc / fps) * pps
+            ends = latent_frame_ends(t, tc, cfg.tokenizer_window).float()  # the time of a latent frame: its last frame
+            time = T0 + (ends[k] / fps) * pps
             rows = torch.arange(gh).repeat_interleave(gw).repeat(t).float()
             cols = torch.arange(gw).repeat(t * gh).float()
             N = len(k)
             v = torch.zeros(N, V)
             v[:, : cfg.vision_dim] = patchify(latent.float(), cfg.patch)
+            keys = seg[4] if len(seg) > 4 else None
+            if cfg.pixel_cell and keys is not None:
+                if len(keys) != t:
+                    raise ValueError(f"keyframes: expected one per latent frame ({t}), got {len(keys)}")
+                v[:, cfg.vision_dim : cfg.vision_dim + cfg.pixel_dim] = pixel_patches(cfg, torch.as_tensor(keys))
             seg_kind, seg_group = torch.full((N,), VISION), g + k
             seg_pos, seg_dims, seg_index = torch.stack([time, rows, cols], -1), torch.full((N,), cfg.vision_dim), torch.arange(N)
             audio = seg[3] if len(seg) > 3 else None
@@ -264,7 +310,7 @@ def build_interleaved(cfg, segments, scored=()) -> Tokens:
                 Na = len(a)
                 va = torch.zeros(Na, V)
                 va[:, : cfg.audio_dim] = a
-                frame = torch.ceil(secs * fps / tc).long().clamp(max=t - 1)  # the latent frame holding it
+                frame = torch.searchsorted(ends, secs * fps).clamp(max=t - 1)  # the latent frame holding it
                 apos = torch.stack([T0 + secs * pps, torch.zeros(Na), torch.zeros(Na)], -1)
                 order = torch.argsort(torch.cat([seg_group, g + frame]), stable=True)  # frame by frame
                 seg_kind = torch.cat([seg_kind, torch.full((Na,), AUDIO)])[order]

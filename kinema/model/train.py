@@ -28,7 +28,8 @@ from kinema.train.checkpoint import read_json, write_json
 LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio", 0.5)}
 TEXT_WEIGHT = 1.0
 NEW_PARTS = {"text_out.": "the reasoner's text head", "frame_in.": "the given-frame input (frame_condition)",
-             "moved_in.": "the actions-since-the-given-frame input (frame_condition)"}
+             "moved_in.": "the actions-since-the-given-frame input (frame_condition)",
+             "pixel_in.": "the reasoner's pixel input (pixel_cell)"}
 
 
 def schedule_for(config: WorldModelConfig, shift: float | None = None):
@@ -111,7 +112,9 @@ def train(args) -> Path:
                          f"--reason-weight 0 (got init={args.init!r}, reason weight {args.reason_weight})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False))
+    pixels = getattr(args, "reason_pixels", 0)
+    config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False),
+                        pixel_cell=pixels)
     init_state = None
     if args.init:  # post-training: the initial checkpoint's config (statistics, vocabulary) and text tokenizer
         from kinema.train.checkpoint import load_pretrained
@@ -126,6 +129,8 @@ def train(args) -> Path:
                 model_cfg.update(frame_condition=True, cond_rows=config.cond_rows)
             if getattr(args, "reason_audio", False):
                 model_cfg.update(reason_audio=True)
+            if pixels:
+                model_cfg.update(pixel_cell=pixels)
             write_json(out / "model_config.json", model_cfg)
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
@@ -221,6 +226,9 @@ def add_parser(sub) -> None:
     p.add_argument("--reason-audio", action="store_true",
                    help="the reasoner hears each video's sound (its audio latents join the video's tokens); with "
                         "--init it is switched on for a checkpoint trained without it")
+    p.add_argument("--reason-pixels", type=int, default=0, metavar="CELL",
+                   help="the reasoner also sees each vision token's pixels, average-pooled to CELLxCELL cells (e.g. 4; "
+                        "0: latents only); with --init it is switched on for a checkpoint trained without it")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
     p.add_argument("--mode-weights", default=None,

@@ -15,7 +15,10 @@ and, on noisy tokens only, the timestep embedding of their noise level
 tokens with config.frame_condition, Linear(C·ph·pw -> D) of the last given
 frame's patch at the same place (Stable Video Diffusion's conditioning frame)
 and a per-embodiment Linear(cond_rows·A -> D) of the actions since it
-(sequence.py `cond`); both zero-initialised, so a checkpoint without them starts unchanged. The heads read the
+(sequence.py `cond`); both zero-initialised, so a checkpoint without them starts unchanged. With
+config.pixel_cell, clean vision tokens also add a small MLP of the pooled pixels they carry after the latent
+patch (the reasoner's understanding encoder; bias-free, so tokens without pixels add nothing, and its
+output layer zero-initialised, so a checkpoint without it starts unchanged). The heads read the
 generator's final hidden states back to values (the schedule's network
 output: velocity for rectified flow) for noisy tokens only. The reasoner's text
 head reads the reasoner's final hidden states to next-token logits (text out).
@@ -59,6 +62,8 @@ class WorldModel(nn.Module):
         self.audio_in = nn.Linear(c.audio_dim, D)
         self.action_in = DomainLinear(c.max_embodiments, c.max_action_dim, D)
         self.time_embed = TimestepEmbedding(D)
+        self.pixel_in = nn.Sequential(nn.Linear(c.pixel_dim, D, bias=False), nn.GELU(),
+                                      nn.Linear(D, D, bias=False)) if c.pixel_cell else None
         self.frame_in = nn.Linear(c.vision_dim, D) if c.frame_condition else None
         self.moved_in = DomainLinear(c.max_embodiments, c.cond_rows * c.max_action_dim, D) if c.frame_condition else None
         self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta)
@@ -70,6 +75,8 @@ class WorldModel(nn.Module):
         for head in (self.vision_out, self.audio_out):  # DiT: zero heads start as "predict zero"
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
         nn.init.zeros_(self.action_out.weight)
+        if self.pixel_in is not None:
+            nn.init.zeros_(self.pixel_in[2].weight)
         if self.frame_in is not None:
             nn.init.zeros_(self.frame_in.weight), nn.init.zeros_(self.frame_in.bias)
             nn.init.zeros_(self.moved_in.weight)
@@ -90,6 +97,11 @@ class WorldModel(nn.Module):
             idx = (kind == k).nonzero().squeeze(1)
             if len(idx):
                 x = x.index_add(0, idx, adapter(idx).to(x.dtype))
+        if self.pixel_in is not None:
+            idx = (~tok.gen.reshape(-1) & (kind == VISION)).nonzero().squeeze(1)
+            if len(idx):
+                pix = value[idx, c.vision_dim : c.vision_dim + c.pixel_dim]
+                x = x.index_add(0, idx, self.pixel_in(pix.to(self.pixel_in[0].weight.dtype)).to(x.dtype))
         noisy = tok.gen.reshape(-1).nonzero().squeeze(1)
         if len(noisy):
             x = x.index_add(0, noisy, self.time_embed(level.reshape(-1)[noisy]).to(x.dtype))
@@ -148,7 +160,7 @@ class WorldModel(nn.Module):
         """(name, parameter) of everything a clean (context) token's hidden state depends on: the input adapters
         and the reasoner expert, plus the text head. Context never attends noisy tokens, so with these frozen
         the reasoner's answers stay exactly as they were while the generator trains."""
-        shared = ("kind_embed.", "text_embed.", "vision_in.", "audio_in.", "action_in.", "text_out.",
+        shared = ("kind_embed.", "text_embed.", "vision_in.", "pixel_in.", "audio_in.", "action_in.", "text_out.",
                   "backbone.norm_und.")
         for name, p in self.named_parameters():
             if name.startswith(shared) or ".und." in name:

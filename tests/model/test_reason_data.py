@@ -129,7 +129,7 @@ def test_reason_tasks_mute_a_share_of_the_clips(tmp_path, monkeypatch):
     cfg = tiny_config(reason_audio=True)
     clip = dict(fps=8.0, questions=[dict(type="count", question="How many?", answer="2")])
     monkeypatch.setattr(rd, "load_reason_shards", lambda shards: ([torch.randn(cfg.latent_channels, 3, 4, 4)], [clip],
-                                                                  [torch.randn(cfg.audio_channels, 40)]))
+                                                                  [torch.randn(cfg.audio_channels, 40)], [None]))
     text = TextTokenizer.train(["how many", "2"], vocab_size=300)
     with pytest.raises(ValueError, match="mute"):
         rd.ReasonTasks([], cfg, text, mute=1.5)
@@ -149,7 +149,7 @@ def test_task_weights_draw_a_task_more_often(monkeypatch):
     qs = [dict(type="count", question="How many?", answer="2")] * 3 + [
         dict(type="first_collision_time", question="When?", answer="0.50 s", value=0.5)]
     monkeypatch.setattr(rd, "load_reason_shards", lambda shards: ([torch.randn(cfg.latent_channels, 2, 4, 4)],
-                                                                  [dict(fps=8.0, questions=qs)], [None]))
+                                                                  [dict(fps=8.0, questions=qs)], [None], [None]))
     text = TextTokenizer.train(["how many", "when", "0.50 s", "2"], vocab_size=300)
     weights = parse_weights("timing=3")
     assert weights == {"timing": 3.0} and parse_weights(None) is None

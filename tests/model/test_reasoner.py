@@ -270,3 +270,70 @@ def test_the_judge_hears_an_episode(hearing):
     assert ReasonerJudge(hearing).score(ep) == pytest.approx(yes - no, abs=1e-5)
     silent = SimpleNamespace(**{**ep.__dict__, "audio": np.zeros(0, np.float32)})
     assert ReasonerJudge(hearing).score(silent) != pytest.approx(yes - no, abs=1e-4)
+
+
+def test_pixel_patches_follow_the_token_order_and_reject_bad_keyframes():
+    from kinema.model.sequence import keyframes, pixel_patches
+
+    cfg = tiny_config(pixel_cell=4)  # a token covers 2x2 latents = 16x16 pixels -> 4x4 cells of 3 colours
+    assert cfg.pixel_dim == 48 and cfg.value_dim >= cfg.vision_dim + 48
+    keys = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    keys[1, :16, 16:] = 255  # frame 1, top-right token: white
+    keys[1, 16:, :4, 0] = 255  # frame 1, bottom-left token: its first column of cells red
+    p = pixel_patches(cfg, keys)
+    assert p.shape == (2 * 4, 48) and (p[:4] == -1).all()
+    assert (p[5] == 1).all() and (p[4] == -1).all() and (p[7] == -1).all()
+    red = p[6].reshape(3, 4, 4)
+    assert (red[0, :, 0] == 1).all() and (red[0, :, 1:] == -1).all() and (red[1:] == -1).all()
+    assert keyframes(np.arange(9), 4).tolist() == [0, 4, 8]  # the last frame each causal latent frame has seen
+    assert keyframes(np.arange(49), 4, 33).tolist() == [*range(0, 33, 4), 33, 37, 41, 45, 48]  # windows of 33
+    # and a latent frame sits at the time of the frame it has seen last: the second window's key latent at 33
+    tok = build_interleaved(cfg, [("vision", torch.randn(cfg.latent_channels, 14, 4, 4), 8.0)])
+    frame = (tok.pos[::4, 0] - cfg.text_margin) / cfg.positions_per_second * 8.0
+    assert torch.allclose(frame, torch.tensor([*range(0, 33, 4), 33, 37, 41, 45, 49], dtype=torch.float))
+    for bad in (keys.float(), keys[..., :2], keys[:, :30]):
+        with pytest.raises(ValueError, match="keyframes"):
+            pixel_patches(cfg, bad)
+    with pytest.raises(ValueError, match="pixel_cell"):
+        tiny_config(pixel_cell=5)
+
+
+def test_the_pixel_input_is_read_by_reasoner_tokens_only_and_starts_at_zero():
+    cfg, blind = tiny_config(pixel_cell=4), tiny_config()
+    vision = torch.randn(cfg.latent_channels, 2, 4, 4)
+    keys = torch.from_numpy(random_frames(5))[::4]
+    segs = lambda k: [("text", [4, 20]), ("vision", vision, 16.0, None, k), ("text", [22, 5])]  # noqa: E731
+    with_keys = build_interleaved(cfg, segs(keys), scored={2})
+    assert torch.equal(build_interleaved(blind, segs(keys)).value, build_interleaved(blind, segs(None)).value)
+    v = with_keys.value[with_keys.kind == VISION]
+    assert v[:, cfg.vision_dim :].abs().sum() > 0 and (with_keys.dims[with_keys.kind == VISION] == cfg.vision_dim).all()
+    with pytest.raises(ValueError, match="one per latent frame"):
+        build_interleaved(cfg, [("vision", vision, 16.0, None, keys[:1])])
+    model = tiny_model(cfg)
+    assert "pixel_in.0.weight" in dict(model.reasoner_parameters())
+    b = collate([with_keys])
+    level = torch.zeros(b.kind.shape)
+    without = collate([build_interleaved(cfg, segs(None), scored={2})])
+    assert torch.equal(model.embed(b, level), model.embed(without, level))  # zero output layer: unchanged at start
+    with torch.no_grad():
+        model.pixel_in[2].weight.normal_(0, 0.1)
+    moved = (model.embed(b, level) - model.embed(without, level)).abs().sum(-1)[0]
+    assert (moved[b.kind[0] == VISION] > 0).all() and (moved[b.kind[0] != VISION] == 0).all()
+    loss, _ = world_model_loss(model.train(), b, schedule_for(cfg))
+    loss.backward()
+    assert model.pixel_in[0].weight.grad.abs().sum() > 0
+
+
+def test_a_prompt_carries_the_keyframes_of_its_video(tiny_pipeline):
+    from dataclasses import replace
+
+    from kinema.model.sequence import pixel_patches
+
+    r = Reasoner(tiny_pipeline)
+    r.config = replace(r.config, pixel_cell=4)
+    msgs = messages(frames=41)  # past the tokenizer's 33-frame window: a second window, its own key latent
+    tok = r.prompt(msgs)
+    clip = torch.from_numpy(msgs[0]["content"][0]["video"])
+    want = pixel_patches(r.config, clip[[*range(0, 33, 4), 33, 37, 40]])
+    got = tok.value[tok.kind == VISION][:, r.config.vision_dim : r.config.vision_dim + r.config.pixel_dim]
+    assert torch.equal(got, want)

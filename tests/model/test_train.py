@@ -178,3 +178,17 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     reasoner = {n for n, _ in WorldModel(WorldModelConfig.from_dict(raw["model"])).reasoner_parameters()}
     assert all(torch.equal(after[n], state[n]) for n in reasoner)
     assert not torch.equal(after["backbone.layers.0.gen.qkv.weight"], state["backbone.layers.0.gen.qkv.weight"])
+    # the reasoner gains its pixel view: the shards keep each clip's keyframes, the new input starts at zero
+    # (bias-free, output layer zero) and trains; everything else loads from --init
+    assert main(["train", *common, "--reason-weight", "1", "--out", str(tmp_path / "pix"), "--init",
+                 str(tmp_path / "run" / "final"), "--reason-pixels", "4", "--steps", "2", "--lr", "1e-2",
+                 "--ema-decay", "0"]) == 0
+    assert "the reasoner's pixel input" in capsys.readouterr().out
+    from kinema.model.reason_data import load_reason_shards
+
+    _, clips, _, keys = load_reason_shards(sorted((tmp_path / "pix" / "reason_latents").glob("*.safetensors")))
+    assert len(keys) == len(clips) and keys[0].dtype == torch.uint8
+    assert keys[0].shape == (1 + (clips[0]["frames"] - 1) // 4, 32, 32, 3)
+    raw4, state4 = load_pretrained(tmp_path / "pix" / "final")
+    assert raw4["model"]["pixel_cell"] == 4 and state4["pixel_in.0.weight"].shape == (64, 3 * 4 * 4)
+    assert state4["pixel_in.2.weight"].float().abs().sum() > 0  # trained away from its zero start
