@@ -3,17 +3,18 @@
 #   bash recipes/reasoner_post.sh count     # from the weights of git commit ce4adb6
 #   bash recipes/reasoner_post.sh targets   # from those of 6d4edb5
 #   bash recipes/reasoner_post.sh timing    # from those of 549b991
-#   bash recipes/reasoner_post.sh pixels    # from those of f80a39b
+#   bash recipes/reasoner_post.sh pixels    # from those of f80a39b (tried, not shipped)
+#   bash recipes/reasoner_post.sh colour    # from those of f80a39b (tried, not shipped: the generator lost)
 # Each round is two stages from the shipped checkpoint before it (INIT):
 #  1. joint steps (half generator tasks, half reasoner questions; the model hears) with some questions drawn
-#     more often (--reason-task-weights);
+#     more often (--reason-task-weights); the colour round asks questions only (the generator's weights rest);
 #  2. 900 generator-only steps with the reasoner frozen (--freeze-reasoner: its answers stay exactly those of
 #     stage 1), text-to-video drawn 2x as often, so the generator reads the prompt as the reasoner now encodes it.
 #     (The timing round: 800.)
 # Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
-# rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen
+# rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -gen2)
 set -euo pipefail
-ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels [kinema train flags...]}
+ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 INIT=${INIT:-checkpoints/world-model-small}
@@ -34,10 +35,21 @@ case $ROUND in
   # drawn more often, lr 2e-4 for the new input (the generator stage 1e-4 as always). 1,000 joint steps; then 700.
   pixels) steps=1000 gen_steps=700 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
           weights=count=3,outcome=3,attribute=2,timing=2,plausibility=2 extra=(--reason-pixels 4) ;;
-  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing or pixels)" >&2; exit 2 ;;
+  # the pixel view at the resolution the colour probe names 84% of objects from (--reason-pixels 2: 2x2-pixel
+  # cells, 192 numbers a token), trained on questions only (twice the questions a step buys in the joint mixture),
+  # the questions whose answers are colours drawn more often. 1,800 steps; then 700.
+  # The reasoner moves further alone, so the generator gets a second generator-only stage (another 1,200 steps, a
+  # fresh warmup and cosine) to relearn the context and prompt as the reasoner now encodes them.
+  colour) steps=1800 gen_steps=700 gen2_steps=1200 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4 p_reason=1
+          weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-pixels 2) ;;
+  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels or colour)" >&2; exit 2 ;;
 esac
 common=(--preset small --data outputs/data/train --batch-size 16 --warmup 50 --dtype bf16)
-$KINEMA train "${common[@]}" --lr ${lr:-1e-4} --reason-data "${reason[@]}" --reason-weight 0.5 --reason-audio "${extra[@]}" \
+$KINEMA train "${common[@]}" --lr ${lr:-1e-4} --reason-data "${reason[@]}" --reason-weight ${p_reason:-0.5} --reason-audio "${extra[@]}" \
   --reason-task-weights $weights --init $INIT --out $RUNS/world-model-$ROUND --steps $steps "$@"
 $KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \
   --reason-weight 0 --freeze-reasoner --mode-weights text2video=2 --steps $gen_steps "$@"
+if [ -n "${gen2_steps:-}" ]; then
+  $KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND-gen/final --out $RUNS/world-model-$ROUND-gen2 \
+    --reason-weight 0 --freeze-reasoner --mode-weights text2video=2 --steps $gen2_steps "$@"
+fi
