@@ -11,8 +11,10 @@
 #  2. 900 generator-only steps with the reasoner frozen (--freeze-reasoner: its answers stay exactly those of
 #     stage 1), text-to-video drawn 2x as often, so the generator reads the prompt as the reasoner now encodes it.
 #     (The timing round: 800.)
+# The colour round then has a third: joint steps again (JOINT_STEPS), all weights free, so the reasoner weights
+# that encode the generator's context and prompt learn from the generator's loss too.
 # Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
-# rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -gen2)
+# rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -joint)
 set -euo pipefail
 ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour [kinema train flags...]}
 shift
@@ -37,11 +39,10 @@ case $ROUND in
           weights=count=3,outcome=3,attribute=2,timing=2,plausibility=2 extra=(--reason-pixels 4) ;;
   # the pixel view at the resolution the colour probe names 84% of objects from (--reason-pixels 2: 2x2-pixel
   # cells, 192 numbers a token), trained on questions only (twice the questions a step buys in the joint mixture),
-  # the questions whose answers are colours drawn more often. 1,800 steps; then 700.
-  # The reasoner moves further alone, so the generator gets a second generator-only stage (another 1,200 steps, a
-  # fresh warmup and cosine) to relearn the context and prompt as the reasoner now encodes them.
-  colour) steps=1800 gen_steps=700 gen2_steps=1200 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4 p_reason=1
-          weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-pixels 2) ;;
+  # the questions whose answers are colours drawn more often. 1,800 steps (60 min); then 1,200 generator-only
+  # steps, whose given frames now carry their pixels too (30 min); then 1,000 joint steps (38 min).
+  colour) steps=1800 gen_steps=1200 joint_steps=1000 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
+          p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-pixels 2) ;;
   *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels or colour)" >&2; exit 2 ;;
 esac
 common=(--preset small --data outputs/data/train --batch-size 16 --warmup 50 --dtype bf16)
@@ -49,7 +50,8 @@ $KINEMA train "${common[@]}" --lr ${lr:-1e-4} --reason-data "${reason[@]}" --rea
   --reason-task-weights $weights --init $INIT --out $RUNS/world-model-$ROUND --steps $steps "$@"
 $KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \
   --reason-weight 0 --freeze-reasoner --mode-weights text2video=2 --steps $gen_steps "$@"
-if [ -n "${gen2_steps:-}" ]; then
-  $KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND-gen/final --out $RUNS/world-model-$ROUND-gen2 \
-    --reason-weight 0 --freeze-reasoner --mode-weights text2video=2 --steps $gen2_steps "$@"
+if [ -n "${joint_steps:-}" ]; then
+  $KINEMA train "${common[@]}" --lr 1e-4 --reason-data "${reason[@]}" --reason-weight 0.5 --reason-audio \
+    --reason-task-weights $weights --mode-weights text2video=2 --init $RUNS/world-model-$ROUND-gen/final \
+    --out $RUNS/world-model-$ROUND-joint --steps $joint_steps "$@"
 fi

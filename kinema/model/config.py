@@ -39,10 +39,10 @@ class WorldModelConfig(Config):
     audio_rate: float = 25.0           # audio latent frames per second
     reason_audio: bool = False         # the reasoner hears a video's sound (its audio latents join the video)
     # the reasoner's own view of the pixels (BAGEL: an understanding encoder beside the generator's VAE): each
-    # clean vision token of a question also carries its patch of the latent frame's last video frame, average-
-    # pooled to pixel_cell x pixel_cell cells (sequence.pixel_patches); 0 = off. The tokenizer's latents keep
-    # what reconstruction needs, not what a question asks (an object's colour: 0.41 from latents, 0.84 from
-    # pixels, scripts/probe_colour.py)
+    # clean vision token (a question's video, a generator sample's given frames) also carries its patch of the
+    # latent frame's last video frame, average-pooled to pixel_cell x pixel_cell cells (sequence.pixel_patches);
+    # 0 = off. The tokenizer's latents keep what reconstruction needs, not what a question asks (an object's
+    # colour: 0.41 from latents, 0.84 from pixels, scripts/probe_colour.py)
     pixel_cell: int = 0
     # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
     max_action_dim: int = 64

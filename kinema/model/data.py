@@ -4,9 +4,11 @@ Legend: N clips, C latent channels, t latent frames, h/w latent grid,
 Ca audio channels, Na audio latent frames, T clip frames, A action dims.
 
 `build_latents` encodes every clip of every dataset under the given roots with
-the (frozen) video and audio tokenizers and stores them, one safetensors shard
+the (frozen) video and audio tokenizers and stores them with each clip's
+keyframes (the pixels of its latent frames' last video frames, which a model
+with config.pixel_cell reads beside its given frames), one safetensors shard
 per dataset, written atomically and skipped when present (a killed run
-resumes). `ClipTasks` turns a stored clip into one training sample: it draws a
+resumes; a shard from before keyframes were kept is built again). `ClipTasks` turns a stored clip into one training sample: it draws a
 mode (the conditioning mask of DESIGN's table) by the clip's family and
 returns its packed tokens.
 """
@@ -63,19 +65,29 @@ def shard_done(path: Path) -> bool:
     return path.exists() and path.with_suffix(".json").exists()
 
 
+def shard_complete(path: Path, audio: bool = False) -> bool:
+    """Built, with keyframes, and with sound when it is asked for (older shards are built again)."""
+    if not shard_done(path):
+        return False
+    meta = read_json(path.with_suffix(".json"))
+    return meta.get("keyframes", False) and (not audio or "audio_rate" in meta)
+
+
 @torch.no_grad()
 def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: int = 33, stride: int = 32,
                   batch: int = 8, progress: bool = True) -> list[Path]:
     """Encode every clip_frames-long clip (every `stride` frames) of every camera; -> the shard paths."""
     from kinema.data.reader import EpisodeStore
+    from kinema.model.sequence import keyframes
     from kinema.tokenize.data import to_model
 
+    vc = video_tokenizer.cfg
     jobs = dataset_shards(roots, out)
     for root, path in tqdm(jobs, desc="encode datasets", unit="set", disable=not progress):
-        if shard_done(path):
+        if shard_complete(path):
             continue
         store = EpisodeStore(root)
-        videos, audios, actions, meta = [], [], [], []
+        videos, audios, actions, meta, keys = [], [], [], [], []
         pending = []
 
         def flush():
@@ -100,6 +112,8 @@ def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: 
                 audios.append(torch.as_tensor(sound))
                 for cam in store.cameras:
                     pending.append(a[f"frames/{cam}"][start : start + clip_frames])
+                    keys.append(torch.from_numpy(np.ascontiguousarray(
+                        keyframes(pending[-1], vc.temporal_compression, vc.window))))
                     actions.append(torch.as_tensor(a["action"][start : start + clip_frames]))
                     meta.append(dict(world=info["scenario"], family=info["family"], camera=cam, start=start,
                                      fps=store.fps, episode=i, seed=json.loads(row["kinema/seed"]), audio=len(audios) - 1,
@@ -111,11 +125,12 @@ def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: 
         with torch.autocast("cpu", dtype=torch.bfloat16):
             sound = audio_tokenizer.encode(torch.stack(audios)).float()
         Na = audio_latent_frames(clip_frames, store.fps, audio_tokenizer.cfg.frame_rate)
-        tensors = {"vision": torch.cat(videos), "audio": sound[..., :Na].half().contiguous()}
+        tensors = {"vision": torch.cat(videos), "audio": sound[..., :Na].half().contiguous(), "keyframes": torch.stack(keys)}
         if actions[0].shape[1]:
             tensors["actions"] = torch.stack(actions).float()
         save_tensors(path, tensors)
-        write_json(path.with_suffix(".json"), {"dataset": str(root), "clip_frames": clip_frames, "clips": meta})
+        write_json(path.with_suffix(".json"), {"dataset": str(root), "clip_frames": clip_frames, "keyframes": True,
+                                               "clips": meta})
     return [path for _, path in jobs]
 
 
@@ -134,7 +149,7 @@ class ClipTasks(torch.utils.data.Dataset):
             raise ValueError(f"mixture: expected one of {sorted(MIXTURES)}, got {mixture!r}")
         self.config, self.cond_dropout, self.mode, self.mixture = config, cond_dropout, mode, mixture
         self.mode_weights = check_mode_weights(mode_weights, mixture)
-        self.vision, self.audio, self.actions, self.clips = [], [], [], []
+        self.vision, self.audio, self.actions, self.clips, self.keys = [], [], [], [], []
         for path in shards:
             t = load_tensors(Path(path))
             meta = read_json(Path(path).with_suffix(".json"))["clips"]
@@ -149,7 +164,13 @@ class ClipTasks(torch.utils.data.Dataset):
                 self.clips.append(m)
             self.vision.append(t["vision"])
             self.audio.append(t["audio"])
+            if config.pixel_cell:  # the given frames' pixels: only a model that reads them keeps them in memory
+                if "keyframes" not in t:
+                    raise ValueError(f"{path}: this model reads its given frames' pixels (pixel_cell "
+                                     f"{config.pixel_cell}) but the shard has no keyframes; delete it to build it again")
+                self.keys.append(t["keyframes"])
         self.vision, self.audio = torch.cat(self.vision), torch.cat(self.audio)
+        self.keys = torch.cat(self.keys) if self.keys else None
         self.text = {}
         for m in self.clips:
             for s in (m["caption"], m["task"]):
@@ -165,10 +186,12 @@ class ClipTasks(torch.utils.data.Dataset):
         return len(self.clips)
 
     def clip(self, i: int) -> dict:
-        """The standardised streams of clip i: vision [C, t, h, w], audio [Ca, Na], actions [T, A] or None."""
+        """The standardised streams of clip i: vision [C, t, h, w], audio [Ca, Na], actions [T, A] or None,
+        keys: its keyframes uint8 [t, H, W, 3] (with config.pixel_cell) or None."""
         m = self.clips[i]
         out = dict(meta=m, vision=(self.vision[i].float() - self.latent_mean) / self.latent_std,
-                   audio=audio_to_model(self.audio[m["audio"]].float(), self.audio_mean, self.audio_std), actions=None, domain=None)
+                   audio=audio_to_model(self.audio[m["audio"]].float(), self.audio_mean, self.audio_std), actions=None,
+                   domain=None, keys=None if self.keys is None else self.keys[i])
         fam = FAMILY_EMBODIMENT.get(m["family"])
         if fam is not None and m["action_row"] is not None:
             slot = emb.index(self.config.embodiments, fam)

@@ -59,7 +59,9 @@ def clean_frames(mode: str, t: int, k: int | None) -> int:
 
 def plan_tokens(config, mode: str, streams: dict, *, text=(), k: int | None = None, sound: bool = False):
     """The packed tokens of one sample. streams: vision [C, t, h, w], audio [Ca, Na] or None, actions [T, A]
-    or None with domain (slot) and fps; values of generated parts are their targets (training) or ignored."""
+    or None with domain (slot) and fps, and optionally keys: the keyframes uint8 [j, H, W, 3] of the first j
+    latent frames (the given frames' pixels, sequence.build); values of generated parts are their targets
+    (training) or ignored."""
     check_mode(mode)
     vision = streams["vision"]
     if mode == "text2image":
@@ -84,7 +86,9 @@ def plan_tokens(config, mode: str, streams: dict, *, text=(), k: int | None = No
         kw = dict(actions=rows, action_gen=gen, domain=streams["domain"])
     if sound and mode in SOUND_MODES and streams.get("audio") is not None:
         kw.update(audio=streams["audio"], audio_gen=True)
-    return build(config, text=text, vision=vision, vision_gen=vision_gen, fps=streams["fps"], **kw)
+    keys = streams.get("keys")
+    return build(config, text=text, vision=vision, vision_gen=vision_gen, fps=streams["fps"],
+                 keys=None if keys is None else keys[:t], **kw)
 
 
 ACTION_MIXTURE = {

@@ -30,8 +30,8 @@ from kinema.model import embodiments as emb
 from kinema.model.config import KIND, WorldModelConfig
 from kinema.model.data import audio_from_model, audio_to_model
 from kinema.model.modes import ACTION_MODES, check_mode, plan_tokens
-from kinema.model.sequence import (ACTION, AUDIO, VISION, audio_frames, audio_latent_frames, collate, latent_frames,
-                                   segment_values, unpatchify)
+from kinema.model.sequence import (ACTION, AUDIO, VISION, audio_frames, audio_latent_frames, collate, keyframes,
+                                   latent_frames, segment_values, unpatchify)
 from kinema.model.train import schedule_for
 from kinema.model.world_model import WorldModel
 from kinema.tokenize.data import to_model, to_uint8
@@ -154,7 +154,7 @@ class Pipeline:
         if size % (sc * c.patch[0]):
             raise ValueError(f"size: frames must be a multiple of {sc * c.patch[0]} pixels, got {size}")
         vision = torch.zeros(c.latent_channels, t, size // sc, size // sc)
-        k, Tc = None, 0
+        k, Tc, keys = None, 0, None
         if context is not None and mode not in ("text2image", "text2video"):
             Tc = len(context) if mode != "image2video" else 1
             if mode == "inverse_dynamics" and Tc != T:
@@ -164,9 +164,11 @@ class Pipeline:
                                  f"fewer than num_frames={T}, got {Tc}")
             k = 1 + (Tc - 1) // tc
             vision[:, :k] = self.encode_frames(context[:Tc])
+            if c.pixel_cell:  # the given frames' own pixels, as the model saw them in training
+                keys = torch.from_numpy(np.ascontiguousarray(keyframes(context[:Tc], tc, c.tokenizer_window)))
         elif mode not in ("text2image", "text2video"):
             raise ValueError(f"{mode} needs given frames (vision_path)")
-        streams = dict(vision=vision, fps=fps, audio=None, actions=None, domain=None)
+        streams = dict(vision=vision, fps=fps, audio=None, actions=None, domain=None, keys=keys)
         if mode in ACTION_MODES:
             if actions is None and mode != "inverse_dynamics" and mode != "policy":
                 raise ValueError(f"{mode} needs actions (action_path)")

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kinema.model.data import dataset_shards, shard_done
+from kinema.model.data import dataset_shards, shard_complete
 from kinema.model.reasoner import reasoner_clip
 from kinema.model.sequence import audio_latent_frames, build_interleaved, keyframes, latent_frame_ends
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
@@ -115,14 +115,6 @@ def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibi
     return out
 
 
-def _complete(path: Path, audio: bool) -> bool:
-    """Built, with keyframes, and with sound when it is asked for (older shards are built again)."""
-    if not shard_done(path):
-        return False
-    meta = read_json(path.with_suffix(".json"))
-    return meta.get("keyframes", False) and (not audio or "audio_rate" in meta)
-
-
 @torch.no_grad()
 def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, batch: int = 8,
                          progress: bool = True) -> list[Path]:
@@ -133,7 +125,7 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
 
     jobs = dataset_shards(roots, out)
     for root, path in tqdm(jobs, desc="reasoner latents", unit="set", disable=not progress):
-        if _complete(path, audio_tokenizer is not None):
+        if shard_complete(path, audio_tokenizer is not None):
             continue
         store = EpisodeStore(root)
         labels = {json.loads(r["kinema/info"])["plausible"] for r in store.meta}
@@ -163,7 +155,7 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
             for cam in store.cameras:
                 frames, fps = reasoner_clip(a[f"frames/{cam}"], store.fps)
                 stride = round(store.fps / fps)
-                keys.append(torch.from_numpy(np.ascontiguousarray(keyframes(frames, 4, video_tokenizer.cfg.window))))
+                keys.append(torch.from_numpy(np.ascontiguousarray(keyframes(frames, video_tokenizer.cfg.temporal_compression, video_tokenizer.cfg.window))))
                 qs = questions(row, a, fps, stride, len(keys[-1]), plausibility=len(labels) > 1,
                                window=video_tokenizer.cfg.window)
                 meta.append(dict(world=info["scenario"], family=info["family"], camera=cam, fps=fps, episode=i,

@@ -30,11 +30,12 @@ it the generator must fetch the old pose from the context by attention). Zero
 when nothing is given (zero is the mean of standardised values). So "what was there" and "how far it moved" are inputs the
 generator reads directly, not sums it must learn to do with attention.
 
-With cfg.pixel_cell, a clean vision token of a reasoner sequence (build_interleaved
-given the clip's keyframes) carries after its latent patch the pixels it covers in
-its latent frame's last video frame, average-pooled to cells and scaled to [-1, 1]
-(`pixel_patches`): the reasoner's own view of the image. The generator's
-sequences (`build`) carry none: zero, which the pixel input maps to zero.
+With cfg.pixel_cell, a clean vision token given its clip's keyframes (a reasoner
+sequence's video, or a generator sequence's given frames) carries after its
+latent patch the pixels it covers in its latent frame's last video frame,
+average-pooled to cells and scaled to [-1, 1] (`pixel_patches`): the reasoner
+weights' own view of the image. Noisy tokens never carry pixels (there are none
+yet); a token without them holds zero, which the pixel input maps to zero.
 """
 
 from __future__ import annotations
@@ -131,9 +132,11 @@ def unpatchify(tokens: torch.Tensor, C: int, t: int, h: int, w: int, patch) -> t
 
 
 def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audio=None, audio_gen: bool = False,
-          actions=None, action_gen=None, domain: int = 0) -> Tokens:
+          actions=None, action_gen=None, domain: int = 0, keys=None) -> Tokens:
     """One sample's tokens. vision [C, t, h, w] and vision_gen bool [t]; audio [Ca, Na]; actions [R, A] with
-    action_gen bool [R]. Values are standardised already; noisy entries hold their x0 (training) or anything."""
+    action_gen bool [R]. Values are standardised already; noisy entries hold their x0 (training) or anything.
+    keys: keyframes uint8 [j, H, W, 3] of the first j <= t latent frames, read only with cfg.pixel_cell: the
+    pixels of the given ones among them (pixel_patches)."""
     V, tc = cfg.value_dim, cfg.temporal_compression
     pps = cfg.positions_per_second
     text = list(text)[: cfg.max_text_tokens]
@@ -177,7 +180,16 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
         if actions is not None:
             moved = actions_since(cfg, actions, action_gen, gen).repeat_interleave(gh * gw, 0)  # [t·gh·gw, cond_rows·A]
             cond = torch.cat([cond, moved], 1)
-        add(VISION, gen[k], n + 1 + k, pos, patches, cfg.vision_dim, cond=cond)
+        value = patches
+        if cfg.pixel_cell and keys is not None:
+            keys = torch.as_tensor(keys)
+            if len(keys) > t:
+                raise ValueError(f"keyframes: expected at most one per latent frame ({t}), got {len(keys)}")
+            pix = torch.zeros(len(patches), cfg.pixel_dim)
+            pix[: len(keys) * gh * gw] = pixel_patches(cfg, keys)
+            pix[gen[k]] = 0  # a frame still to be generated has no pixels yet
+            value = torch.cat([patches, pix], 1)
+        add(VISION, gen[k], n + 1 + k, pos, value, cfg.vision_dim, cond=cond)
     if audio is not None:
         tokens, seconds = audio_tokens(cfg, audio)
         N = len(tokens)

@@ -16,8 +16,9 @@ tokens with config.frame_condition, Linear(C·ph·pw -> D) of the last given
 frame's patch at the same place (Stable Video Diffusion's conditioning frame)
 and a per-embodiment Linear(cond_rows·A -> D) of the actions since it
 (sequence.py `cond`); both zero-initialised, so a checkpoint without them starts unchanged. With
-config.pixel_cell, clean vision tokens also add a small MLP of the pooled pixels they carry after the latent
-patch (the reasoner's understanding encoder; bias-free, so tokens without pixels add nothing, and its
+config.pixel_cell, clean vision tokens (a question's video, a generator sample's given frames) also add a
+small MLP of the pooled pixels they carry after the latent patch (the reasoner weights' understanding
+encoder; bias-free, so tokens without pixels add nothing, and its
 output layer zero-initialised, so a checkpoint without it starts unchanged). The heads read the
 generator's final hidden states back to values (the schedule's network
 output: velocity for rectified flow) for noisy tokens only. The reasoner's text

@@ -16,7 +16,7 @@ from kinema.model.pipeline import Pipeline
 from kinema.model.sequence import collate
 from kinema.model.train import schedule_for
 from kinema.train.checkpoint import read_json
-from tests.model.helpers import SIZE, TOY, random_frames
+from tests.model.helpers import SIZE, TOY, random_frames, tiny_config
 
 T = 17  # frames: 5 latent frames
 STEPS = 2
@@ -74,6 +74,20 @@ def test_sound(tiny_pipeline, mode):
     sr = tiny_pipeline.audio_tokenizer.cfg.sample_rate
     assert out["audio"].shape == (round(T / 16 * sr),) and out["audio"].dtype == np.float32
     assert np.abs(out["audio"]).max() <= 1 and out["frames"].shape == (T, SIZE, SIZE, 3)
+
+
+def test_a_model_with_the_pixel_view_reads_its_given_frames_pixels(tiny_pipeline):
+    from tests.model.helpers import random_heads, tiny_model
+
+    torch.manual_seed(0)
+    model = random_heads(tiny_model(tiny_config(pixel_cell=4)))
+    p = tiny_pipeline
+    pipe = Pipeline(model, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp32")
+    asleep = {mode: _run(pipe, mode)["frames"] for mode in ("text2video", "video2video")}
+    with torch.no_grad():
+        model.pixel_in[2].weight.normal_(0, 0.5)  # the pixel input awake: the output moves where frames are given
+    assert np.array_equal(_run(pipe, "text2video")["frames"], asleep["text2video"])
+    assert not np.array_equal(_run(pipe, "video2video")["frames"], asleep["video2video"])
 
 
 def test_64_pixel_frames(tiny_pipeline):

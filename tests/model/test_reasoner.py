@@ -298,7 +298,7 @@ def test_pixel_patches_follow_the_token_order_and_reject_bad_keyframes():
         tiny_config(pixel_cell=5)
 
 
-def test_the_pixel_input_is_read_by_reasoner_tokens_only_and_starts_at_zero():
+def test_the_pixel_input_is_read_by_clean_vision_tokens_only_and_starts_at_zero():
     cfg, blind = tiny_config(pixel_cell=4), tiny_config()
     vision = torch.randn(cfg.latent_channels, 2, 4, 4)
     keys = torch.from_numpy(random_frames(5))[::4]
@@ -320,6 +320,36 @@ def test_the_pixel_input_is_read_by_reasoner_tokens_only_and_starts_at_zero():
     moved = (model.embed(b, level) - model.embed(without, level)).abs().sum(-1)[0]
     assert (moved[b.kind[0] == VISION] > 0).all() and (moved[b.kind[0] != VISION] == 0).all()
     loss, _ = world_model_loss(model.train(), b, schedule_for(cfg))
+    loss.backward()
+    assert model.pixel_in[0].weight.grad.abs().sum() > 0
+
+
+def test_a_generator_sample_gives_its_given_frames_pixels_and_its_generated_frames_none():
+    from kinema.model.modes import plan_tokens
+    from kinema.model.sequence import build, pixel_patches
+
+    cfg, blind = tiny_config(pixel_cell=4), tiny_config()
+    vision = torch.randn(cfg.latent_channels, 3, 4, 4)
+    keys = torch.from_numpy(random_frames(9))[::4]  # one keyframe per latent frame
+    streams = dict(vision=vision, fps=16.0, audio=None, actions=None, domain=None, keys=keys)
+    tok = plan_tokens(cfg, "video2video", streams, k=2)
+    v, gen = tok.value[tok.kind == VISION], tok.gen[tok.kind == VISION]
+    pix = v[:, cfg.vision_dim : cfg.vision_dim + cfg.pixel_dim]
+    assert gen.sum() == 4 and torch.equal(pix[~gen], pixel_patches(cfg, keys[:2])) and (pix[gen] == 0).all()
+    assert (tok.dims[tok.kind == VISION] == cfg.vision_dim).all()  # the pixels are never a target to denoise
+    # keyframes of the given frames only (as sampling has them) give the same tokens
+    assert torch.equal(plan_tokens(cfg, "video2video", dict(streams, keys=keys[:2]), k=2).value, tok.value)
+    # a model without the pixel view ignores them
+    assert torch.equal(plan_tokens(blind, "video2video", streams, k=2).value,
+                       plan_tokens(blind, "video2video", dict(streams, keys=None), k=2).value)
+    with pytest.raises(ValueError, match="keyframes"):
+        build(cfg, vision=vision, vision_gen=[False, True, True], keys=torch.cat([keys, keys[:1]]))
+    # with the pixel input awake, given frames' pixels reach the loss (and the pixel input its gradient)
+    model = tiny_model(cfg)
+    with torch.no_grad():
+        model.pixel_in[2].weight.normal_(0, 0.1)
+    torch.manual_seed(0)
+    loss, _ = world_model_loss(model.train(), collate([tok]), schedule_for(cfg))
     loss.backward()
     assert model.pixel_in[0].weight.grad.abs().sum() > 0
 

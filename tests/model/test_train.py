@@ -180,7 +180,7 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     assert not torch.equal(after["backbone.layers.0.gen.qkv.weight"], state["backbone.layers.0.gen.qkv.weight"])
     # the reasoner gains its pixel view: the shards keep each clip's keyframes, the new input starts at zero
     # (bias-free, output layer zero) and trains; everything else loads from --init
-    assert main(["train", *common, "--reason-weight", "1", "--out", str(tmp_path / "pix"), "--init",
+    assert main(["train", *common, "--reason-weight", "0.5", "--out", str(tmp_path / "pix"), "--init",
                  str(tmp_path / "run" / "final"), "--reason-pixels", "4", "--steps", "2", "--lr", "1e-2",
                  "--ema-decay", "0"]) == 0
     assert "the reasoner's pixel input" in capsys.readouterr().out
@@ -189,6 +189,12 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     _, clips, _, keys = load_reason_shards(sorted((tmp_path / "pix" / "reason_latents").glob("*.safetensors")))
     assert len(keys) == len(clips) and keys[0].dtype == torch.uint8
     assert keys[0].shape == (1 + (clips[0]["frames"] - 1) // 4, 32, 32, 3)
+    # the generator's shards keep them too: a model with the pixel view reads its given frames' pixels
+    from kinema.train.checkpoint import load_tensors
+
+    gen_shard = load_tensors(sorted((tmp_path / "pix" / "latents").glob("*.safetensors"))[0])
+    t = gen_shard["vision"].shape[2]
+    assert gen_shard["keyframes"].dtype == torch.uint8 and gen_shard["keyframes"].shape[1:] == (t, 32, 32, 3)
     raw4, state4 = load_pretrained(tmp_path / "pix" / "final")
     assert raw4["model"]["pixel_cell"] == 4 and state4["pixel_in.0.weight"].shape == (64, 3 * 4 * 4)
     assert state4["pixel_in.2.weight"].float().abs().sum() > 0  # trained away from its zero start
