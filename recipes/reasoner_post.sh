@@ -5,9 +5,11 @@
 #   bash recipes/reasoner_post.sh timing    # from those of 549b991
 #   bash recipes/reasoner_post.sh pixels    # from those of f80a39b (tried, not shipped)
 #   bash recipes/reasoner_post.sh colour    # from those of f80a39b (tried, not shipped: the generator lost)
+#   bash recipes/reasoner_post.sh questions # from those of f80a39b
 # Each round is two stages from the shipped checkpoint before it (INIT):
 #  1. joint steps (half generator tasks, half reasoner questions; the model hears) with some questions drawn
-#     more often (--reason-task-weights); the colour round asks questions only (the generator's weights rest);
+#     more often (--reason-task-weights); the colour and questions rounds ask questions only (the generator's
+#     weights rest);
 #  2. 900 generator-only steps with the reasoner frozen (--freeze-reasoner: its answers stay exactly those of
 #     stage 1), text-to-video drawn 2x as often, so the generator reads the prompt as the reasoner now encodes it.
 #     (The timing round: 800.)
@@ -16,7 +18,7 @@
 # Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
 # rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -joint)
 set -euo pipefail
-ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour [kinema train flags...]}
+ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour|questions [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 INIT=${INIT:-checkpoints/world-model-small}
@@ -43,7 +45,12 @@ case $ROUND in
   # steps, whose given frames now carry their pixels too (30 min); then 1,000 joint steps (38 min).
   colour) steps=1800 gen_steps=1200 joint_steps=1000 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
           p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-pixels 2) ;;
-  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels or colour)" >&2; exit 2 ;;
+  # the colour round without the pixel view (its control, which answered as well): 1,800 questions-only steps
+  # (about 55 min); then 400 generator-only steps (10 min).
+  questions) steps=1800 gen_steps=400 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
+          p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 ;;
+  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels, colour or questions)" >&2
+     exit 2 ;;
 esac
 common=(--preset small --data outputs/data/train --batch-size 16 --warmup 50 --dtype bf16)
 $KINEMA train "${common[@]}" --lr ${lr:-1e-4} --reason-data "${reason[@]}" --reason-weight ${p_reason:-0.5} --reason-audio "${extra[@]}" \
