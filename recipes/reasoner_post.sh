@@ -46,7 +46,7 @@ case $ROUND in
   colour) steps=1800 gen_steps=1200 joint_steps=1000 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
           p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-pixels 2) ;;
   # the colour round without the pixel view (its control, which answered as well): 1,800 questions-only steps
-  # (about 55 min); then 400 generator-only steps (10 min).
+  # (about 40 min); then 400 generator-only steps (10 min; BENCHMARKS.md "Questions only, without the pixel view").
   questions) steps=1800 gen_steps=400 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
           p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 ;;
   *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels, colour or questions)" >&2
