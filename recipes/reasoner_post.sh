@@ -6,6 +6,7 @@
 #   bash recipes/reasoner_post.sh pixels    # from those of f80a39b (tried, not shipped)
 #   bash recipes/reasoner_post.sh colour    # from those of f80a39b (tried, not shipped: the generator lost)
 #   bash recipes/reasoner_post.sh questions # from those of f80a39b
+#   bash recipes/reasoner_post.sh adapter   # from those of f80a39b (read from git unless INIT is given)
 # Each round is two stages from the shipped checkpoint before it (INIT):
 #  1. joint steps (half generator tasks, half reasoner questions; the model hears) with some questions drawn
 #     more often (--reason-task-weights); the colour and questions rounds ask questions only (the generator's
@@ -15,10 +16,13 @@
 #     (The timing round: 800.)
 # The colour round then has a third: joint steps again (JOINT_STEPS), all weights free, so the reasoner weights
 # that encode the generator's context and prompt learn from the generator's loss too.
+# The adapter round is one stage: questions only through the reasoner's adapter (--reason-adapter), every other
+# weight still, so the generator needs no repair stage (its outputs are those of INIT, bit for bit).
 # Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
-# rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -joint)
+# rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -joint;
+# adapter: outputs/runs/world-model-adapter)
 set -euo pipefail
-ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour|questions [kinema train flags...]}
+ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour|questions|adapter [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 INIT=${INIT:-checkpoints/world-model-small}
@@ -49,12 +53,25 @@ case $ROUND in
   # (about 40 min); then 400 generator-only steps (10 min; BENCHMARKS.md "Questions only, without the pixel view").
   questions) steps=1800 gen_steps=400 reason=(outputs/data/reason outputs/data/reason2) lr=2e-4
           p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 ;;
-  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels, colour or questions)" >&2
+  # a rank-64 adapter (3.2 MB) learns the questions on the three reasoner sets (reason3: 7x the episodes of a
+  # world), lr 5e-4, 3,000 steps (62 min at 1.23 s a step); nothing else trains (BENCHMARKS.md "The reasoner's adapter").
+  adapter) steps=3000 gen_steps=0 reason=(outputs/data/reason outputs/data/reason2 outputs/data/reason3) lr=5e-4
+           p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-adapter 64) ;;
+  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels, colour, questions or adapter)" >&2
      exit 2 ;;
 esac
+if [ "$ROUND" = adapter ] && [ "$INIT" = checkpoints/world-model-small ]; then
+  # the timing round's shipped weights: the generator the adapter round keeps (before the questions round's)
+  INIT=$RUNS/world-model-timing-shipped
+  mkdir -p $INIT
+  for f in model.safetensors config.json tokenizer.json; do
+    [ -s $INIT/$f ] || git show f80a39b:checkpoints/world-model-small/$f > $INIT/$f
+  done
+fi
 common=(--preset small --data outputs/data/train --batch-size 16 --warmup 50 --dtype bf16)
 $KINEMA train "${common[@]}" --lr ${lr:-1e-4} --reason-data "${reason[@]}" --reason-weight ${p_reason:-0.5} --reason-audio "${extra[@]}" \
   --reason-task-weights $weights --init $INIT --out $RUNS/world-model-$ROUND --steps $steps "$@"
+[ "$gen_steps" = 0 ] && exit 0
 $KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \
   --reason-weight 0 --freeze-reasoner --mode-weights text2video=2 --steps $gen_steps "$@"
 if [ -n "${joint_steps:-}" ]; then

@@ -44,6 +44,10 @@ class WorldModelConfig(Config):
     # 0 = off. The tokenizer's latents keep what reconstruction needs, not what a question asks (an object's
     # colour: 0.41 from latents, 0.84 from pixels, scripts/probe_colour.py)
     pixel_cell: int = 0
+    # rank of the reasoner's adapter (mot.LoRA on its expert's projections), which only a question's tokens take:
+    # the reasoner learns in it while the weights that encode the generator's prompt and given frames stay
+    # still; 0 = none
+    reason_adapter: int = 0
     # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
     max_action_dim: int = 64
     max_embodiments: int = 32
@@ -76,6 +80,8 @@ class WorldModelConfig(Config):
             raise ValueError(f"pixel_cell: expected 0 (off) or a divisor of a token's "
                              f"{self.patch[0] * self.spatial_compression}x{self.patch[1] * self.spatial_compression} "
                              f"pixels, got {self.pixel_cell}")
+        if self.reason_adapter < 0:
+            raise ValueError(f"reason_adapter: expected a rank >= 0 (0: no adapter), got {self.reason_adapter}")
         if self.cond_rows not in (2, 3):
             raise ValueError(f"cond_rows: expected 2 or 3 action rows in cond, got {self.cond_rows}")
         self.latent_mean = list(self.latent_mean) or [0.0] * self.latent_channels

@@ -20,6 +20,12 @@ never sees them. Because context never attends noisy tokens, its keys and
 values do not depend on them: `forward(..., cache=...)` runs only the noisy
 tokens against K/V computed once for the context (the sampler's cache).
 
+With `adapter` (a rank), the reasoner expert also holds a low-rank update of its
+projections (LoRA) that only tokens marked `adapt` take: the reasoner answers
+questions through base + update while every other clean token (a generator
+sample's prompt and given frames) runs the base weights alone, so training the
+update alone teaches the reasoner without moving what the generator reads.
+
 A reasoner-only backbone (`experts=("und",)`, the autoregressive world model)
 builds no generator weights at all and refuses generator tokens. For
 autoregressive decoding the cache can `reserve` room so that each new token's
@@ -53,25 +59,27 @@ def attention_mask(q_group, q_valid, k_group, k_valid) -> torch.Tensor:
 
 
 class Router:
-    """Splits flattened tokens into the two experts' index sets once per forward."""
+    """Splits flattened tokens into the experts' index sets once per forward: the generator's (gen), the
+    reasoner's through its adapter (adapt, never a gen token) and the reasoner's base weights (the rest)."""
 
-    def __init__(self, gen: torch.Tensor, experts: tuple[str, ...] = EXPERTS):
+    def __init__(self, gen: torch.Tensor, experts: tuple[str, ...] = EXPERTS, adapt: torch.Tensor | None = None):
         flat = gen.reshape(-1)
         self.shape = gen.shape
         self.gen = flat.nonzero().squeeze(1)
         if "gen" not in experts and len(self.gen):
             raise ValueError(f"gen: {len(self.gen)} tokens are marked for the generator expert, but this backbone "
                              f"has only the reasoner expert (experts={tuple(experts)}); pass gen all False")
-        self.und = (~flat).nonzero().squeeze(1)
+        ada = torch.zeros_like(flat) if adapt is None else adapt.expand(gen.shape).reshape(-1) & ~flat
+        self.ada = ada.nonzero().squeeze(1)
+        self.und = (~flat & ~ada).nonzero().squeeze(1)
 
-    def __call__(self, x: torch.Tensor, f_und, f_gen, out_dim: int | None = None) -> torch.Tensor:
-        """x [B, L, Din] -> [B, L, Dout], f_und on reasoner tokens, f_gen on generator tokens."""
+    def __call__(self, x: torch.Tensor, f_und, f_gen, f_ada=None) -> torch.Tensor:
+        """x [B, L, Din] -> [B, L, Dout], f_und on reasoner tokens, f_gen on generator tokens, f_ada on adapted ones."""
         flat = x.reshape(-1, x.shape[-1])
-        if not len(self.gen):  # every token is the reasoner's: no gather (the same numbers, one copy fewer)
-            return f_und(flat).reshape(*self.shape, -1)
-        parts = [(idx, f(flat[idx])) for idx, f in ((self.und, f_und), (self.gen, f_gen)) if len(idx)]
-        if len(parts) == 1 and len(parts[0][0]) == len(flat):  # a single expert: no scatter needed
-            return parts[0][1].reshape(*self.shape, -1)
+        sets = [(idx, f) for idx, f in ((self.und, f_und), (self.gen, f_gen), (self.ada, f_ada)) if len(idx)]
+        if len(sets) == 1:  # one set holds every token: no gather or scatter (the same numbers, fewer copies)
+            return sets[0][1](flat).reshape(*self.shape, -1)
+        parts = [(idx, f(flat[idx])) for idx, f in sets]
         dim = parts[0][1].shape[-1]
         out = flat.new_zeros(len(flat), dim, dtype=parts[0][1].dtype)
         for idx, y in parts:
@@ -97,10 +105,22 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
-class Expert(nn.Module):
-    """One expert's share of a layer."""
+class LoRA(nn.Module):
+    """A low-rank update x [N, In] -> B A x [N, Out]; B starts at zero, so the adapted layer starts as the base one."""
 
-    def __init__(self, width: int, heads: int, hidden: int):
+    def __init__(self, d_in: int, d_out: int, rank: int):
+        super().__init__()
+        self.A = nn.Parameter(torch.randn(rank, d_in) / d_in**0.5)
+        self.B = nn.Parameter(torch.zeros(d_out, rank))
+
+    def forward(self, x):
+        return F.linear(F.linear(x, self.A), self.B)
+
+
+class Expert(nn.Module):
+    """One expert's share of a layer; with `adapter` > 0 also a LoRA of that rank on each projection."""
+
+    def __init__(self, width: int, heads: int, hidden: int, adapter: int = 0):
         super().__init__()
         self.norm1 = RMSNorm(width)
         self.qkv = nn.Linear(width, 3 * width, bias=False)
@@ -109,11 +129,24 @@ class Expert(nn.Module):
         self.proj = nn.Linear(width, width, bias=False)
         self.norm2 = RMSNorm(width)
         self.mlp = SwiGLU(width, hidden)
+        if adapter:
+            self.lora = nn.ModuleDict({"qkv": LoRA(width, 3 * width, adapter), "proj": LoRA(width, width, adapter),
+                                       "gate_up": LoRA(width, 2 * hidden, adapter), "down": LoRA(hidden, width, adapter)})
 
-    def qkv_normed(self, x, heads: int):
+    def _linear(self, layer: nn.Linear, name: str, x, ada: bool):
+        return layer(x) + self.lora[name](x) if ada else layer(x)
+
+    def qkv_normed(self, x, heads: int, ada: bool = False):
         """x [N, D] -> q, k, v [N, H, Dh] with q and k RMS-normalised per head."""
-        q, k, v = self.qkv(self.norm1(x)).unflatten(-1, (3, heads, -1)).unbind(-3)
+        q, k, v = self._linear(self.qkv, "qkv", self.norm1(x), ada).unflatten(-1, (3, heads, -1)).unbind(-3)
         return torch.cat([self.q_norm(q), self.k_norm(k), v], dim=-1)
+
+    def out(self, a, ada: bool = False):
+        return self._linear(self.proj, "proj", a, ada)
+
+    def ffn(self, x, ada: bool = False):
+        gate, up = self._linear(self.mlp.gate_up, "gate_up", self.norm2(x), ada).chunk(2, dim=-1)
+        return self._linear(self.mlp.down, "down", F.silu(gate) * up, ada)
 
 
 @dataclass
@@ -182,17 +215,19 @@ class Cache:
 
 
 class Layer(nn.Module):
-    def __init__(self, width: int, heads: int, hidden: int, experts: tuple[str, ...] = EXPERTS):
+    def __init__(self, width: int, heads: int, hidden: int, experts: tuple[str, ...] = EXPERTS, adapter: int = 0):
         super().__init__()
         self.heads = heads
-        self.und = Expert(width, heads, hidden)
+        self.und = Expert(width, heads, hidden, adapter)
         if "gen" in experts:
             self.gen = Expert(width, heads, hidden)
 
     def forward(self, x, route: Router, cos, sin, mask, past: LayerCache | None, keep: bool = False):
         """x [B, L, D] -> (x [B, L, D], the past's and these tokens' K/V [B, H, Lc + L, Dh] if keep, else None)."""
         H = self.heads
-        qkv = route(x, lambda t: self.und.qkv_normed(t, H).flatten(1), lambda t: self.gen.qkv_normed(t, H).flatten(1))
+        und, gen = self.und, getattr(self, "gen", None)  # gen is absent in a reasoner-only MoT
+        qkv = route(x, lambda t: und.qkv_normed(t, H).flatten(1), lambda t: gen.qkv_normed(t, H).flatten(1),
+                    lambda t: und.qkv_normed(t, H, ada=True).flatten(1))
         q, k, v = qkv.unflatten(-1, (H, -1)).transpose(1, 2).chunk(3, dim=-1)  # [B, H, L, Dh] each
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         new = None
@@ -206,37 +241,44 @@ class Layer(nn.Module):
             keys, values = torch.cat([past.k, k.to(past.k.dtype)], 2), torch.cat([past.v, v.to(past.v.dtype)], 2)
         a = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask)
         a = a.transpose(1, 2).flatten(2)  # [B, L, D]
-        x = x + route(a, self.und.proj, lambda t: self.gen.proj(t))  # self.gen is absent in a reasoner-only MoT
-        x = x + route(x, lambda t: self.und.mlp(self.und.norm2(t)), lambda t: self.gen.mlp(self.gen.norm2(t)))
+        x = x + route(a, und.out, lambda t: gen.out(t), lambda t: und.out(t, ada=True))
+        x = x + route(x, und.ffn, lambda t: gen.ffn(t), lambda t: und.ffn(t, ada=True))
         return x, new
 
 
 class MoT(nn.Module):
-    """experts: ("und", "gen") for the omnimodal model, ("und",) for a reasoner-only decoder (no generator weights)."""
+    """experts: ("und", "gen") for the omnimodal model, ("und",) for a reasoner-only decoder (no generator weights);
+    adapter: rank of the reasoner's LoRA (0: none)."""
 
     def __init__(self, width: int, depth: int, heads: int, hidden: int, rope_theta: float = 10000.0,
-                 experts: tuple[str, ...] = EXPERTS):
+                 experts: tuple[str, ...] = EXPERTS, adapter: int = 0):
         super().__init__()
         experts = tuple(experts)
         if experts not in (EXPERTS, ("und",)):
             raise ValueError(f"experts: expected {EXPERTS} or ('und',), got {experts}")
-        self.heads, self.rope_theta, self.experts = heads, rope_theta, experts
-        self.layers = nn.ModuleList(Layer(width, heads, hidden, experts) for _ in range(depth))
+        self.heads, self.rope_theta, self.experts, self.adapter = heads, rope_theta, experts, adapter
+        self.layers = nn.ModuleList(Layer(width, heads, hidden, experts, adapter) for _ in range(depth))
         self.norm_und = RMSNorm(width)
         if "gen" in experts:
             self.norm_gen = RMSNorm(width)
 
     def forward(self, x, gen, group, valid, pos, cache: Cache | None = None, keep_cache: bool = False,
-                attn_mask: torch.Tensor | None = None):
+                attn_mask: torch.Tensor | None = None, adapt: torch.Tensor | bool | None = None):
         """x [B, L, D] embedded tokens; gen/valid bool [B, L]; group int [B, L]; pos [B, L, 3].
 
         cache: K/V of context tokens already run (the tokens in x then attend them too).
         keep_cache: also return the Cache of the past and x's K/V (x must be context: its K/V cannot depend on later tokens).
         attn_mask: bool [B or 1, 1, L, Lc + L], True = may attend; replaces the group rule (padding keys stay
             unattended). The groups still go into the returned Cache for later tokens' masks.
+        adapt: bool, or bool [B, L] / [B, 1]: these clean tokens run the reasoner through its adapter (ignored
+            without one). A cache holds the K/V of whichever weights made it: continue it with the same `adapt`.
         -> (hidden [B, L, D] after the final norm of each token's expert, Cache or None)
         """
-        route = Router(gen, self.experts)
+        if not self.adapter or adapt is None or adapt is False:
+            adapt = None
+        elif adapt is True:
+            adapt = torch.ones_like(gen)
+        route = Router(gen, self.experts, adapt)
         cos, sin = rope_angles(pos, x.shape[-1] // self.heads, self.rope_theta)
         k_group, k_valid = group, valid
         if cache is not None:
@@ -256,5 +298,5 @@ class MoT(nn.Module):
             x, kv = layer(x, route, cos, sin, mask, cache.layers[i] if cache is not None else None, keep_cache)
             if keep_cache:
                 kept.append(kv)
-        x = route(x, self.norm_und, getattr(self, "norm_gen", None))
+        x = route(x, self.norm_und, getattr(self, "norm_gen", None), self.norm_und)
         return x, (Cache(kept, k_group, k_valid) if keep_cache else None)

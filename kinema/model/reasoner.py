@@ -181,8 +181,7 @@ class Reasoner:
             wide = Cache([LayerCache(lc.k.expand(n, -1, -1, -1), lc.v.expand(n, -1, -1, -1)) for lc in cache.layers],
                          cache.group.expand(n, -1), cache.valid.expand(n, -1))
             with torch.no_grad(), self.pipeline._autocast():
-                h, _ = self.model.backbone(self.model.embed(b, torch.zeros_like(b.pos[..., 0])), b.gen, b.group,
-                                           b.valid, b.pos, cache=wide)
+                h, _ = self.model.reason_states(b, wide)
                 rest = self.model.text_out(h).float().cpu()  # [n, Lmax, V]
             rest[..., self.text.vocab_size:] = float("-inf")
             rest = torch.log_softmax(rest, -1)

@@ -29,7 +29,7 @@ LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio
 TEXT_WEIGHT = 1.0
 NEW_PARTS = {"text_out.": "the reasoner's text head", "frame_in.": "the given-frame input (frame_condition)",
              "moved_in.": "the actions-since-the-given-frame input (frame_condition)",
-             "pixel_in.": "the reasoner's pixel input (pixel_cell)"}
+             "pixel_in.": "the reasoner's pixel input (pixel_cell)", ".lora.": "the reasoner's adapter (reason_adapter)"}
 
 
 def schedule_for(config: WorldModelConfig, shift: float | None = None):
@@ -110,11 +110,16 @@ def train(args) -> Path:
     if getattr(args, "freeze_reasoner", False) and (not args.init or args.reason_weight > 0):
         raise ValueError("--freeze-reasoner trains the generator of an existing checkpoint: give --init and "
                          f"--reason-weight 0 (got init={args.init!r}, reason weight {args.reason_weight})")
+    adapter = getattr(args, "reason_adapter", 0)
+    if adapter and (not args.init or args.reason_weight != 1):
+        raise ValueError("--reason-adapter trains only the reasoner's adapter of an existing checkpoint (the generator "
+                         f"stays still): give --init and --reason-weight 1 (got init={args.init!r}, reason weight "
+                         f"{args.reason_weight})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pixels = getattr(args, "reason_pixels", 0)
     config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False),
-                        pixel_cell=pixels)
+                        pixel_cell=pixels, reason_adapter=adapter)
     init_state = None
     if args.init:  # post-training: the initial checkpoint's config (statistics, vocabulary) and text tokenizer
         from kinema.train.checkpoint import load_pretrained
@@ -131,6 +136,8 @@ def train(args) -> Path:
                 model_cfg.update(reason_audio=True)
             if pixels:
                 model_cfg.update(pixel_cell=pixels)
+            if adapter:
+                model_cfg.update(reason_adapter=adapter)
             write_json(out / "model_config.json", model_cfg)
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
@@ -174,7 +181,7 @@ def train(args) -> Path:
 
         state = {k: v.float() for k, v in init_state.items()}
         for part, what in NEW_PARTS.items():  # parts an older checkpoint lacks start as a fresh model's
-            fresh = {k: v for k, v in model.state_dict().items() if k.startswith(part) and k not in state}
+            fresh = {k: v for k, v in model.state_dict().items() if part in k and k not in state}
             if fresh:
                 print(f"init: {what} is not in the checkpoint; it starts from its fresh initialisation")
                 state.update({k: v.detach().clone() for k, v in fresh.items()})
@@ -186,6 +193,11 @@ def train(args) -> Path:
     if getattr(args, "freeze_reasoner", False):
         frozen = [p.requires_grad_(False).numel() for _, p in model.reasoner_parameters()]
         print(f"--freeze-reasoner: {sum(frozen) / 1e6:.2f}M reasoner parameters frozen")
+    if adapter:
+        trainable = {name for name, _ in model.adapter_parameters()}
+        frozen = [p.requires_grad_(False).numel() for name, p in model.named_parameters() if name not in trainable]
+        print(f"--reason-adapter {adapter}: {sum(p.numel() for _, p in model.adapter_parameters()) / 1e6:.2f}M "
+              f"parameters train (adapter, final reasoner norm, text head); {sum(frozen) / 1e6:.2f}M stay still")
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
     trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
@@ -237,6 +249,10 @@ def add_parser(sub) -> None:
     p.add_argument("--freeze-reasoner", action="store_true",
                    help="train the generator only: the reasoner expert and the input adapters it reads stay fixed, so "
                         "its answers do not change (use with --init and --reason-weight 0)")
+    p.add_argument("--reason-adapter", type=int, default=0, metavar="RANK",
+                   help="add a LoRA of this rank to the reasoner that only questions take, and train it (with the "
+                        "text head) alone: the reasoner learns, every generator output stays exactly as it was "
+                        "(use with --init and --reason-weight 1)")
     p.add_argument("--reason-data", nargs="*", default=None,
                    help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator)")
     p.add_argument("--reason-weight", type=float, default=0.5,

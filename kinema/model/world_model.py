@@ -67,7 +67,7 @@ class WorldModel(nn.Module):
                                       nn.Linear(D, D, bias=False)) if c.pixel_cell else None
         self.frame_in = nn.Linear(c.vision_dim, D) if c.frame_condition else None
         self.moved_in = DomainLinear(c.max_embodiments, c.cond_rows * c.max_action_dim, D) if c.frame_condition else None
-        self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta)
+        self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta, adapter=c.reason_adapter)
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)
         self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
@@ -135,18 +135,25 @@ class WorldModel(nn.Module):
 
     def forward(self, tok: Tokens, level: torch.Tensor, cache: Cache | None = None, text_at: torch.Tensor | None = None):
         """Values for the noisy tokens of `tok` [B, L, V]; with `cache`, tok holds only tokens after the cached context.
-        text_at bool [B, L]: also return the next-token logits [N, vocab] at those (reasoner) tokens."""
-        h, _ = self.backbone(self.embed(tok, level), tok.gen, tok.group, tok.valid, tok.pos, cache=cache)
+        text_at bool [B, L]: also return the next-token logits [N, vocab] at those (reasoner) tokens. A sample
+        with scored text and nothing to denoise is a question: it runs the reasoner's adapter (as `reason` does)."""
+        adapt = None if text_at is None else (text_at.any(1) & ~tok.gen.any(1))[:, None]
+        h, _ = self.backbone(self.embed(tok, level), tok.gen, tok.group, tok.valid, tok.pos, cache=cache, adapt=adapt)
         values = self.heads(tok, h)
         return values if text_at is None else (values, self.text_out(h[text_at]))
 
     def reason(self, tok: Tokens, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
         """Clean tokens (after the cached ones) -> (next-token logits at the last token [B, vocab], the grown cache)."""
+        h, cache = self.reason_states(tok, cache, keep_cache=True)
+        return self.text_out(h[:, -1]).float(), cache
+
+    def reason_states(self, tok: Tokens, cache: Cache | None = None, keep_cache: bool = False):
+        """The reasoner's final hidden states [B, L, D] of clean tokens (through its adapter, if it has one),
+        and with keep_cache the grown cache."""
         if tok.gen.any():
             raise ValueError("reason takes clean (context) tokens only; noisy tokens belong to the generator")
-        h, cache = self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,
-                                 tok.pos, cache=cache, keep_cache=True)
-        return self.text_out(h[:, -1]).float(), cache
+        return self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,
+                             tok.pos, cache=cache, keep_cache=keep_cache, adapt=True)
 
     @torch.no_grad()
     def encode_context(self, tok: Tokens) -> Cache:
@@ -156,6 +163,13 @@ class WorldModel(nn.Module):
         _, cache = self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,
                                  tok.pos, keep_cache=True)
         return cache
+
+    def adapter_parameters(self):
+        """(name, parameter) of what only the reasoner's answers depend on: its adapter, final norm and text head.
+        Training these alone leaves every generator output exactly as it was."""
+        for name, p in self.named_parameters():
+            if ".lora." in name or name.startswith(("text_out.", "backbone.norm_und.")):
+                yield name, p
 
     def reasoner_parameters(self):
         """(name, parameter) of everything a clean (context) token's hidden state depends on: the input adapters

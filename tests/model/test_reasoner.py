@@ -58,6 +58,36 @@ def test_kv_cache_decoding_equals_full_recomputation(reasoner):
     assert list(reasoner.generate_ids(prompt, sampled)) == list(reasoner.generate_ids(prompt, sampled, use_cache=False))
 
 
+def test_an_adapted_reasoner_decodes_and_scores_through_its_adapter(tiny_pipeline, reasoner):
+    """With a (trained-looking) adapter the cached decoding and the batched choice scoring still equal their
+    references, and the answers differ from the same weights without the adapter."""
+    from kinema.model.pipeline import Pipeline
+
+    p = tiny_pipeline
+    model = tiny_model(tiny_config(reason_adapter=4))
+    model.load_state_dict(reasoner.model.state_dict(), strict=False)  # the same base weights, the adapter added
+    with torch.no_grad():
+        for name, w in model.adapter_parameters():
+            if name.endswith(".B"):
+                w.copy_(torch.randn(w.shape, generator=torch.Generator().manual_seed(len(name))) * 0.5)
+    r = Reasoner(Pipeline(model, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp32"))
+    prompt = r.prompt(messages())
+    params = SamplingParams(max_new_tokens=12)
+    cached = list(r.generate_ids(prompt, params))
+    assert len(cached) > 3 and cached == list(r.generate_ids(prompt, params, use_cache=False))
+    assert cached != list(reasoner.generate_ids(prompt, params))
+    choices = ["yes", "the red block"]
+    lp = r.score_tokens(prompt, choices)
+    from kinema.model.reasoner import _cat, _text_token
+
+    pos, group = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1
+    seq, want, ids = prompt, 0.0, r.text.encode(choices[1]) + [r.text.token_id("<|im_end|>")]
+    for j, i in enumerate(ids):
+        want += float(torch.log_softmax(r._run(seq, None)[0][0], -1)[i])
+        seq = _cat(seq, _text_token(r.config, i, pos + j, group + j))
+    assert lp[1] == pytest.approx(want, abs=1e-4)
+
+
 def test_seeded_sampling_reproduces_and_seeds_differ(reasoner):
     p = lambda s: SamplingParams(temperature=1.5, top_k=50, max_new_tokens=16, seed=s)  # noqa: E731
     a = reasoner.answer(messages(), p(1))

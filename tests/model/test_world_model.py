@@ -182,3 +182,37 @@ def test_reasoner_parameters_are_all_that_context_hidden_states_read():
     assert torch.equal(h[context], before) and not torch.allclose(h[batch.gen], _hidden(tiny_model(CFG), batch, level)[batch.gen])
     dict(m.named_parameters())["backbone.layers.0.und.qkv.weight"].add_(0.1)
     assert not torch.allclose(_hidden(m, batch, level)[context], before)
+
+
+@torch.no_grad()
+def test_reason_adapter_moves_questions_only():
+    """--reason-adapter's promise: changing the adapter (and text head) leaves every generator output and every
+    non-question context state bit for bit as they were, while a question's answer logits move; an adapter
+    at its zero start changes nothing at all."""
+    cfg = replace(CFG, reason_adapter=4)
+    m = tiny_model(cfg)
+    base = tiny_model(CFG)
+    missing, unexpected = base.load_state_dict(m.state_dict(), strict=False)
+    assert not missing and unexpected and all(".lora." in k for k in unexpected)
+    batch = collate(_batch())
+    level = torch.full(batch.kind.shape, 0.7)
+    q = collate([mixed_sample(cfg, n_text=4, t=2, vision_gen=(False, False), audio=False, rows=0, seed=9)], multiple=1)
+    at = torch.zeros_like(q.valid)
+    at[0, -3:] = True  # the last text tokens are scored: a question
+    question = lambda mm: mm(q, torch.zeros(q.kind.shape), text_at=at)[1]
+    assert torch.equal(m(batch, level), base(batch, level))  # B = 0: the adapted model starts as the base one
+    assert torch.equal(question(m), question(base))
+    adapter = {n for n, _ in m.adapter_parameters()}
+    assert any(".lora." in n for n in adapter) and "text_out.weight" in adapter
+    before_gen, before_q = m(batch, level), question(m)
+    for name, p in m.named_parameters():
+        if name in adapter:
+            p.add_(torch.randn_like(p) * 0.1)
+    assert torch.equal(m(batch, level), before_gen)
+    ctx = collate([s.select(~s.gen) for s in _batch()])
+    for a, b in zip(m.encode_context(ctx).layers, base.encode_context(ctx).layers):  # what the generator reads
+        assert torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+    assert not torch.allclose(question(m), before_q)
+    # a question's logits through forward are those of reason() over the same tokens (both take the adapter)
+    assert torch.allclose(question(m)[-1], m.reason(q)[0][0], atol=1e-5)
+    assert not torch.allclose(question(m)[-1], base.reason(q)[0][0], atol=1e-3)
