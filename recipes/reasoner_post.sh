@@ -7,6 +7,7 @@
 #   bash recipes/reasoner_post.sh colour    # from those of f80a39b (tried, not shipped: the generator lost)
 #   bash recipes/reasoner_post.sh questions # from those of f80a39b
 #   bash recipes/reasoner_post.sh adapter   # from those of f80a39b (read from git unless INIT is given)
+#   bash recipes/reasoner_post.sh adapter-pixels  # from those of 61b1fd9 (the adapter round's; read from git likewise)
 # Each round is two stages from the shipped checkpoint before it (INIT):
 #  1. joint steps (half generator tasks, half reasoner questions; the model hears) with some questions drawn
 #     more often (--reason-task-weights); the colour and questions rounds ask questions only (the generator's
@@ -20,7 +21,7 @@
 # weight still, so the generator needs no repair stage (its outputs are those of INIT, bit for bit).
 # Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
 # rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -joint;
-# adapter: outputs/runs/world-model-adapter2)
+# adapter: outputs/runs/world-model-adapter2; adapter-pixels: outputs/runs/world-model-adapter-pixels2)
 set -euo pipefail
 ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour|questions|adapter [kinema train flags...]}
 shift
@@ -57,24 +58,35 @@ case $ROUND in
   # world), lr 5e-4, 3,000 steps (62 min), then 1,500 more (33 min); nothing else trains (BENCHMARKS.md "The reasoner's adapter").
   adapter) steps=3000 gen_steps=0 reason=(outputs/data/reason outputs/data/reason2 outputs/data/reason3) lr=5e-4
            p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-adapter 64) ;;
-  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels, colour, questions or adapter)" >&2
+  # the adapter gains the pixel view at 2x2-pixel cells (--reason-pixels 2), read by questions only, so the generator
+  # still stays as it was: 2,500 steps at lr 4e-4, data order seed 2 (49 min), then 1,500 at 2e-4, seed 3 (30 min)
+  # (BENCHMARKS.md "The adapter reads pixels").
+  adapter-pixels) steps=2500 gen_steps=0 reason=(outputs/data/reason outputs/data/reason2 outputs/data/reason3)
+           lr=4e-4 seed=2 p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2
+           extra=(--reason-adapter 64 --reason-pixels 2) ;;
+  *) echo "reasoner_post.sh: unknown round '$ROUND' (expected count, targets, timing, pixels, colour, questions, adapter or adapter-pixels)" >&2
      exit 2 ;;
 esac
-if [ "$ROUND" = adapter ] && [ "$INIT" = checkpoints/world-model-small ]; then
-  # the timing round's shipped weights: the generator the adapter round keeps (before the questions round's)
-  INIT=$RUNS/world-model-timing-shipped
+base=""
+case $ROUND in  # the adapter rounds start from weights shipped before them, read from git
+  adapter) base=f80a39b INIT_DIR=$RUNS/world-model-timing-shipped ;;  # the generator the adapter keeps
+  adapter-pixels) base=61b1fd9 INIT_DIR=$RUNS/world-model-adapter-shipped  # (bf16) unless the adapter round's run is here
+                  [ -d $RUNS/world-model-adapter2/final ] && [ "$INIT" = checkpoints/world-model-small ] && INIT=$RUNS/world-model-adapter2/final ;;
+esac
+if [ -n "$base" ] && [ "$INIT" = checkpoints/world-model-small ]; then
+  INIT=$INIT_DIR
   mkdir -p $INIT
   for f in model.safetensors config.json tokenizer.json; do
-    [ -s $INIT/$f ] || git show f80a39b:checkpoints/world-model-small/$f > $INIT/$f
+    [ -s $INIT/$f ] || git show $base:checkpoints/world-model-small/$f > $INIT/$f
   done
 fi
 common=(--preset small --data outputs/data/train --batch-size 16 --warmup 50 --dtype bf16)
 $KINEMA train "${common[@]}" --lr ${lr:-1e-4} --reason-data "${reason[@]}" --reason-weight ${p_reason:-0.5} --reason-audio "${extra[@]}" \
-  --reason-task-weights $weights --init $INIT --out $RUNS/world-model-$ROUND --steps $steps "$@"
-if [ "$ROUND" = adapter ]; then  # the loss still fell at 3,000: 1,500 more at half the rate, new data order (33 min)
-  $KINEMA train "${common[@]}" --lr 2.5e-4 --reason-data "${reason[@]}" --reason-weight 1 --reason-audio "${extra[@]}" \
-    --reason-task-weights $weights --init $RUNS/world-model-adapter/final --out $RUNS/world-model-adapter2 \
-    --steps 1500 --seed 1 "$@"
+  --reason-task-weights $weights --init $INIT --out $RUNS/world-model-$ROUND --steps $steps --seed ${seed:-0} "$@"
+if [ -n "$base" ]; then  # the loss still fell: 1,500 more steps at half the rate, a new data order
+  $KINEMA train "${common[@]}" --lr $(python3 -c "print($lr / 2)") --reason-data "${reason[@]}" --reason-weight 1 \
+    --reason-audio "${extra[@]}" --reason-task-weights $weights --init $RUNS/world-model-$ROUND/final \
+    --out $RUNS/world-model-${ROUND}2 --steps 1500 --seed $(( ${seed:-0} + 1 )) "$@"
 fi
 [ "$gen_steps" = 0 ] && exit 0
 $KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \

@@ -117,8 +117,12 @@ class WorldModelConfig(Config):
         return self.audio_channels * self.audio_patch
 
     @property
+    def denoised_dim(self) -> int:  # the widest payload the generator denoises (pixels are only ever read)
+        return max(self.vision_dim, self.audio_dim, self.max_action_dim)
+
+    @property
     def value_dim(self) -> int:  # the padded width of any continuous token payload (a vision token: latents | pixels)
-        return max(self.vision_dim + self.pixel_dim, self.audio_dim, self.max_action_dim)
+        return max(self.vision_dim + self.pixel_dim, self.denoised_dim)
 
     @property
     def positions_per_second(self) -> float:  # one temporal position per latent frame at ref_fps

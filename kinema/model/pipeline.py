@@ -206,7 +206,9 @@ class Pipeline:
         schedule = schedule_for(self.config)
         real = (torch.arange(V, device=self.device) < noisy.dims[0, :, None]).float()  # [Ln, V]
         g = torch.Generator().manual_seed(int(seed))
-        noise = torch.randn(Ln, V, generator=g).to(self.device) * real
+        # drawn no wider than what is denoised, so a pixel view (wider values) leaves the noise, and samples, as they were
+        noise = torch.randn(Ln, self.config.denoised_dim, generator=g)
+        noise = torch.nn.functional.pad(noise, (0, V - noise.shape[1])).to(self.device) * real
 
         def denoise(x, t):
             value = schedule.model_input(x, t).expand(n, Ln, V).float()

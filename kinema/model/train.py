@@ -116,7 +116,6 @@ def train(args) -> Path:
                          f"stays still): give --init and --reason-weight 1 (got init={args.init!r}, reason weight "
                          f"{args.reason_weight})")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     pixels = getattr(args, "reason_pixels", 0)
     config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False),
                         pixel_cell=pixels, reason_adapter=adapter)
@@ -125,6 +124,12 @@ def train(args) -> Path:
         from kinema.train.checkpoint import load_pretrained
 
         raw, init_state = load_pretrained(args.init, expected_kind=KIND)
+        if adapter and raw["model"].get("pixel_cell") and not raw["model"].get("reason_adapter"):
+            raise ValueError(f"--reason-adapter: {args.init}'s pixel view is read by its generator too (pixel_cell "
+                             f"{raw['model']['pixel_cell']} without an adapter); with an adapter only questions read "
+                             "it, so its generator would change. Start from a checkpoint without the pixel view and "
+                             "add it with --reason-pixels")
+    out.mkdir(parents=True, exist_ok=True)  # after every check, so a refused run leaves nothing behind
 
     def setup(show: bool):
         """The run folder: model config, text tokenizer, latents (and the reasoner's); reused when present."""
@@ -197,7 +202,8 @@ def train(args) -> Path:
         trainable = {name for name, _ in model.adapter_parameters()}
         frozen = [p.requires_grad_(False).numel() for name, p in model.named_parameters() if name not in trainable]
         print(f"--reason-adapter {adapter}: {sum(p.numel() for _, p in model.adapter_parameters()) / 1e6:.2f}M "
-              f"parameters train (adapter, final reasoner norm, text head); {sum(frozen) / 1e6:.2f}M stay still")
+              f"parameters train (adapter, {'pixel view, ' if config.pixel_cell else ''}final reasoner norm, "
+              f"text head); {sum(frozen) / 1e6:.2f}M stay still")
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
     trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
@@ -240,7 +246,8 @@ def add_parser(sub) -> None:
                         "--init it is switched on for a checkpoint trained without it")
     p.add_argument("--reason-pixels", type=int, default=0, metavar="CELL",
                    help="the reasoner also sees each vision token's pixels, average-pooled to CELLxCELL cells (e.g. 4; "
-                        "0: latents only); with --init it is switched on for a checkpoint trained without it")
+                        "0: latents only); with --init it is switched on for a checkpoint trained without it; with "
+                        "--reason-adapter only questions read them, so the generator stays as it was")
     p.add_argument("--mixture", default="all", choices=["all", "actions"],
                    help="all: every mode on every world; actions: action post-training on the worlds with actions")
     p.add_argument("--mode-weights", default=None,

@@ -19,7 +19,9 @@ and a per-embodiment Linear(cond_rows·A -> D) of the actions since it
 config.pixel_cell, clean vision tokens (a question's video, a generator sample's given frames) also add a
 small MLP of the pooled pixels they carry after the latent patch (the reasoner weights' understanding
 encoder; bias-free, so tokens without pixels add nothing, and its
-output layer zero-initialised, so a checkpoint without it starts unchanged). The heads read the
+output layer zero-initialised, so a checkpoint without it starts unchanged). With config.reason_adapter too,
+the pixel view is part of the adapter's path: only adapted tokens (a question's) read it, so training it with
+the adapter leaves every generator output as it was. The heads read the
 generator's final hidden states back to values (the schedule's network
 output: velocity for rectified flow) for noisy tokens only. The reasoner's text
 head reads the reasoner's final hidden states to next-token logits (text out).
@@ -82,8 +84,9 @@ class WorldModel(nn.Module):
             nn.init.zeros_(self.frame_in.weight), nn.init.zeros_(self.frame_in.bias)
             nn.init.zeros_(self.moved_in.weight)
 
-    def embed(self, tok: Tokens, level: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L] and per-token noise level [B, L] (read on noisy tokens) -> [B, L, D]"""
+    def embed(self, tok: Tokens, level: torch.Tensor, adapt: torch.Tensor | bool | None = None) -> torch.Tensor:
+        """tokens [B, L] and per-token noise level [B, L] (read on noisy tokens) -> [B, L, D].
+        adapt (as MoT's): the samples that run the reasoner's adapter; with one, only they read the pixel view."""
         B, L = tok.kind.shape
         kind, value = tok.kind.reshape(-1), tok.value.reshape(B * L, -1)
         x = self.kind_embed(kind)
@@ -99,7 +102,10 @@ class WorldModel(nn.Module):
             if len(idx):
                 x = x.index_add(0, idx, adapter(idx).to(x.dtype))
         if self.pixel_in is not None:
-            idx = (~tok.gen.reshape(-1) & (kind == VISION)).nonzero().squeeze(1)
+            clean = ~tok.gen & (tok.kind == VISION)
+            if c.reason_adapter:
+                clean = clean & (adapt if isinstance(adapt, torch.Tensor) else torch.tensor(bool(adapt)))
+            idx = clean.reshape(-1).nonzero().squeeze(1)
             if len(idx):
                 pix = value[idx, c.vision_dim : c.vision_dim + c.pixel_dim]
                 x = x.index_add(0, idx, self.pixel_in(pix.to(self.pixel_in[0].weight.dtype)).to(x.dtype))
@@ -138,7 +144,7 @@ class WorldModel(nn.Module):
         text_at bool [B, L]: also return the next-token logits [N, vocab] at those (reasoner) tokens. A sample
         with scored text and nothing to denoise is a question: it runs the reasoner's adapter (as `reason` does)."""
         adapt = None if text_at is None else (text_at.any(1) & ~tok.gen.any(1))[:, None]
-        h, _ = self.backbone(self.embed(tok, level), tok.gen, tok.group, tok.valid, tok.pos, cache=cache, adapt=adapt)
+        h, _ = self.backbone(self.embed(tok, level, adapt), tok.gen, tok.group, tok.valid, tok.pos, cache=cache, adapt=adapt)
         values = self.heads(tok, h)
         return values if text_at is None else (values, self.text_out(h[text_at]))
 
@@ -152,8 +158,8 @@ class WorldModel(nn.Module):
         and with keep_cache the grown cache."""
         if tok.gen.any():
             raise ValueError("reason takes clean (context) tokens only; noisy tokens belong to the generator")
-        return self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,
-                             tok.pos, cache=cache, keep_cache=keep_cache, adapt=True)
+        return self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0]), adapt=True), tok.gen, tok.group,
+                             tok.valid, tok.pos, cache=cache, keep_cache=keep_cache, adapt=True)
 
     @torch.no_grad()
     def encode_context(self, tok: Tokens) -> Cache:
@@ -165,10 +171,11 @@ class WorldModel(nn.Module):
         return cache
 
     def adapter_parameters(self):
-        """(name, parameter) of what only the reasoner's answers depend on: its adapter, final norm and text head.
-        Training these alone leaves every generator output exactly as it was."""
+        """(name, parameter) of what only the reasoner's answers depend on: its adapter, pixel view (which only
+        adapted tokens read), final norm and text head. Training these alone leaves every generator output exactly
+        as it was."""
         for name, p in self.named_parameters():
-            if ".lora." in name or name.startswith(("text_out.", "backbone.norm_und.")):
+            if ".lora." in name or name.startswith(("text_out.", "backbone.norm_und.", "pixel_in.")):
                 yield name, p
 
     def reasoner_parameters(self):

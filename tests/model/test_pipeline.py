@@ -90,6 +90,28 @@ def test_a_model_with_the_pixel_view_reads_its_given_frames_pixels(tiny_pipeline
     assert not np.array_equal(_run(pipe, "video2video")["frames"], asleep["video2video"])
 
 
+def test_with_the_adapter_the_pixel_view_leaves_every_sample_as_it_was(tiny_pipeline):
+    """With reason_adapter the pixel view is the questions' alone: the same weights with and without it (trained,
+    not at its zero start) sample the same frames and actions in every mode, seed for seed (the noise is drawn no
+    wider than what is denoised, though pixel-view tokens are wider)."""
+    from tests.model.helpers import random_heads, tiny_model
+
+    torch.manual_seed(0)
+    model = random_heads(tiny_model(tiny_config(pixel_cell=4, reason_adapter=4)))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("pixel_in.") or ".lora." in name:
+                p.normal_(0, 0.3)
+    blind = tiny_model(tiny_config(reason_adapter=4))
+    blind.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pixel_in.")})
+    p = tiny_pipeline
+    pipes = [Pipeline(m, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp32") for m in (model, blind)]
+    for mode in ("text2video", "video2video", "forward_dynamics", "inverse_dynamics"):
+        a, b = (_run(pipe, mode) for pipe in pipes)
+        assert np.array_equal(a["frames"], b["frames"]), mode
+        assert (a["actions"] is None and b["actions"] is None) or np.array_equal(a["actions"], b["actions"]), mode
+
+
 def test_64_pixel_frames(tiny_pipeline):
     out = tiny_pipeline.run("image2video", num_frames=9, context=random_frames(1, size=64), num_steps=STEPS)
     assert out["frames"].shape == (9, 64, 64, 3)

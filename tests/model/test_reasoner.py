@@ -354,6 +354,36 @@ def test_the_pixel_input_is_read_by_clean_vision_tokens_only_and_starts_at_zero(
     assert model.pixel_in[0].weight.grad.abs().sum() > 0
 
 
+@torch.no_grad()
+def test_with_the_adapter_only_questions_read_the_pixel_view():
+    """With reason_adapter, the pixel view belongs to the adapter's path: a question's answer reads its pixels, a
+    generator sample's given frames do not (its outputs and the context K/V stay exactly as without pixels)."""
+    from kinema.model.modes import plan_tokens
+
+    cfg = tiny_config(pixel_cell=4, reason_adapter=4)
+    model = tiny_model(cfg)
+    assert "pixel_in.0.weight" in dict(model.adapter_parameters())
+    for name, p in model.named_parameters():  # the adapter and pixel view trained
+        if ".lora." in name or name.startswith("pixel_in."):
+            p.normal_(0, 0.1)
+    vision = torch.randn(cfg.latent_channels, 3, 4, 4)
+    keys = torch.from_numpy(random_frames(9))[::4]
+    segs = lambda k: [("text", [4, 20]), ("vision", vision, 16.0, None, k), ("text", [22, 5])]  # noqa: E731
+    q, q_blind = (collate([build_interleaved(cfg, segs(k), scored={2})]) for k in (keys, None))
+    at = q.kind == TEXT
+    logits = lambda b: model(b, torch.zeros(b.kind.shape), text_at=at)[1]  # noqa: E731
+    assert not torch.allclose(logits(q), logits(q_blind))
+    assert not torch.allclose(model.reason_states(q)[0], model.reason_states(q_blind)[0])
+    streams = dict(vision=vision, fps=16.0, audio=None, actions=None, domain=None)
+    g, g_blind = (plan_tokens(cfg, "video2video", dict(streams, keys=k), k=2) for k in (keys, None))
+    assert not torch.equal(g.value, g_blind.value)  # the given frames do carry their pixels ...
+    level = torch.full(collate([g]).kind.shape, 0.5)
+    assert torch.equal(model(collate([g]), level), model(collate([g_blind]), level))  # ... the generator reads none
+    ctx, ctx_blind = (model.encode_context(collate([s.select(~s.gen)])) for s in (g, g_blind))
+    for a, b in zip(ctx.layers, ctx_blind.layers):
+        assert torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+
+
 def test_a_generator_sample_gives_its_given_frames_pixels_and_its_generated_frames_none():
     from kinema.model.modes import plan_tokens
     from kinema.model.sequence import build, pixel_patches

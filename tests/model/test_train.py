@@ -198,18 +198,24 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     raw4, state4 = load_pretrained(tmp_path / "pix" / "final")
     assert raw4["model"]["pixel_cell"] == 4 and state4["pixel_in.0.weight"].shape == (64, 3 * 4 * 4)
     assert state4["pixel_in.2.weight"].float().abs().sum() > 0  # trained away from its zero start
-    # the reasoner's adapter: refused without questions only; then it starts at zero, trains, and nothing the
-    # generator reads moves (state4 is the init: the pixel run's final)
+    # the reasoner's adapter: refused without questions only, and on a checkpoint whose generator reads the pixel
+    # view; then it starts at zero with a new pixel view of its own, both train, and nothing the generator reads
+    # moves (the init: the first run's final)
     assert main(["train", *common, "--reason-weight", "0.5", "--out", str(tmp_path / "y"), "--init",
-                 str(tmp_path / "pix" / "final"), "--reason-adapter", "4"]) == 2
+                 str(tmp_path / "run" / "final"), "--reason-adapter", "4"]) == 2
     assert "--reason-weight 1" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert main(["train", *common, "--reason-weight", "1", "--out", str(tmp_path / "y"), "--init",
+                 str(tmp_path / "pix" / "final"), "--reason-adapter", "4"]) == 2
+    assert "pixel view is read by its generator" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert main(["train", *common, "--reason-weight", "1", "--out", str(tmp_path / "ada"), "--init",
-                 str(tmp_path / "pix" / "final"), "--reason-adapter", "4", "--steps", "2", "--lr", "1e-2",
-                 "--ema-decay", "0"]) == 0
-    assert "the reasoner's adapter (reason_adapter) is not in the checkpoint" in capsys.readouterr().out
+                 str(tmp_path / "run" / "final"), "--reason-adapter", "4", "--reason-pixels", "4", "--steps", "2",
+                 "--lr", "1e-2", "--ema-decay", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "the reasoner's adapter (reason_adapter) is not in the checkpoint" in out and "pixel view, " in out
     raw5, state5 = load_pretrained(tmp_path / "ada" / "final")
-    assert raw5["model"]["reason_adapter"] == 4
+    assert raw5["model"]["reason_adapter"] == 4 and raw5["model"]["pixel_cell"] == 4
     assert state5["backbone.layers.0.und.lora.qkv.A"].shape == (4, 64)
-    assert state5["backbone.layers.0.und.lora.qkv.B"].float().abs().sum() > 0  # trained away from its zero start
-    assert not torch.equal(state5["text_out.weight"], state4["text_out.weight"])
-    assert all(torch.equal(state5[k], v) for k, v in state4.items() if not k.startswith(("text_out.", "backbone.norm_und.")))
+    for k in ("backbone.layers.0.und.lora.qkv.B", "pixel_in.2.weight"):  # trained away from their zero start
+        assert state5[k].float().abs().sum() > 0, k
+    assert not torch.equal(state5["text_out.weight"], state["text_out.weight"])
+    assert all(torch.equal(state5[k], v) for k, v in state.items() if not k.startswith(("text_out.", "backbone.norm_und.")))
