@@ -21,7 +21,7 @@
 # weight still, so the generator needs no repair stage (its outputs are those of INIT, bit for bit).
 # Data: recipes/tokenizer_data.sh, recipes/world_model_data.sh, recipes/reasoner_data.sh. Each stage is resumable:
 # rerun after a kill. Then: python scripts/ship_world_model.py --run outputs/runs/world-model-ROUND-gen (colour: -joint;
-# adapter: outputs/runs/world-model-adapter2; adapter-pixels: outputs/runs/world-model-adapter-pixels2)
+# adapter: outputs/runs/world-model-adapter2; adapter-pixels: outputs/runs/world-model-adapter-pixels3)
 set -euo pipefail
 ROUND=${1:?usage: reasoner_post.sh count|targets|timing|pixels|colour|questions|adapter [kinema train flags...]}
 shift
@@ -59,7 +59,8 @@ case $ROUND in
   adapter) steps=3000 gen_steps=0 reason=(outputs/data/reason outputs/data/reason2 outputs/data/reason3) lr=5e-4
            p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2 extra=(--reason-adapter 64) ;;
   # the adapter gains the pixel view at 2x2-pixel cells (--reason-pixels 2), read by questions only, so the generator
-  # still stays as it was: 2,500 steps at lr 4e-4, data order seed 2 (49 min), then 1,500 at 2e-4, seed 3 (30 min)
+  # still stays as it was: 2,500 steps at lr 4e-4, data order seed 2 (49 min), then 1,500 at 2e-4, seed 3 (41 min),
+  # then 1,000 at 1e-4 (24 min, below)
   # (BENCHMARKS.md "The adapter reads pixels").
   adapter-pixels) steps=2500 gen_steps=0 reason=(outputs/data/reason outputs/data/reason2 outputs/data/reason3)
            lr=4e-4 seed=2 p_reason=1 weights=count=3,outcome=3,attribute=3,timing=2,plausibility=2
@@ -87,6 +88,11 @@ if [ -n "$base" ]; then  # the loss still fell: 1,500 more steps at half the rat
   $KINEMA train "${common[@]}" --lr $(python3 -c "print($lr / 2)") --reason-data "${reason[@]}" --reason-weight 1 \
     --reason-audio "${extra[@]}" --reason-task-weights $weights --init $RUNS/world-model-$ROUND/final \
     --out $RUNS/world-model-${ROUND}2 --steps 1500 --seed $(( ${seed:-0} + 1 )) "$@"
+fi
+if [ "$ROUND" = adapter-pixels ]; then  # a third stage at lr 1e-4, counting and plausibility drawn 4x (24 min)
+  $KINEMA train "${common[@]}" --lr 1e-4 --reason-data "${reason[@]}" --reason-weight 1 --reason-audio "${extra[@]}" \
+    --reason-task-weights count=4,outcome=3,attribute=2,timing=2,plausibility=4 \
+    --init $RUNS/world-model-adapter-pixels2/final --out $RUNS/world-model-adapter-pixels3 --steps 1000 --seed 4 "$@"
 fi
 [ "$gen_steps" = 0 ] && exit 0
 $KINEMA train "${common[@]}" --lr 1e-4 --init $RUNS/world-model-$ROUND/final --out $RUNS/world-model-$ROUND-gen \
