@@ -131,6 +131,19 @@ def to_json(obj) -> str:
     return json.dumps(obj, default=default)
 
 
+def kinema_columns(ep: Episode) -> dict:
+    """An episode's kinema/* metadata columns (JSON strings), as its row in meta/episodes holds them."""
+    return {
+        "kinema/caption": to_json(ep.caption),
+        "kinema/qa": to_json(ep.qa),
+        "kinema/objects": to_json(ep.objects_info),
+        "kinema/contacts": to_json(ep.contacts),
+        "kinema/info": to_json(ep.info),
+        "kinema/seed": to_json(ep.seed),
+        "kinema/scenario": to_json(ep.scenario),
+    }
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary sibling path to write; on success it is fsynced and
@@ -483,14 +496,8 @@ class _FileWriter:
         for feat, st in stats.items():
             for name, value in st.items():
                 row[f"stats/{feat}/{name}"] = value.tolist() if name == "count" else np.asarray(value, np.float64).tolist()
+        row.update(kinema_columns(ep))
         row.update({
-            "kinema/caption": to_json(ep.caption),
-            "kinema/qa": to_json(ep.qa),
-            "kinema/objects": to_json(ep.objects_info),
-            "kinema/contacts": to_json(ep.contacts),
-            "kinema/info": to_json(ep.info),
-            "kinema/seed": to_json(ep.seed),
-            "kinema/scenario": to_json(ep.scenario),
             "kinema/masks/chunk_index": self.chunk,
             "kinema/masks/file_index": self.file,
             "kinema/audio/chunk_index": self.chunk,

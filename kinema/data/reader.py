@@ -6,6 +6,10 @@ S state dims, A action dims, N audio samples.
   EpisodeStore(root)      random access to whole episodes: `.episode(i)`
                           restores every stream written (an `Episode`), exact
                           with the lossless codec.
+  EpisodeList(episodes, name)  the same reading interface over episodes in
+                          memory: a run that simulates and trains at once
+                          (scripts/simulate_reason_latents.py) needs no
+                          dataset on disk and no video codec.
   ClipDataset(root, T)    a torch Dataset over every clip of T consecutive
                           frames inside one episode (a clip starts every
                           `stride` frames); items are dicts of tensors.
@@ -34,6 +38,7 @@ from kinema.data.lerobot import (
     extrinsics_key,
     image_key,
     intrinsics_key,
+    kinema_columns,
     load_episodes_meta,
     load_info,
     load_tasks,
@@ -202,6 +207,57 @@ class EpisodeStore:
 
     def caption(self, i: int) -> str:
         return json.loads(self._row(i)["kinema/caption"])
+
+
+class EpisodeList:
+    """Episodes in memory behind EpisodeStore's interface (`len`, `meta`, `cameras`, `fps`, `read`, `episode`):
+    `read` gives what the store gives for the same episodes written and read back (the codec is lossless), and a
+    meta row holds the same kinema/* columns. `name` stands in for the dataset folder (shard names)."""
+
+    def __init__(self, episodes, name: str):
+        self.episodes = list(episodes)
+        if not self.episodes:
+            raise ValueError(f"EpisodeList {name!r}: no episodes")
+        first = self.episodes[0]
+        for i, ep in enumerate(self.episodes):
+            if ep.cameras != first.cameras or ep.fps != first.fps:
+                raise ValueError(f"EpisodeList {name!r}: episode {i} has cameras {ep.cameras} at {ep.fps} fps, "
+                                 f"episode 0 {first.cameras} at {first.fps} fps; a dataset holds one of each")
+        self.root = Path(name)
+        self.fps, self.cameras, self.sample_rate = float(first.fps), list(first.cameras), int(first.sample_rate)
+        self.meta = [{"episode_index": i, "tasks": [ep.task], "length": ep.length, **kinema_columns(ep)}
+                     for i, ep in enumerate(self.episodes)]
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __repr__(self) -> str:
+        return f"EpisodeList({str(self.root)!r}, episodes={len(self)}, cameras={self.cameras})"
+
+    def read(self, i: int, *, cameras=None, frames: bool = True, masks: bool = True, audio: bool = True) -> dict:
+        """As EpisodeStore.read."""
+        ep = self.episodes[i]
+        cameras = self.cameras if cameras is None else list(cameras)
+        unknown = [c for c in cameras if c not in self.cameras]
+        if unknown:
+            raise ValueError(f"cameras {unknown} are not in {self.root}; it has {self.cameras}")
+        T = ep.length
+        out = {"state": np.asarray(ep.state, np.float32).reshape(T, -1),
+               "action": np.asarray(ep.action, np.float32).reshape(T, -1),
+               "objects": np.asarray(ep.objects, np.float64).reshape(T, -1, len(OBJECT_STATE))}
+        for cam in cameras:
+            out[f"intrinsics/{cam}"] = np.asarray(ep.intrinsics[cam], np.float64)
+            out[f"extrinsics/{cam}"] = np.asarray(ep.extrinsics[cam], np.float64)
+            if frames:
+                out[f"frames/{cam}"] = np.asarray(ep.frames[cam], np.uint8)
+            if masks:
+                out[f"masks/{cam}"] = np.asarray(ep.masks[cam], np.uint8)
+        if audio:
+            out["audio"], out["sample_rate"] = np.asarray(ep.audio, np.float32), int(ep.sample_rate)
+        return out
+
+    def episode(self, i: int) -> Episode:
+        return self.episodes[i]
 
 
 class ClipDataset(torch.utils.data.Dataset):

@@ -119,22 +119,36 @@ def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibi
 def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, batch: int = 8,
                          progress: bool = True) -> list[Path]:
     """Encode every dataset's clips (and, given audio_tokenizer, their sound) and keep their keyframes; a shard
-    built without sound is built again when sound is asked for."""
-    from kinema.data.reader import EpisodeStore
+    built without sound is built again when sound is asked for. A root may also be an EpisodeList (episodes in
+    memory: its shard is named after it) or a folder of shards built before (taken as they are). The tokenizers
+    encode on the device their weights are on."""
+    from kinema.data.reader import EpisodeList, EpisodeStore
     from kinema.tokenize.data import to_model
 
-    jobs = dataset_shards(roots, out)
+    roots = [roots] if isinstance(roots, (str, Path, EpisodeList)) else list(roots)
+    jobs, built = [], []
+    out = Path(out)
+    for r in roots:
+        if isinstance(r, EpisodeList):
+            out.mkdir(parents=True, exist_ok=True)
+            jobs.append((r, out / f"{r.root.name}.safetensors"))
+        elif (made := latent_shards(r, audio=audio_tokenizer is not None)) is not None:
+            built += made
+        else:
+            jobs += dataset_shards(r, out)
+    dev = next(video_tokenizer.parameters()).device
     for root, path in tqdm(jobs, desc="reasoner latents", unit="set", disable=not progress):
         if shard_complete(path, audio_tokenizer is not None):
             continue
-        store = EpisodeStore(root)
+        store = root if isinstance(root, EpisodeList) else EpisodeStore(root)
         labels = {json.loads(r["kinema/info"])["plausible"] for r in store.meta}
         latents, meta, pending, sounds, keys, at = [], [], [], [], [], 0
 
         def flush():
             if pending:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    latents.append(video_tokenizer.encode(torch.stack([to_model(f) for f in pending])).float().half())
+                with torch.autocast(dev.type, dtype=torch.bfloat16):
+                    clips = torch.stack([to_model(f) for f in pending]).to(dev)
+                    latents.append(video_tokenizer.encode(clips).float().half().cpu())
                 pending.clear()
 
         for i in range(len(store)):
@@ -147,9 +161,10 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
                 if a["sample_rate"] != sr:
                     raise ValueError(f"{root}: episode {i} has sound at {a['sample_rate']} Hz; the audio tokenizer "
                                      f"takes {sr} Hz")
-                wav = torch.from_numpy(a["audio"]).clamp(-1, 1)[None]
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    z = audio_tokenizer.encode(wav)[0].float().half()  # [Ca, Na] of the whole episode
+                adev = next(audio_tokenizer.parameters()).device
+                wav = torch.from_numpy(a["audio"]).clamp(-1, 1)[None].to(adev)
+                with torch.autocast(adev.type, dtype=torch.bfloat16):
+                    z = audio_tokenizer.encode(wav)[0].float().half().cpu()  # [Ca, Na] of the whole episode
                 sounds.append(z)
                 sound, at = [at, z.shape[1]], at + z.shape[1]
             for cam in store.cameras:
@@ -170,8 +185,22 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
             tensors["audio"] = torch.cat(sounds, 1).contiguous()
             extra["audio_rate"] = audio_tokenizer.cfg.frame_rate
         save_tensors(path, tensors)
-        write_json(path.with_suffix(".json"), {"dataset": str(root), **extra, "clips": meta})
-    return [path for _, path in jobs]
+        write_json(path.with_suffix(".json"), {"dataset": str(store.root), **extra, "clips": meta})
+    return built + [path for _, path in jobs]
+
+
+def latent_shards(folder, audio: bool = False) -> list[Path] | None:
+    """The reasoner shards in `folder` when it is a folder of them (the reason_latents of a run, carried to a
+    machine without the simulator or a video codec), else None. Each must be complete (with sound if asked)."""
+    folder = Path(folder)
+    found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not found or (folder / "meta" / "info.json").exists():
+        return None
+    for path in found:
+        if not shard_complete(path, audio) or "clips" not in read_json(path.with_suffix(".json")):
+            raise ValueError(f"{folder}: {path.name} is not a complete reasoner shard (tensors + JSON with clips"
+                             f"{', with sound' if audio else ''})")
+    return found
 
 
 def load_reason_shards(shards):

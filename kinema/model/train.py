@@ -115,6 +115,10 @@ def train(args) -> Path:
         raise ValueError("--reason-adapter trains only the reasoner's adapter of an existing checkpoint (the generator "
                          f"stays still): give --init and --reason-weight 1 (got init={args.init!r}, reason weight "
                          f"{args.reason_weight})")
+    if not args.data and not (args.init and args.reason_weight == 1 and args.reason_data):
+        raise ValueError("--data may be left out only when training on questions alone from a checkpoint: give --init, "
+                         f"--reason-weight 1 and --reason-data (got init={args.init!r}, reason weight "
+                         f"{args.reason_weight}, reason data {args.reason_data})")
     out = Path(args.out)
     pixels = getattr(args, "reason_pixels", 0)
     config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False),
@@ -146,8 +150,14 @@ def train(args) -> Path:
             write_json(out / "model_config.json", model_cfg)
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
-        shards, text, cfg = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer, args.stride,
-                                    progress=show)
+        if args.data:
+            shards, text, cfg = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer,
+                                        args.stride, progress=show)
+        else:  # questions only: the checkpoint's config and text tokenizer, copied in above
+            from kinema.tokenize.text import TextTokenizer
+
+            shards, text = [], TextTokenizer.load(out / "text")
+            cfg = WorldModelConfig.from_dict(read_json(out / "model_config.json"))
         reason = None
         if args.reason_weight > 0:  # the reasoner's questions, on every training dataset plus the twin datasets
             from kinema.model.reason_data import build_reason_latents
@@ -166,19 +176,21 @@ def train(args) -> Path:
         if (rank == 0) == (turn == 0):
             shards, text, config, reason_shards = setup(show=rank == 0)
         barrier()
-    dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout, mixture=args.mixture,
-                        mode_weights=mode_weights)
-    print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
+    dataset = None
+    if shards:
+        dataset = ClipTasks(shards, config, text, cond_dropout=args.cond_dropout, mixture=args.mixture,
+                            mode_weights=mode_weights)
+        print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
     if reason_shards is not None:
         from kinema.model.reason_data import JointTasks, ReasonTasks
 
         reason = ReasonTasks(reason_shards, config, text, task_weights=task_weights)
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
-        dataset = JointTasks(dataset, reason, args.reason_weight)
+        dataset = reason if dataset is None else JointTasks(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                      lr=args.lr, warmup=args.warmup, dtype=args.dtype, device=args.device, seed=args.seed,
                      ckpt_every=args.ckpt_every, log_every=args.log_every, ema_decay=args.ema_decay,
-                     sharding=args.sharding)
+                     sharding=args.sharding, num_workers=args.workers)
     torch.manual_seed(tc.seed)
     model = WorldModel(config)
     if args.init:
@@ -232,7 +244,9 @@ def parse_weights(spec: str | None, flag: str = "--reason-task-weights", what: s
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train the world model on episodes (a mixture of every mode)")
     p.add_argument("--preset", default="small", help="tiny | small | base | large")
-    p.add_argument("--data", nargs="+", required=True, help="folders holding datasets (kinema worlds generate)")
+    p.add_argument("--data", nargs="*", default=[],
+                   help="folders holding datasets (kinema worlds generate); may be left out when training on questions "
+                        "alone (--reason-weight 1) from --init")
     p.add_argument("--out", default="outputs/runs/world-model")
     p.add_argument("--video-tokenizer", default="checkpoints/tokenizer-cv4x8x8")
     p.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio")
@@ -261,7 +275,8 @@ def add_parser(sub) -> None:
                         "text head) alone: the reasoner learns, every generator output stays exactly as it was "
                         "(use with --init and --reason-weight 1)")
     p.add_argument("--reason-data", nargs="*", default=None,
-                   help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator)")
+                   help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator); "
+                        "a folder of reasoner shards built before (a run's reason_latents) is taken as it is")
     p.add_argument("--reason-weight", type=float, default=0.5,
                    help="probability that a sample is a reasoner question (0: generator only)")
     p.add_argument("--reason-task-weights", default=None,
@@ -280,6 +295,8 @@ def add_parser(sub) -> None:
                    help="under torchrun: ddp replicates the model on every rank, fsdp shards weights, grads "
                         "and AdamW state (FSDP2, for base/large); one process trains unsharded either way")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that build batches beside training (0: in the training process; a GPU wants some)")
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--log-every", type=int, default=25)
     p.set_defaults(func=train)

@@ -34,6 +34,8 @@ the same command runs on a laptop.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -162,9 +164,12 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def to_device(batch, device: torch.device):
-    """Move every tensor in a (nested dict / list / tuple) batch to `device`."""
+    """Move every tensor in a (nested dict / list / tuple / dataclass) batch to `device`."""
     if torch.is_tensor(batch):
         return batch.to(device, non_blocking=True)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{f.name: to_device(getattr(batch, f.name), device)
+                                             for f in dataclasses.fields(batch) if f.init})
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):

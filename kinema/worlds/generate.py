@@ -57,15 +57,20 @@ def _check_args(scenario, episodes, size, out):
         raise ValueError(f"cannot write to output directory {out}: {e.strerror or e}") from e
 
 
-def _simulate(job) -> str:
-    """Worker: simulate one planned episode into its staging file."""
-    index, item, plan, path = job
+def simulate_item(item: dict, plan: dict) -> Episode:
+    """One planned episode (an item of make_plan's plan)."""
     from kinema.worlds.rollout import rollout  # imported here: spawn workers start clean
 
     ep = rollout(get_world(plan["scenario"]), item["seed"], size=plan["size"], fps=plan["fps"],
                  frames=plan["frames"], policy=plan["policy"], violation=item["violation"])
     ep.info["twin_of"] = item["twin_of"]
-    ep.save(path)
+    return ep
+
+
+def _simulate(job) -> str:
+    """Worker: simulate one planned episode into its staging file."""
+    index, item, plan, path = job
+    simulate_item(item, plan).save(path)
     return path
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kinema.data.lerobot import DatasetError, validate_dataset, write_dataset
-from kinema.data.reader import ClipDataset, EpisodeStore
+from kinema.data.reader import ClipDataset, EpisodeList, EpisodeStore
 
 from .conftest import assert_episode_equal, make_episode
 
@@ -29,6 +29,25 @@ def test_store_round_trip_fractional_fps_one_file(tmp_path):
     store = EpisodeStore(tmp_path / "ds")
     for i, want in enumerate(eps):
         assert_episode_equal(store.episode(i), want)
+
+
+def test_episode_list_reads_as_the_store_of_the_same_episodes(dataset, episodes):
+    store, mem = EpisodeStore(dataset), EpisodeList(episodes, "in-memory")
+    assert (len(mem), mem.cameras, mem.fps, mem.sample_rate) == (len(store), store.cameras, store.fps, store.sample_rate)
+    for i in range(len(store)):
+        want, got = store.read(i), mem.read(i)
+        assert sorted(got) == sorted(want)
+        for k, v in want.items():
+            assert np.array_equal(got[k], v) and np.asarray(got[k]).dtype == np.asarray(v).dtype, k
+        assert {k: v for k, v in store.meta[i].items() if k.startswith("kinema/") and "/" not in k[7:]} == \
+            {k: v for k, v in mem.meta[i].items() if k.startswith("kinema/")}
+        assert (mem.meta[i]["tasks"], mem.meta[i]["length"]) == (store.meta[i]["tasks"], store.meta[i]["length"])
+    assert sorted(mem.read(0, cameras=["top"], frames=False, masks=False, audio=False)) == \
+        sorted(store.read(0, cameras=["top"], frames=False, masks=False, audio=False))
+    with pytest.raises(ValueError, match=r"cameras \['side'\] are not in in-memory"):
+        mem.read(0, cameras=["side"])
+    with pytest.raises(ValueError, match="no episodes"):
+        EpisodeList([], "empty")
 
 
 def test_unfinished_dataset_error(dataset, tmp_path):

@@ -165,3 +165,33 @@ def test_task_weights_draw_a_task_more_often(monkeypatch):
     torch.manual_seed(0)
     timing = np.mean([bool((joint[0].target == when).any()) for _ in range(600)])
     assert 0.44 < timing < 0.56  # 3 / (3 + 3) of the draws, against 1 / 4 unweighted
+
+
+def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
+    """The GPU data path (scripts/simulate_reason_latents.py: simulate, then encode an EpisodeList) builds the shard
+    `kinema train` builds from the same episodes written as a dataset; a folder of built shards is taken as it is."""
+    from kinema.data.lerobot import write_dataset
+    from kinema.data.reader import EpisodeList
+    from kinema.model.reason_data import build_reason_latents, latent_shards
+    from kinema.tokenize.load import load_tokenizer
+    from kinema.train.checkpoint import load_tensors, read_json
+    from kinema.worlds.generate import make_plan, simulate_item
+
+    plan = make_plan("free_fall", 2, 0, 32, None, 17, True, "expert")
+    eps = [simulate_item(item, plan) for item in plan["items"]]
+    write_dataset(tmp_path / "data" / "free_fall-twins", eps, progress=False)
+    video = load_tokenizer("checkpoints/tokenizer-cv4x8x8", "video_tokenizer")
+    audio = load_tokenizer("checkpoints/tokenizer-audio", "audio_tokenizer")
+    [disk] = build_reason_latents(tmp_path / "data", tmp_path / "a", video, audio, progress=False)
+    [mem] = build_reason_latents([EpisodeList(eps, "free_fall-twins")], tmp_path / "b", video, audio, progress=False)
+    want, got = load_tensors(disk), load_tensors(mem)
+    assert sorted(got) == sorted(want) == ["audio", "keyframes", "vision"]
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    a, b = read_json(disk.with_suffix(".json")), read_json(mem.with_suffix(".json"))
+    assert {**a, "dataset": None} == {**b, "dataset": None}
+    assert any(q["type"] == "plausibility" for c in b["clips"] for q in c["questions"])
+    assert latent_shards(tmp_path / "b", audio=True) == [mem] and latent_shards(tmp_path / "data") is None
+    assert build_reason_latents([tmp_path / "b"], tmp_path / "c", video, audio, progress=False) == [mem]
+    (tmp_path / "b" / "free_fall-twins.json").unlink()
+    with pytest.raises(ValueError, match="not a complete reasoner shard"):
+        latent_shards(tmp_path / "b")

@@ -219,3 +219,17 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
         assert state5[k].float().abs().sum() > 0, k
     assert not torch.equal(state5["text_out.weight"], state["text_out.weight"])
     assert all(torch.equal(state5[k], v) for k, v in state.items() if not k.startswith(("text_out.", "backbone.norm_und.")))
+    # questions alone need no datasets: the adapter run's reasoner shards, carried as a folder, are taken as they are
+    # (a GPU machine without the simulator or a video codec trains from them); without --init that is refused
+    bare = [a for a in common if a not in ("--data", str(data))]
+    assert main(["train", *bare, "--reason-weight", "1", "--reason-data", str(tmp_path / "ada" / "reason_latents"),
+                 "--out", str(tmp_path / "z")]) == 2
+    assert "--data may be left out only" in capsys.readouterr().err and not (tmp_path / "z").exists()
+    assert main(["train", *bare, "--reason-weight", "1", "--reason-data", str(tmp_path / "ada" / "reason_latents"),
+                 "--out", str(tmp_path / "carried"), "--init", str(tmp_path / "ada" / "final"), "--reason-adapter",
+                 "4", "--reason-pixels", "4", "--steps", "2", "--lr", "1e-2", "--ema-decay", "0"]) == 0
+    assert f"{len(clips)} clips" in capsys.readouterr().out
+    assert not list((tmp_path / "carried").glob("*latents/*.safetensors"))  # nothing encoded again
+    _, state6 = load_pretrained(tmp_path / "carried" / "final")
+    assert not torch.equal(state6["backbone.layers.0.und.lora.qkv.B"], state5["backbone.layers.0.und.lora.qkv.B"])
+    assert all(torch.equal(state6[k], v) for k, v in state.items() if not k.startswith(("text_out.", "backbone.norm_und.")))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -183,3 +184,17 @@ def test_bad_setups_fail_early(tmp_path):
         Trainer(ToyMLP(), mse_loss, ToyRegression(), toy_config(tmp_path), {"f": object()}, kind="toy")
     with pytest.raises(ValueError, match="not fp32"):
         Trainer(ToyMLP().bfloat16(), mse_loss, ToyRegression(), toy_config(tmp_path), {}, kind="toy")
+
+
+def test_to_device_moves_every_tensor_of_a_batch_dataclasses_too():
+    """The world model's batches are Tokens dataclasses: a trainer on a GPU must move their tensors too (the meta
+    device stands in for one here)."""
+    from kinema.model.sequence import Tokens
+    from kinema.train.trainer import to_device
+
+    names = [f.name for f in dataclasses.fields(Tokens)]
+    tok = Tokens(**{n: torch.zeros(2, 3) for n in names})
+    moved = to_device({"batch": [tok, (torch.ones(1), 3)]}, torch.device("meta"))
+    assert isinstance(moved["batch"][0], Tokens) and all(getattr(moved["batch"][0], n).is_meta for n in names)
+    assert moved["batch"][1][0].is_meta and moved["batch"][1][1] == 3
+    assert not tok.kind.is_meta  # the original is left as it was

@@ -1,0 +1,108 @@
+"""Simulate episodes and encode them straight into the reasoner's latent shards, with no dataset on disk.
+
+    python scripts/simulate_reason_latents.py --out RUN/shards --workers 15 --device cuda \
+        free_fall:48:0 push:48:3:random dominoes:24:4:twins ...
+
+Each SET is SCENARIO:EPISODES:SEED, optionally :twins (each episode and its implausible twin, as
+`kinema worlds generate --twins`) or :random (the random arm policy). The episodes are exactly those `kinema
+worlds generate` makes with the same arguments (64x64, the world's own fps and length), and each set's shard holds
+what `kinema train` builds from that dataset (kinema.model.reason_data.build_reason_latents over an EpisodeList),
+so `kinema train --reason-data OUT` trains on them as they are. This is the reasoner's data path for a GPU machine
+that has MuJoCo but neither a video codec nor room for the datasets: simulation runs in parallel worker processes
+while the main process encodes the finished sets on the device.
+
+Resumable: a set whose shard is complete is skipped. With --deadline, no set starts after that many seconds (the
+sets finished by then are kept; the others are listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tqdm import tqdm  # noqa: E402
+
+from kinema.model.data import shard_complete  # noqa: E402
+from kinema.worlds.generate import make_plan, simulate_item  # noqa: E402
+from kinema.worlds.registry import get_world  # noqa: E402
+
+
+def parse_set(spec: str) -> dict:
+    parts = spec.split(":")
+    try:
+        scenario, episodes, seed = parts[0], int(parts[1]), int(parts[2])
+        kind = parts[3] if len(parts) > 3 else "expert"
+        if len(parts) > 4 or kind not in ("expert", "twins", "random"):
+            raise ValueError
+        get_world(scenario)
+    except (IndexError, ValueError, KeyError) as e:
+        raise SystemExit(f"set {spec!r}: expected SCENARIO:EPISODES:SEED[:twins|:random] with a known scenario ({e})")
+    twins = kind == "twins"
+    plan = make_plan(scenario, episodes, seed, 64, None, None, twins, "random" if kind == "random" else "expert")
+    return dict(name=f"{scenario}-{kind}-s{seed}", plan=plan)
+
+
+def _simulate(job):
+    """Worker: one episode, its masks dropped (the reasoner does not read them)."""
+    s, i, item, plan = job
+    ep = simulate_item(item, plan)
+    ep.masks = {}
+    return s, i, ep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sets", nargs="+", metavar="SET")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--device", default="cpu", help="where the tokenizers encode (cpu, cuda)")
+    ap.add_argument("--video-tokenizer", default="checkpoints/tokenizer-cv4x8x8")
+    ap.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio")
+    ap.add_argument("--deadline", type=float, default=None, help="seconds after which no set starts")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    sets = [parse_set(s) for s in args.sets]  # bad specs fail before any compute
+    args.out.mkdir(parents=True, exist_ok=True)
+    todo = [k for k, s in enumerate(sets) if not shard_complete(args.out / f"{s['name']}.safetensors", True)]
+
+    from kinema.data.reader import EpisodeList
+    from kinema.model.reason_data import build_reason_latents
+    from kinema.tokenize.load import load_tokenizer
+
+    video = load_tokenizer(args.video_tokenizer, "video_tokenizer", args.device)
+    audio = load_tokenizer(args.audio_tokenizer, "audio_tokenizer", args.device)
+    pending = {k: [None] * len(sets[k]["plan"]["items"]) for k in todo}
+    left = {k: len(v) for k, v in pending.items()}
+    jobs = [(k, i, item, sets[k]["plan"]) for k in todo for i, item in enumerate(sets[k]["plan"]["items"])]
+    started, cut = set(), None
+    bar = tqdm(total=len(jobs), desc="simulate", unit="ep")
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        for k, i, ep in pool.imap_unordered(_simulate, jobs):
+            bar.update()
+            started.add(k)
+            pending[k][i] = ep
+            left[k] -= 1
+            if left[k] == 0:  # a whole set: encode it while the workers simulate the next ones
+                store = EpisodeList(pending.pop(k), sets[k]["name"])
+                build_reason_latents([store], args.out, video, audio, batch=64, progress=False)
+                bar.write(f"{sets[k]['name']}: {len(store)} episodes encoded ({time.perf_counter() - t0:.0f} s)")
+            if cut is None and args.deadline and time.perf_counter() - t0 > args.deadline:
+                cut = set(started)  # past the deadline: finish the sets begun, start no other
+            if cut is not None and not cut & pending.keys():
+                break
+        pool.terminate()
+    bar.close()
+    missing = [sets[k]["name"] for k in pending]
+    done = len(sets) - len(missing)
+    print(f"{done} of {len(sets)} sets in {args.out} after {time.perf_counter() - t0:.0f} s"
+          + (f"; not made (deadline): {', '.join(missing)}" if missing else ""))
+
+
+if __name__ == "__main__":
+    main()
