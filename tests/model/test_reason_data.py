@@ -195,3 +195,33 @@ def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
     (tmp_path / "b" / "free_fall-twins.json").unlink()
     with pytest.raises(ValueError, match="not a complete reasoner shard"):
         latent_shards(tmp_path / "b")
+
+
+def test_simulate_reason_latents_script_makes_shards_train_reads(tmp_path):
+    """scripts/simulate_reason_latents.py end to end on one tiny set: a complete shard with sound and the world's
+    questions, skipped when run again; a bad set is refused before any compute."""
+    import subprocess
+    import sys
+
+    from kinema.model.data import shard_complete
+    from kinema.model.reason_data import latent_shards
+    from kinema.train.checkpoint import read_json
+
+    script = ["scripts/simulate_reason_latents.py", "--out", str(tmp_path), "--workers", "1"]
+    run = subprocess.run([sys.executable, *script, "free_fall:1:0:twins"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "1 of 1 sets" in run.stdout
+    [shard] = latent_shards(tmp_path, audio=True)
+    assert shard.name == "free_fall-twins-s0.safetensors" and shard_complete(shard, True)
+    clips = read_json(shard.with_suffix(".json"))["clips"]
+    assert len(clips) == 2 * 4 and {q["type"] for c in clips for q in c["questions"]} >= {"count", "plausibility"}
+    again = subprocess.run([sys.executable, *script, "free_fall:1:0:twins"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "encoded" not in again.stdout  # complete: skipped
+    # past the deadline the sets begun are finished and no other starts (one worker takes the jobs in order)
+    cut = subprocess.run([sys.executable, *script, "--deadline", "0.001", "tilted_slope:1:0:twins", "u_slope:1:0"],
+                         capture_output=True, text=True, timeout=300)
+    assert cut.returncode == 0 and "not made (deadline): u_slope-expert-s0" in cut.stdout, cut.stdout
+    assert sorted(p.name for p in latent_shards(tmp_path)) == ["free_fall-twins-s0.safetensors",
+                                                                "tilted_slope-twins-s0.safetensors"]
+    bad = subprocess.run([sys.executable, *script, "free_fall:x:0"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "SCENARIO:EPISODES:SEED" in bad.stderr

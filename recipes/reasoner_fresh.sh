@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The reasoner's fresh-episode rounds: new episodes, simulated and encoded in memory by
+# scripts/simulate_reason_latents.py (no datasets on disk, no video codec: all a GPU machine with MuJoCo needs),
+# then the adapter of the checkpoint before it trained on their questions alone, so every generator output stays
+# as it was (the same --reason-adapter 64 --reason-pixels 2 as recipes/reasoner_post.sh adapter-pixels).
+#
+#   bash recipes/reasoner_fresh.sh gpu   # on a CUDA machine, from the weights of git bc0c687 (shipped in 4320155)
+#   bash recipes/reasoner_fresh.sh cpu   # on this CPU, from the gpu round's weights (git 4320155)
+#
+# gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
+#   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
+#   questions; then 2,341 steps of 128 questions at lr 4e-4 in 230 s (0.089 s a step). DEVICE=cpu runs it here in
+#   about 7 hours, nearly all training.
+# cpu: seeds 13-17 on this 2-core CPU: 407 s to simulate and encode 2,016 episodes (2 workers), then 1,300 steps of
+#   32 questions at lr 1.5e-4 (35 min at 1.6 s a step).
+# Seeds 8-17 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
+# rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
+set -euo pipefail
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu [kinema train flags...]}
+shift
+KINEMA=${KINEMA:-kinema}
+PYTHON=${PYTHON:-python}
+case $ROUND in
+  gpu) seeds="8 9 10 11 12" table="8 10 12" base=bc0c687 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-15} LOADERS=${LOADERS:-14}
+       train=(--batch-size 128 --lr 4e-4 --warmup 100 --seed 5 --steps 2341) ;;
+  cpu) seeds="13 14 15 16 17" table="14 16" base=4320155 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       train=(--batch-size 32 --lr 1.5e-4 --warmup 50 --seed 6 --steps 1300) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu or cpu)" >&2; exit 2 ;;
+esac
+RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
+INIT=${INIT:-$RUN/init}
+sets=()
+for seed in $seeds; do
+  for w in dominoes free_fall gyroscope seesaw stable_stack tilted_slope u_slope unstable_stack; do
+    sets+=("$w:24:$seed:twins")  # each episode and its implausible twin
+  done
+  for t in $table; do
+    [ $t = $seed ] && for w in push pick_place stack; do
+      [ "$ROUND:$seed:$w" = gpu:12:stack ] || sets+=("$w:16:$seed")
+    done
+  done
+done
+if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started from, read from git
+  mkdir -p $INIT
+  for f in model.safetensors config.json tokenizer.json; do
+    git show $base:checkpoints/world-model-small/$f > $INIT/$f
+  done
+fi
+$PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
+$KINEMA train --preset small --reason-data $RUN/shards --reason-weight 1 --reason-audio --reason-adapter 64 \
+  --reason-pixels 2 --init $INIT --out $RUN --device $DEVICE --dtype bf16 --workers $LOADERS \
+  "${train[@]}" --log-every 10 --ckpt-every 100 \
+  --reason-task-weights count=4,outcome=5,attribute=2,timing=2,plausibility=4 "$@"
