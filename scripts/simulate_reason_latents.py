@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm  # noqa: E402
 
-from kinema.model.data import shard_complete  # noqa: E402
+from kinema.model.reason_data import shard_current  # noqa: E402
 from kinema.worlds.generate import make_plan, simulate_item  # noqa: E402
 from kinema.worlds.registry import get_world  # noqa: E402
 
@@ -49,11 +49,9 @@ def parse_set(spec: str) -> dict:
 
 
 def _simulate(job):
-    """Worker: one episode, its masks dropped (the reasoner does not read them)."""
+    """Worker: one episode (its masks tell which questions each camera can answer)."""
     s, i, item, plan = job
-    ep = simulate_item(item, plan)
-    ep.masks = {}
-    return s, i, ep
+    return s, i, simulate_item(item, plan)
 
 
 def main() -> None:
@@ -69,7 +67,7 @@ def main() -> None:
     t0 = time.perf_counter()
     sets = [parse_set(s) for s in args.sets]  # bad specs fail before any compute
     args.out.mkdir(parents=True, exist_ok=True)
-    todo = [k for k, s in enumerate(sets) if not shard_complete(args.out / f"{s['name']}.safetensors", True)]
+    todo = [k for k, s in enumerate(sets) if not shard_current(args.out / f"{s['name']}.safetensors", True)]
 
     from kinema.data.reader import EpisodeList
     from kinema.model.reason_data import build_reason_latents

@@ -19,6 +19,13 @@ simulator: the QA the worlds record (kinema.worlds.language) plus
   caption     "Describe what happens in the video."
 
 Plausibility is asked only in datasets that hold implausible twins (both answers).
+A recorded question is asked of a camera's clip only when the clip shows its
+answer (`answerable`): a count when every object shows MIN_PIXELS in some frame
+(the camera's masks; a stack seen from above shows its top box), which object
+lands first when no other lands within GROUND_GAP frames of it, a seesaw's lower
+end when the plank tips by MIN_TILT degrees. Shards record the version of these
+rules (QUESTIONS); a shard built under older ones has its questions made again
+from its episodes, its latents kept.
 Each question may carry `latent_frames`: the model sees only that many latent
 frames (the tokenizer is causal, so they equal the latents of the shorter clip).
 
@@ -45,7 +52,7 @@ from tqdm.auto import tqdm
 
 from kinema.model.data import dataset_shards, shard_complete
 from kinema.model.reasoner import reasoner_clip
-from kinema.model.sequence import audio_latent_frames, build_interleaved, keyframes, latent_frame_ends
+from kinema.model.sequence import audio_latent_frames, build_interleaved, keyframes, latent_frame_count, latent_frame_ends
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
 
 SKIP = {"final_position"}  # metric regression, not one of the reasoner's tasks
@@ -62,6 +69,11 @@ TASK_OF = {  # question type -> the task it is reported under (kinema eval reaso
 }
 AXES = (("forward", "backward"), ("left", "right"), ("up", "down"))
 STILL = 0.01  # m in 0.5 s: below this the hand "stays still"
+# A question is asked of a clip only when its answer can be seen in it (kinema eval reason scores the same set):
+MIN_PIXELS = 12  # count: every object shows at least this many pixels (masks) in some frame of the camera's clip
+GROUND_GAP = 2  # first_to_ground: the first object lands at least this many clip frames before any other
+MIN_TILT = 2.0  # degrees: a seesaw whose plank ends flatter than this has no lower end to see
+QUESTIONS = 2  # the version of these rules, kept in every shard (older shards have their questions made again)
 
 
 def _display(o: dict) -> str:
@@ -70,16 +82,46 @@ def _display(o: dict) -> str:
     return display(o)
 
 
+def answerable(q: dict, objects: list[dict], info: dict, contacts: list[dict], masks, fps: float) -> bool:
+    """Whether the answer to a recorded question can be seen in the clip (masks: the camera's object ids over the
+    clip's frames uint8 [n, H, W], or None: not known, so kept). Counts need every object in view (a stack seen
+    from above shows its top box), which object lands first needs landings frames apart (at 16 fps two that land
+    35 ms apart land between the same two frames), and a seesaw's lower end needs a plank that tips."""
+    ids = [o["id"] for o in objects if o["kind"] in ("dynamic", "articulated")]
+    if q["type"] in ("count", "count_fallen") and masks is not None:
+        shown = (masks[..., None] == np.asarray(ids, masks.dtype)).sum((1, 2)).max(0)
+        return bool((shown >= MIN_PIXELS).all())
+    if q["type"] == "first_to_ground":
+        floor = {o["id"] for o in objects if o["kind"] == "static" and o["shape"] == "plane"}
+        first: dict[int, float] = {}
+        for ev in contacts:
+            if not ev.get("resting", False) and (ev["a"] in floor) != (ev["b"] in floor):
+                first.setdefault(ev["b"] if ev["a"] in floor else ev["a"], ev["time"])
+        times = sorted(first.values())
+        if not times or (len(times) > 1 and times[1] - times[0] < GROUND_GAP / fps):
+            return False
+        if masks is not None:
+            hitter = min(first, key=first.get)
+            return bool((masks == hitter).sum((1, 2)).max() >= MIN_PIXELS)
+    if "plank_angle_deg" in info.get("outcome", {}) and q["type"] == "outcome":
+        return abs(info["outcome"]["plank_angle_deg"]) >= MIN_TILT
+    return True
+
+
 def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibility: bool,
-              window: int = 33) -> list[dict]:
+              window: int = 33, masks=None) -> list[dict]:
     """One episode's questions (deterministic: seeded by the episode's seed) about a clip of t latent frames
-    (the video tokenizer's windows of `window` frames: sequence.latent_frame_ends)."""
+    (the video tokenizer's windows of `window` frames: sequence.latent_frame_ends) at `fps`; masks: the camera's
+    object ids over the clip's frames [n, H, W] (answerable), when known."""
     info = json.loads(row["kinema/info"])
     objects = json.loads(row["kinema/objects"])
+    contacts = json.loads(row.get("kinema/contacts", "[]"))
     rng = np.random.default_rng(json.loads(row["kinema/seed"]))
     out = [dict(type="caption", question="Describe what happens in the video.", answer=json.loads(row["kinema/caption"]))]
     for q in json.loads(row["kinema/qa"]):
         if q["type"] in SKIP or (q["type"] == "plausibility" and not plausibility):
+            continue
+        if not answerable(q, objects, info, contacts, masks, fps):
             continue
         out.append({k: q[k] for k in ("type", "question", "answer", "value") if k in q})
     from kinema.worlds.scene import PALETTE
@@ -138,7 +180,10 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
             jobs += dataset_shards(r, out)
     dev = next(video_tokenizer.parameters()).device
     for root, path in tqdm(jobs, desc="reasoner latents", unit="set", disable=not progress):
+        tc, window = video_tokenizer.cfg.temporal_compression, video_tokenizer.cfg.window
         if shard_complete(path, audio_tokenizer is not None):
+            if not shard_current(path, audio_tokenizer is not None):  # the latents stand; the questions change
+                ask_again(path, root if isinstance(root, EpisodeList) else EpisodeStore(root), tc, window)
             continue
         store = root if isinstance(root, EpisodeList) else EpisodeStore(root)
         labels = {json.loads(r["kinema/info"])["plausible"] for r in store.meta}
@@ -152,7 +197,7 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
                 pending.clear()
 
         for i in range(len(store)):
-            a = store.read(i, masks=False, audio=audio_tokenizer is not None)
+            a = store.read(i, audio=audio_tokenizer is not None)
             row = store.meta[i]
             info = json.loads(row["kinema/info"])
             sound = None
@@ -170,9 +215,8 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
             for cam in store.cameras:
                 frames, fps = reasoner_clip(a[f"frames/{cam}"], store.fps)
                 stride = round(store.fps / fps)
-                keys.append(torch.from_numpy(np.ascontiguousarray(keyframes(frames, video_tokenizer.cfg.temporal_compression, video_tokenizer.cfg.window))))
-                qs = questions(row, a, fps, stride, len(keys[-1]), plausibility=len(labels) > 1,
-                               window=video_tokenizer.cfg.window)
+                keys.append(torch.from_numpy(np.ascontiguousarray(keyframes(frames, tc, window))))
+                qs = clip_questions(row, a, cam, len(frames), fps, stride, tc, window, plausibility=len(labels) > 1)
                 meta.append(dict(world=info["scenario"], family=info["family"], camera=cam, fps=fps, episode=i,
                                  frames=len(frames), seed=json.loads(row["kinema/seed"]), audio=sound, questions=qs))
                 pending.append(frames)
@@ -180,13 +224,41 @@ def build_reason_latents(roots, out, video_tokenizer, audio_tokenizer=None, *, b
                     flush()
         flush()
         tensors = {"vision": torch.cat(latents), "keyframes": torch.stack(keys)}
-        extra = {"keyframes": True}
+        extra = {"keyframes": True, "questions": QUESTIONS}
         if sounds:
             tensors["audio"] = torch.cat(sounds, 1).contiguous()
             extra["audio_rate"] = audio_tokenizer.cfg.frame_rate
         save_tensors(path, tensors)
         write_json(path.with_suffix(".json"), {"dataset": str(store.root), **extra, "clips": meta})
     return built + [path for _, path in jobs]
+
+
+def clip_questions(row: dict, a: dict, cam: str, n: int, fps: float, stride: int, tc: int, window: int,
+                   plausibility: bool) -> list[dict]:
+    """The questions about one camera's clip: its first n frames after taking every stride-th (reasoner_clip)."""
+    masks = a.get(f"masks/{cam}")
+    masks = None if masks is None else masks[::stride][:n]
+    return questions(row, a, fps, stride, latent_frame_count(n, tc, window), plausibility, window=window, masks=masks)
+
+
+def shard_current(path: Path, audio: bool = False) -> bool:
+    """A complete reasoner shard whose questions follow the current rules."""
+    return shard_complete(path, audio) and read_json(path.with_suffix(".json")).get("questions") == QUESTIONS
+
+
+def ask_again(path: Path, store, tc: int, window: int) -> None:
+    """Make a shard's questions again from its dataset under the current rules (QUESTIONS), keeping its latents."""
+    meta = read_json(path.with_suffix(".json"))
+    labels = {json.loads(r["kinema/info"])["plausible"] for r in store.meta}
+    arrays = {}
+    for c in meta["clips"]:
+        i = c["episode"]
+        if i not in arrays:
+            arrays = {i: store.read(i, frames=False, audio=False)}  # clips come episode by episode
+        stride = round(store.fps / c["fps"])
+        c["questions"] = clip_questions(store.meta[i], arrays[i], c["camera"], c["frames"], c["fps"], stride, tc,
+                                        window, plausibility=len(labels) > 1)
+    write_json(path.with_suffix(".json"), {**meta, "questions": QUESTIONS})
 
 
 def latent_shards(folder, audio: bool = False) -> list[Path] | None:
@@ -200,6 +272,10 @@ def latent_shards(folder, audio: bool = False) -> list[Path] | None:
         if not shard_complete(path, audio) or "clips" not in read_json(path.with_suffix(".json")):
             raise ValueError(f"{folder}: {path.name} is not a complete reasoner shard (tensors + JSON with clips"
                              f"{', with sound' if audio else ''})")
+        if not shard_current(path, audio):
+            raise ValueError(f"{folder}: {path.name} holds questions made under older rules (reason_data.QUESTIONS "
+                             f"{QUESTIONS}); make it again from its episodes (scripts/simulate_reason_latents.py "
+                             "does, in place)")
     return found
 
 

@@ -2,8 +2,8 @@
 
 Legend: N questions.
 
-Questions come from held-out datasets exactly as in training (reason_data.py),
-answered greedily. A question is right when the answer matches the ground truth
+Questions come from held-out datasets exactly as in training (reason_data.py), so
+only where the clip shows their answer (reason_data.answerable), answered greedily. A question is right when the answer matches the ground truth
 after normalising case, spaces and a final full stop. Reported per task
 (reason_data.TASK_OF):
 

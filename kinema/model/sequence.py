@@ -106,8 +106,12 @@ def keyframes(frames, tc: int, window: int | None = None):
     (latent_frame_ends; a 49-frame clip in windows of 33: frames 0, 4, .., 32, 33, 37, 41, 45, 48)."""
     T = len(frames)
     window = window or T
-    t = sum(1 + -(-(min(window, T - s) - 1) // tc) for s in range(0, T, window))
-    return frames[latent_frame_ends(t, tc, window).clamp(max=T - 1).numpy()]
+    return frames[latent_frame_ends(latent_frame_count(T, tc, window), tc, window).clamp(max=T - 1).numpy()]
+
+
+def latent_frame_count(T: int, tc: int, window: int) -> int:
+    """How many latent frames the video tokenizer makes of T frames in windows of `window`."""
+    return sum(1 + -(-(min(window, T - s) - 1) // tc) for s in range(0, T, window))
 
 
 def pixel_patches(cfg, keys: torch.Tensor) -> torch.Tensor:

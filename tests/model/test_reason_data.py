@@ -174,7 +174,7 @@ def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
     from kinema.data.reader import EpisodeList
     from kinema.model.reason_data import build_reason_latents, latent_shards
     from kinema.tokenize.load import load_tokenizer
-    from kinema.train.checkpoint import load_tensors, read_json
+    from kinema.train.checkpoint import load_tensors, read_json, write_json
     from kinema.worlds.generate import make_plan, simulate_item
 
     plan = make_plan("free_fall", 2, 0, 32, None, 17, True, "expert")
@@ -192,9 +192,47 @@ def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
     assert any(q["type"] == "plausibility" for c in b["clips"] for q in c["questions"])
     assert latent_shards(tmp_path / "b", audio=True) == [mem] and latent_shards(tmp_path / "data") is None
     assert build_reason_latents([tmp_path / "b"], tmp_path / "c", video, audio, progress=False) == [mem]
+    # a shard made under older question rules has its questions made again from its dataset, latents kept
+    write_json(disk.with_suffix(".json"), {**a, "questions": 1, "clips": [{**c, "questions": []} for c in a["clips"]]})
+    with pytest.raises(ValueError, match="older rules"):
+        latent_shards(tmp_path / "a")
+    assert build_reason_latents(tmp_path / "data", tmp_path / "a", video, audio, progress=False) == [disk]
+    assert read_json(disk.with_suffix(".json")) == a and all(torch.equal(load_tensors(disk)[k], want[k]) for k in want)
     (tmp_path / "b" / "free_fall-twins.json").unlink()
     with pytest.raises(ValueError, match="not a complete reasoner shard"):
         latent_shards(tmp_path / "b")
+
+
+def test_questions_are_asked_only_where_the_clip_shows_their_answer():
+    """Counts need every object in the camera's view, which object lands first needs landings frames apart, and a
+    seesaw's lower end needs a plank that tips (MIN_PIXELS, GROUND_GAP, MIN_TILT)."""
+    from kinema.model.reason_data import GROUND_GAP, MIN_PIXELS, MIN_TILT
+
+    objects = [dict(id=1, name="floor", kind="static", shape="plane", colour="grey"),
+               dict(id=2, name="red_box", kind="dynamic", shape="box", colour="red", noun="box"),
+               dict(id=3, name="blue_box", kind="dynamic", shape="box", colour="blue", noun="box")]
+
+    def asked(landings=(0.30, 0.50), angle=None, hidden=0):
+        contacts = [dict(time=t, a=1, b=k, resting=False) for k, t in zip((2, 3), landings)]
+        qa = [dict(type="count", question="How many movable objects are in the scene?", answer="2"),
+              dict(type="first_to_ground", question="Which object hits the ground first?", answer="the red box"),
+              dict(type="outcome", question="Which end of the seesaw ends up lower?", answer="the end where ...")]
+        info = dict(family="physics", plausible=True, outcome={} if angle is None else dict(plank_angle_deg=angle))
+        row = {"kinema/info": json.dumps(info), "kinema/objects": json.dumps(objects), "kinema/seed": "3",
+               "kinema/caption": json.dumps("Two boxes fall."), "kinema/qa": json.dumps(qa),
+               "kinema/contacts": json.dumps(contacts)}
+        masks = np.ones((9, 64, 64), np.uint8)
+        masks[3, :10, :10], masks[5, 20:30, 20:30] = 2, 3
+        masks[5, 20:30, 20:30][: 10 - hidden] = 3  # rows of the blue box left in view
+        masks[5, 20:30, 20:30][10 - hidden:] = 1
+        return {q["type"] for q in questions(row, {}, 16.0, 1, 3, False, masks=masks)}
+
+    assert {"count", "first_to_ground", "outcome"} <= asked(angle=MIN_TILT + 1)
+    assert "outcome" not in asked(angle=MIN_TILT / 2)  # a plank that stays flat shows no lower end
+    assert "first_to_ground" not in asked(landings=(0.30, 0.30 + (GROUND_GAP - 0.5) / 16))
+    assert "first_to_ground" in asked(landings=(0.30, 0.30 + (GROUND_GAP + 0.5) / 16))
+    assert "count" in asked(hidden=10 - MIN_PIXELS // 10 - 1)  # 20 px of the blue box still show
+    assert "count" not in asked(hidden=10)  # the blue box never shows: "2" cannot be seen
 
 
 def test_simulate_reason_latents_script_makes_shards_train_reads(tmp_path):
