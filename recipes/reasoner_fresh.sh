@@ -8,6 +8,7 @@
 #   bash recipes/reasoner_fresh.sh cpu   # on this CPU, from the gpu round's weights (git 4320155)
 #   bash recipes/reasoner_fresh.sh cpu2  # again, from the cpu round's weights (git e9ca376; tried, not shipped)
 #   bash recipes/reasoner_fresh.sh cpu3  # again from e9ca376, questions a clip can answer only (tried, not shipped)
+#   bash recipes/reasoner_fresh.sh cpu4  # from the cpu3 round's weights (run cpu3 first), on seesaws that tip
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -19,12 +20,17 @@
 #   the judge rose, count, forecast and eval-reason plausibility fell (BENCHMARKS.md).
 # cpu3: seeds 23-27 (tabletop at 24, 26) from the shipped weights, the first round whose questions are only those
 #   a clip can answer (reason_data.answerable): 1,968 episodes in 510 s, then 1,300 steps, seed 8 (46 min). Not
-#   shipped: count level, forecast and timing fell (BENCHMARKS.md, "Questions a clip can answer"). Rounds before
-#   it were trained under the first question rules; run again from this tree they get the current ones.
-# Seeds 8-27 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
+#   shipped alone (count level, forecast and timing fell: BENCHMARKS.md, "Questions a clip can answer"); cpu4
+#   starts from it. Rounds before it were trained under the first question rules; run again from this tree
+#   they get the current ones.
+# cpu4: seeds 28-32 (tabletop at 28, 30), from the cpu3 round's final weights, the first round whose seesaws
+#   tip (the pivot no longer holds the plank level; every earlier seesaw episode ended at 0 degrees): 2,016
+#   episodes in 402 s, then 1,300 steps, seed 9 (48 min; shipped). Rounds before it saw only level seesaws;
+#   run again from this tree they see tipping ones.
+# Seeds 8-32 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3 [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4 [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
@@ -37,7 +43,9 @@ case $ROUND in
        train=(--batch-size 32 --lr 1.5e-4 --warmup 50 --seed 7 --steps 1000) ;;
   cpu3) seeds="23 24 25 26 27" table="24 26" base=e9ca376 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
        train=(--batch-size 32 --lr 1.5e-4 --warmup 50 --seed 8 --steps 1300) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2 or cpu3)" >&2; exit 2 ;;
+  cpu4) seeds="28 29 30 31 32" table="28 30" base=run:cpu3 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       train=(--batch-size 32 --lr 1.5e-4 --warmup 50 --seed 9 --steps 1300) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3 or cpu4)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}
@@ -52,11 +60,15 @@ for seed in $seeds; do
     done
   done
 done
-if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started from, read from git
+if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started from: from git, or an earlier round's run
   mkdir -p $INIT
-  for f in model.safetensors config.json tokenizer.json; do
-    git show $base:checkpoints/world-model-small/$f > $INIT/$f
-  done
+  if [ "${base#run:}" != "$base" ]; then
+    $PYTHON scripts/ship_world_model.py --run outputs/runs/world-model-fresh-${base#run:} --out $INIT
+  else
+    for f in model.safetensors config.json tokenizer.json; do
+      git show $base:checkpoints/world-model-small/$f > $INIT/$f
+    done
+  fi
 fi
 $PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
 $KINEMA train --preset small --reason-data $RUN/shards --reason-weight 1 --reason-audio --reason-adapter 64 \

@@ -278,7 +278,8 @@ class Seesaw(World):
         b = SceneBuilder(rng)
         b.floor()
         pivot_h, L = 0.12, rng.uniform(0.42, 0.55)
-        b.static_box("pivot", [0, 0, pivot_h / 2], [0.04, 0.12, pivot_h / 2], rgb=(0.45, 0.45, 0.5), colour="grey")
+        b.static_box("pivot", [0, 0, pivot_h / 2], [0.04, 0.12, pivot_h / 2], rgb=(0.45, 0.45, 0.5), colour="grey",
+                     collide=False)
         colour, rgb = b.colour()
         plank_mass = rng.uniform(0.2, 0.5)
         b.raw_body(

@@ -108,10 +108,13 @@ class SceneBuilder:
         )
         return self._register(name, "static", "plane", colour, rgb, [30, 30], friction=friction)
 
-    def static_box(self, name, pos, size, quat=(1, 0, 0, 0), rgb=(0.75, 0.65, 0.5), colour="wooden", friction=1.0) -> int:
+    def static_box(self, name, pos, size, quat=(1, 0, 0, 0), rgb=(0.75, 0.65, 0.5), colour="wooden", friction=1.0,
+                   collide: bool = True) -> int:
+        """collide=False: seen but never touched (a seesaw's pivot, which must not hold the hinged plank level)."""
+        ghost = '' if collide else ' contype="0" conaffinity="0"'
         self.body_xml.append(
             f'<geom name="{name}" type="box" pos="{fmt(pos)}" size="{fmt(size)}" quat="{fmt(quat)}" '
-            f'rgba="{fmt(rgb)} 1" friction="{friction:.4g} 0.005 0.0001"/>'
+            f'rgba="{fmt(rgb)} 1" friction="{friction:.4g} 0.005 0.0001"{ghost}/>'
         )
         return self._register(name, "static", "box", colour, rgb, size, friction=friction)
 

@@ -92,6 +92,19 @@ def test_stacks_do_what_their_name_says(name, falls):
     assert sum(o == falls for o in outcomes) >= 9
 
 
+def test_the_seesaw_tips_and_its_lower_end_is_the_one_recorded():
+    # Until the pivot stopped colliding, its top face held the hinged plank level in every episode.
+    for seed in range(8):
+        ep = rollout(get_world("seesaw"), seed, render=False)
+        out, ids = ep.info["outcome"], {o["name"]: o["id"] for o in ep.objects_info}
+        assert abs(out["plank_angle_deg"]) > 5, seed
+        w, x, y, z = ep.objects[-1, ids["plank"] - 1, 3:7]
+        plus_x_end_z = 2 * (x * z - w * y)  # z of the plank's +x axis after rotation by the quaternion
+        low = out["lower_end_object"]
+        start_x = ep.objects[0, low - 1, 0]
+        assert np.sign(start_x) == -np.sign(plus_x_end_z), seed  # that object started over the end now lower
+
+
 def test_contact_sound_is_louder_for_larger_impulse_and_pitch_depends_on_object():
     small = dict(id=2, kind="dynamic", size=[0.03])
     big = dict(id=3, kind="dynamic", size=[0.12])
