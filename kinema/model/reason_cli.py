@@ -47,6 +47,7 @@ def _eval_reason(args):
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     res = evaluate(reasoner, args.data, out, max_per_task=args.max_per_task, seed=args.seed, tasks=tasks,
                    other_video=args.other_video, mute=args.mute, progress=not args.no_progress)
+    out.mkdir(parents=True, exist_ok=True)  # data given as shards built before writes nothing under out until here
     write_json(out / "reason.json", res)
     (out / "reason.md").write_text(table(res["summary"]) + "\n")
     print(table(res["summary"]))

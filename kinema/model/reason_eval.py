@@ -134,8 +134,8 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
         tok = question_tokens(cfg, reasoner.text, vision[source[i]], c["fps"], q, answer=False, latent_mean=mean,
                               latent_std=std, audio=audio[source[i]] if hear else None, audio_stats=audio_stats,
                               keys=keys[source[i]])
-        row = dict(task=task, type=q["type"], world=c["world"], question=q["question"], truth=q["answer"],
-                   value=q.get("value"))
+        row = dict(task=task, type=q["type"], world=c["world"], seed=c["seed"], camera=c["camera"],
+                   question=q["question"], truth=q["answer"], value=q.get("value"))
         if task == "plausibility":
             yes, no = reasoner.score_tokens(tok, ["yes", "no"])
             row.update(score=yes - no, answer="yes" if yes >= no else "no")

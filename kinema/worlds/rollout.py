@@ -164,6 +164,14 @@ def substeps_per_frame(fps: float, max_dt: float = 0.002) -> int:
     return max(1, math.ceil(1.0 / (fps * max_dt)))
 
 
+class Unstable(RuntimeError):
+    """MuJoCo met NaN, Inf or huge accelerations (mjWARN_BADQACC). It then resets the state to the model's initial
+    one on its own, so every object would jump back to where it was built: the episode is not kept."""
+
+
+UNSTABLE_RETRIES = 3  # substeps x2, x4, x8 before giving up
+
+
 def rollout(
     world,
     seed: int,
@@ -175,15 +183,29 @@ def rollout(
     violation: str | Violation | None = None,
     render: bool = True,
 ) -> Episode:
-    """Simulate `world` from `seed`. violation: None, "random" or a violation type name (a twin)."""
+    """Simulate `world` from `seed`. violation: None, "random" or a violation type name (a twin).
+
+    An episode whose simulation goes unstable (a spinning top thrown upward by its twin's violation, for one) is
+    simulated again from the start with twice the substeps, up to UNSTABLE_RETRIES times; info["substeps"] records
+    the count used. Every stable episode is simulated once, exactly as before."""
     fps = float(fps or world.fps)
     frames = int(frames or world.frames)
     if frames < 1 or fps <= 0 or size < 8:
         raise ValueError(f"need frames >= 1, fps > 0 and size >= 8; got frames={frames}, fps={fps}, size={size}")
+    n_sub = substeps_per_frame(fps)
+    for attempt in range(UNSTABLE_RETRIES + 1):
+        try:
+            return _rollout(world, seed, size, fps, frames, policy, violation, render, n_sub * 2**attempt)
+        except Unstable as e:
+            last = e
+    raise RuntimeError(f"{world.name} seed {seed}{' (twin)' if violation else ''}: the simulation stayed unstable with "
+                       f"{n_sub * 2**UNSTABLE_RETRIES} substeps a frame ({last})")
+
+
+def _rollout(world, seed, size, fps, frames, policy, violation, render, n_sub) -> Episode:
     rng = np.random.default_rng(seed)
     scene = world.build(rng)
     model = mujoco.MjModel.from_xml_string(scene.xml)
-    n_sub = substeps_per_frame(fps)
     model.opt.timestep = 1.0 / (fps * n_sub)
     data = mujoco.MjData(model)
     for name, qvel in scene.init_qvel.items():
@@ -226,6 +248,8 @@ def rollout(
             for _ in range(n_sub):
                 mujoco.mj_step(model, data)
                 tracker.step(model, data, data.time, fps)
+            if data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number:
+                raise Unstable(f"bad accelerations at t={data.time:.3f} s, with {n_sub} substeps a frame")
             # mj_step leaves positions and velocities derived from the state before its last
             # integration; recompute them so frame t+1 shows the state at exactly (t+1)/fps.
             mujoco.mj_forward(model, data)

@@ -192,6 +192,14 @@ def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
     assert any(q["type"] == "plausibility" for c in b["clips"] for q in c["questions"])
     assert latent_shards(tmp_path / "b", audio=True) == [mem] and latent_shards(tmp_path / "data") is None
     assert build_reason_latents([tmp_path / "b"], tmp_path / "c", video, audio, progress=False) == [mem]
+    # `kinema eval reason` reads such a folder too; its report goes where told (a folder not made yet), each row
+    # naming the clip it asked about
+    from kinema.cli import main
+
+    assert main(["eval", "reason", "--model", "checkpoints/world-model-small", "--data", str(tmp_path / "b"),
+                 "--max-per-task", "2", "--out", str(tmp_path / "e" / "new"), "--device", "cpu", "--no-progress"]) == 0
+    rows = read_json(tmp_path / "e" / "new" / "reason.json")["rows"]
+    assert rows and {(r["seed"], r["camera"]) for r in rows} <= {(c["seed"], c["camera"]) for c in b["clips"]}
     # a shard made under older question rules has its questions made again from its dataset, latents kept
     write_json(disk.with_suffix(".json"), {**a, "questions": 1, "clips": [{**c, "questions": []} for c in a["clips"]]})
     with pytest.raises(ValueError, match="older rules"):
