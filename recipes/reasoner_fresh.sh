@@ -9,6 +9,7 @@
 #   bash recipes/reasoner_fresh.sh cpu2  # again, from the cpu round's weights (git e9ca376; tried, not shipped)
 #   bash recipes/reasoner_fresh.sh cpu3  # again from e9ca376, questions a clip can answer only (tried, not shipped)
 #   bash recipes/reasoner_fresh.sh cpu4  # from the cpu3 round's weights (run cpu3 first), on seesaws that tip
+#   bash recipes/reasoner_fresh.sh cpu5  # from the cpu4 round's weights (run cpu4 first), its shards + more seesaws
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -27,13 +28,17 @@
 #   tip (the pivot no longer holds the plank level; every earlier seesaw episode ended at 0 degrees): 2,016
 #   episodes in 402 s, then 1,300 steps, seed 9 (48 min; shipped). Rounds before it saw only level seesaws;
 #   run again from this tree they see tipping ones.
-# Seeds 8-32 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
+# cpu5: from the cpu4 round's final weights, on its shards again plus 576 new seesaw episodes (seeds 33-35, 96
+#   pairs each: 106 s to simulate and encode), so a third of the episodes are seesaws; 1,000 steps at lr 1e-4,
+#   seed 13 (27 min, restarted once from its checkpoint at 400).
+# Seeds 8-35 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4 [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5 [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
+more=() again=()  # cpu5: sets beyond the seeds' own, and shards of an earlier round trained on again
 case $ROUND in
   gpu) seeds="8 9 10 11 12" table="8 10 12" base=bc0c687 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-15} LOADERS=${LOADERS:-14}
        train=(--batch-size 128 --lr 4e-4 --warmup 100 --seed 5 --steps 2341) ;;
@@ -45,11 +50,14 @@ case $ROUND in
        train=(--batch-size 32 --lr 1.5e-4 --warmup 50 --seed 8 --steps 1300) ;;
   cpu4) seeds="28 29 30 31 32" table="28 30" base=run:cpu3 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
        train=(--batch-size 32 --lr 1.5e-4 --warmup 50 --seed 9 --steps 1300) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3 or cpu4)" >&2; exit 2 ;;
+  cpu5) seeds="" table="" base=run:cpu4 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       more=(seesaw:96:33:twins seesaw:96:34:twins seesaw:96:35:twins) again=(outputs/runs/world-model-fresh-cpu4/shards)
+       train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 13 --steps 1000) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4 or cpu5)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}
-sets=()
+sets=("${more[@]}")
 for seed in $seeds; do
   for w in dominoes free_fall gyroscope seesaw stable_stack tilted_slope u_slope unstable_stack; do
     sets+=("$w:24:$seed:twins")  # each episode and its implausible twin
@@ -71,7 +79,7 @@ if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started fr
   fi
 fi
 $PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
-$KINEMA train --preset small --reason-data $RUN/shards --reason-weight 1 --reason-audio --reason-adapter 64 \
+$KINEMA train --preset small --reason-data $RUN/shards "${again[@]}" --reason-weight 1 --reason-audio --reason-adapter 64 \
   --reason-pixels 2 --init $INIT --out $RUN --device $DEVICE --dtype bf16 --workers $LOADERS \
   "${train[@]}" --log-every 10 --ckpt-every 100 \
   --reason-task-weights count=4,outcome=5,attribute=2,timing=2,plausibility=4 "$@"
