@@ -31,6 +31,8 @@
 # cpu5: from the cpu4 round's final weights, on its shards again plus 576 new seesaw episodes (seeds 33-35, 96
 #   pairs each: 106 s to simulate and encode), so a third of the episodes are seesaws; 1,000 steps at lr 1e-4,
 #   seed 13 (27 min, restarted once from its checkpoint at 400).
+#   The cpu4 and cpu5 rounds were simulated before rollout re-ran unstable simulations: run again from this tree,
+#   two gyroscope twins of cpu4's (seeds 28 and 30, a top thrown upward) keep rising instead of jumping back.
 # Seeds 8-35 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
