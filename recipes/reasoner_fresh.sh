@@ -10,6 +10,8 @@
 #   bash recipes/reasoner_fresh.sh cpu3  # again from e9ca376, questions a clip can answer only (tried, not shipped)
 #   bash recipes/reasoner_fresh.sh cpu4  # from the cpu3 round's weights (run cpu3 first), on seesaws that tip
 #   bash recipes/reasoner_fresh.sh cpu5  # from the cpu4 round's weights (run cpu4 first), its shards + more seesaws
+#   bash recipes/reasoner_fresh.sh cpu6  # from the cpu5 round's weights (git 4fd533d), new episodes + more seesaws
+#   bash recipes/reasoner_fresh.sh cpu7  # from the cpu6 round's weights (run cpu6 first), the same again on new seeds
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -33,10 +35,15 @@
 #   seed 13 (27 min, restarted once from its checkpoint at 400).
 #   The cpu4 and cpu5 rounds were simulated before rollout re-ran unstable simulations: run again from this tree,
 #   two gyroscope twins of cpu4's (seeds 28 and 30, a top thrown upward) keep rising instead of jumping back.
-# Seeds 8-35 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
+# cpu6: seeds 36-40 (tabletop at 36, 38) plus 768 more seesaw episodes (seeds 41-44, 96 pairs each), all new,
+#   from the shipped cpu5 weights; 1,300 steps at lr 1e-4, seed 14 (493 s to simulate and encode, 33 min of
+#   steps). Not shipped alone (count and the AUC fell a little); cpu7 starts from it.
+# cpu7: as cpu6 on seeds 45-49 (tabletop at 45, 47) and seesaw seeds 50-53, from the cpu6 round's final weights,
+#   seed 15 (499 s, then 30 min; shipped).
+# Seeds 8-53 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5 [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7 [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
@@ -55,7 +62,13 @@ case $ROUND in
   cpu5) seeds="" table="" base=run:cpu4 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
        more=(seesaw:96:33:twins seesaw:96:34:twins seesaw:96:35:twins) again=(outputs/runs/world-model-fresh-cpu4/shards)
        train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 13 --steps 1000) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4 or cpu5)" >&2; exit 2 ;;
+  cpu6) seeds="36 37 38 39 40" table="36 38" base=4fd533d DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       more=(seesaw:96:41:twins seesaw:96:42:twins seesaw:96:43:twins seesaw:96:44:twins)
+       train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 14 --steps 1300) ;;
+  cpu7) seeds="45 46 47 48 49" table="45 47" base=run:cpu6 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       more=(seesaw:96:50:twins seesaw:96:51:twins seesaw:96:52:twins seesaw:96:53:twins)
+       train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 15 --steps 1300) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6 or cpu7)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}
@@ -73,6 +86,9 @@ done
 if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started from: from git, or an earlier round's run
   mkdir -p $INIT
   if [ "${base#run:}" != "$base" ]; then
+    for t in checkpoints/tokenizer-*; do  # a run's config names its tokenizers beside it, as in checkpoints/
+      [ -e $RUN/${t#checkpoints/} ] || ln -s "$PWD/$t" $RUN/
+    done
     $PYTHON scripts/ship_world_model.py --run outputs/runs/world-model-fresh-${base#run:} --out $INIT
   else
     for f in model.safetensors config.json tokenizer.json; do

@@ -5,8 +5,10 @@ its first 9 frames and the recorded actions, let it predict the other 24
 (forward dynamics), and compare with the simulator and with copying the last
 given frame: a side-by-side mp4 (simulator | model | copy-last), a contact
 sheet PNG and PSNR / SSIM / object IoU printed. Then the same checkpoint's
-reasoner answers the simulator's questions about the whole clip, printed next
-to the ground truth.
+reasoner answers the simulator's questions about the whole episode (6 s, seen
+at 8 fps as in its training: reasoner.reasoner_clip), printed next to the
+ground truth. The episode's first 33 frames are the forward-dynamics clip (a
+rollout is the same whatever its length).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def demo(out="outputs/demo", model="checkpoints/world-model-small", *, episode: 
 
     out = Path(out)
     t0 = time.time()
-    ep = rollout(get_world(DEMO_WORLD), heldout_seed(episode), size=64, frames=FRAMES)
+    ep = rollout(get_world(DEMO_WORLD), heldout_seed(episode), size=64)  # the whole episode, for the reasoner
     t_sim = time.time() - t0
     req = request_from_episode(ep, DEMO_CAMERA, context=CONTEXT, future=FRAMES - CONTEXT)
     t0 = time.time()
@@ -91,9 +93,9 @@ def demo(out="outputs/demo", model="checkpoints/world-model-small", *, episode: 
     pred = predictor.predict(req)
     t_pred = time.time() - t0
     copy = CopyLastFrame().predict(req)
-    gt = ep.frames[DEMO_CAMERA][CONTEXT:]
+    gt = ep.frames[DEMO_CAMERA][CONTEXT:FRAMES]
     ctx_masks = ep.masks[DEMO_CAMERA][:CONTEXT]
-    gt_masks = ep.masks[DEMO_CAMERA][CONTEXT:]
+    gt_masks = ep.masks[DEMO_CAMERA][CONTEXT:FRAMES]
     scores = {name: score_prediction(p, gt, req.context, ctx_masks, gt_masks, ep.objects_info)
               for name, p in (("world model", pred), ("copy last frame", copy))}
 
@@ -124,7 +126,8 @@ def ask(pipeline, ep, types=("count", "first_mover", "first_collision_time", "su
     for qa in [q for q in ep.qa if q["type"] in types]:
         msgs = [{"role": "user", "content": [episode_video(ep, DEMO_CAMERA), {"type": "text", "text": qa["question"]}]}]
         rows.append((qa["question"], reasoner.answer(msgs), qa["answer"]))
-    print(f"\nthe reasoner on the whole {len(ep.frames[DEMO_CAMERA])}-frame clip ({time.time() - t0:.1f} s):")
+    print(f"\nthe reasoner on the whole episode ({len(ep.frames[DEMO_CAMERA]) / ep.fps:.0f} s, "
+          f"{time.time() - t0:.1f} s to answer):")
     for q, a, truth in rows:
         print(f"  Q: {q}\n     model: {a!r}   ground truth: {truth!r}")
     return rows

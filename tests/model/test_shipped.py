@@ -25,8 +25,10 @@ def test_shipped_world_model_reproduces_its_outputs():
     assert same >= len(want["answers"]) - 1  # greedy text; one near-tie may flip on another CPU
 
 
-def test_demo_runs_and_scores(tmp_path):
+def test_demo_runs_and_scores(tmp_path, capsys):
     scores = demo(tmp_path, SHIPPED, num_steps=4, device="cpu")
+    # the reasoner is asked about the whole 6 s episode, as it trained, not the 2 s forward-dynamics clip
+    assert "the reasoner on the whole episode (6 s" in capsys.readouterr().out
     assert set(scores) == {"world model", "copy last frame"}
     for s in scores.values():
         assert np.isfinite(s["psnr"]) and 0 <= s["iou"] <= 1
