@@ -12,6 +12,10 @@
 #   bash recipes/reasoner_fresh.sh cpu5  # from the cpu4 round's weights (run cpu4 first), its shards + more seesaws
 #   bash recipes/reasoner_fresh.sh cpu6  # from the cpu5 round's weights (git 4fd533d), new episodes + more seesaws
 #   bash recipes/reasoner_fresh.sh cpu7  # from the cpu6 round's weights (run cpu6 first), the same again on new seeds
+#   bash recipes/reasoner_fresh.sh cpu8  # from the cpu7 round's weights (run cpu7 first), new seeds, five seesaw seeds
+#   bash recipes/reasoner_fresh.sh cpu9  # from the cpu8 round's weights (run cpu8 first), the same again on new seeds
+#   then ship the mean of cpu9's and cpu7's weights (shipped): python scripts/ship_world_model.py \
+#     --run outputs/runs/world-model-fresh-cpu9 --average outputs/runs/world-model-fresh-cpu7
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -39,11 +43,15 @@
 #   from the shipped cpu5 weights; 1,300 steps at lr 1e-4, seed 14 (493 s to simulate and encode, 33 min of
 #   steps). Not shipped alone (count and the AUC fell a little); cpu7 starts from it.
 # cpu7: as cpu6 on seeds 45-49 (tabletop at 45, 47) and seesaw seeds 50-53, from the cpu6 round's final weights,
-#   seed 15 (499 s, then 30 min; shipped).
-# Seeds 8-53 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
+#   seed 15 (499 s, then 30 min; shipped until the mean below).
+# cpu8: seeds 54-58 (tabletop at 54, 56) plus 960 seesaw episodes (seeds 59-63), from the cpu7 round's final
+#   weights, seed 16: 2,976 episodes, 11,712 clips, 92,540 questions (541 s), then 31 min of steps. Not shipped.
+# cpu9: as cpu8 on seeds 64-68 (tabletop at 64, 66) and seesaw seeds 69-73, from cpu8's, seed 17 (499 s, then
+#   29 min). Not shipped alone (count fell); the mean of its weights and cpu7's is (BENCHMARKS.md, "Two more rounds").
+# Seeds 8-73 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7 [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9 [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
@@ -68,7 +76,13 @@ case $ROUND in
   cpu7) seeds="45 46 47 48 49" table="45 47" base=run:cpu6 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
        more=(seesaw:96:50:twins seesaw:96:51:twins seesaw:96:52:twins seesaw:96:53:twins)
        train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 15 --steps 1300) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6 or cpu7)" >&2; exit 2 ;;
+  cpu8) seeds="54 55 56 57 58" table="54 56" base=run:cpu7 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       more=(seesaw:96:59:twins seesaw:96:60:twins seesaw:96:61:twins seesaw:96:62:twins seesaw:96:63:twins)
+       train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 16 --steps 1300) ;;
+  cpu9) seeds="64 65 66 67 68" table="64 66" base=run:cpu8 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       more=(seesaw:96:69:twins seesaw:96:70:twins seesaw:96:71:twins seesaw:96:72:twins seesaw:96:73:twins)
+       train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 17 --steps 1300) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8 or cpu9)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}

@@ -1,6 +1,7 @@
 """Export a world-model run into checkpoints/ with the outputs its regression test checks.
 
     python scripts/ship_world_model.py --run outputs/runs/world-model-small --out checkpoints/world-model-small
+    python scripts/ship_world_model.py --run RUN --average RUN2 [RUN3...] --out DIR  (the mean of runs' final weights)
     python scripts/ship_world_model.py --expected-only --out checkpoints/world-model-small   (after a tokenizer's
                                                                           decoder changed: same weights)
 
@@ -24,13 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kinema.model.demo import REGRESSION, regression_outputs  # noqa: E402
 from kinema.train.checkpoint import (latest_checkpoint, load_pretrained, load_train_checkpoint,  # noqa: E402
-                                     save_pretrained, write_json)
+                                     mean_state, save_pretrained, write_json)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="outputs/runs/world-model-small")
     ap.add_argument("--out", default="checkpoints/world-model-small")
     ap.add_argument("--latest", action="store_true", help="the newest step checkpoint even when final/ exists")
+    ap.add_argument("--average", nargs="+", metavar="RUN", default=[],
+                    help="ship the mean of these runs' final weights and --run's (rounds from one starting point: "
+                         "every tensor is averaged, so those all share stay as they are; the config is --run's)")
     ap.add_argument("--expected-only", action="store_true", help="only recompute OUT/expected.json")
     args = ap.parse_args()
     run, dest = Path(args.run), Path(args.out)
@@ -42,6 +46,10 @@ def main() -> None:
     else:
         ckpt = load_train_checkpoint(latest_checkpoint(run / "checkpoints"))
         config, state, step = ckpt.config, ckpt.ema_state or ckpt.model_state, ckpt.step
+    if args.average and not args.expected_only:
+        others = [load_pretrained(Path(r) / "final")[1] for r in args.average]
+        state = mean_state([state, *others], [str(run), *args.average])
+        step = f"{step} averaged with {', '.join(args.average)}"
     if not args.expected_only:
         save_pretrained(dest, state, config, dtype=torch.bfloat16)
         shutil.copy(run / "text" / "tokenizer.json", dest / "tokenizer.json")

@@ -202,6 +202,20 @@ def load_pretrained(path, expected_kind: str | None = None) -> tuple[dict, dict[
     return config, state
 
 
+def mean_state(states: list[dict[str, torch.Tensor]], names: list[str]) -> dict[str, torch.Tensor]:
+    """The tensor-wise mean of state dicts with the same names and shapes (weight averaging of runs that started
+    from one checkpoint: tensors they all share stay as they are); floating tensors in fp32. names: one label per
+    state, for the error."""
+    first = states[0]
+    for state, name in zip(states[1:], names[1:]):
+        differ = sorted(set(first) ^ set(state)) + [k for k in first if k in state and first[k].shape != state[k].shape]
+        if differ:
+            raise CheckpointError(f"cannot average {name} with {names[0]}: tensors differ in name or shape: "
+                                  f"{_first(differ)}")
+    return {k: torch.stack([s[k].float() for s in states]).mean(0) if v.is_floating_point() else v
+            for k, v in first.items()}
+
+
 def _first(items: list[str], n: int = 5) -> str:
     shown = ", ".join(items[:n])
     return shown + (f", … and {len(items) - n} more" if len(items) > n else "")

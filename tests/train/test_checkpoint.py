@@ -10,6 +10,7 @@ from kinema.train.checkpoint import (
     clean_stale,
     flatten_optimizer_state,
     latest_checkpoint,
+    mean_state,
     unflatten_optimizer_state,
 )
 
@@ -111,3 +112,15 @@ def test_optimizer_state_flattens_to_tensors_and_json():
     for i, p in enumerate(other.param_groups[0]["params"]):
         ref = opt.state[opt.param_groups[0]["params"][i]]
         assert all(torch.equal(other.state[p][k], ref[k]) for k in ref)
+
+
+def test_mean_state_averages_and_names_a_mismatch():
+    a = {"w": torch.tensor([1.0, 3.0], dtype=torch.bfloat16), "step": torch.tensor([7])}
+    b = {"w": torch.tensor([2.0, 5.0]), "step": torch.tensor([9])}
+    m = mean_state([a, b], ["run-a", "run-b"])
+    assert m["w"].dtype == torch.float32 and m["w"].tolist() == [1.5, 4.0]
+    assert m["step"].tolist() == [7]  # integer tensors are not averaged: the first state's
+    with pytest.raises(CheckpointError, match="run-c with run-a.*w"):
+        mean_state([a, {"w": torch.zeros(3), "step": torch.tensor([1])}], ["run-a", "run-c"])
+    with pytest.raises(CheckpointError, match="extra"):
+        mean_state([a, b | {"extra": torch.zeros(1)}], ["run-a", "run-b"])
