@@ -169,7 +169,7 @@ def train(args) -> Path:
                                           else None, progress=show)
         return shards, text, cfg, reason
 
-    from kinema.train.distributed import barrier, init_distributed
+    from kinema.train.distributed import barrier, cleanup_distributed, init_distributed
 
     rank = init_distributed(args.device)[0]
     for turn in (0, 1):  # under torchrun rank 0 prepares the run folder first; the others then only read it
@@ -221,7 +221,10 @@ def train(args) -> Path:
     trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
                       collate_fn=collate, find_unused_parameters=True)
     final = trainer.fit()
-    shutil.copy(Path(text.save(out / "text")), final / "tokenizer.json")
+    if rank == 0:
+        shutil.copy(Path(text.save(out / "text")), final / "tokenizer.json")
+    del trainer
+    cleanup_distributed()
     return final
 
 

@@ -13,6 +13,7 @@ Backends: gloo on CPU (also what the tests use, with 2 processes), nccl on CUDA
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -63,6 +64,9 @@ def init_distributed(device: str = "auto") -> tuple[int, int, int, torch.device]
 def cleanup_distributed() -> None:
     """Leave the process group (end of a torchrun script); a no-op for one process."""
     if is_distributed():
+        # Free what still holds the group (FSDP's reference cycles) while the interpreter is whole: left to
+        # interpreter shutdown, gloo's threads can abort the process after training has finished.
+        gc.collect()
         dist.barrier()  # no rank tears down gloo while another still has a collective in flight
         dist.destroy_process_group()
 

@@ -24,17 +24,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun(script: Path, *args) -> subprocess.CompletedProcess:
+    """SCRIPT under 2 gloo processes; fails the test unless they both exit cleanly. PYTHONFAULTHANDLER: a rank
+    that aborts prints where it was, so a rare teardown failure in CI can be read."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1", PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), str(script), *map(str, args)]  # fmt: skip
+    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="this torch build has no gloo backend"
 )
 def test_two_ranks_match_one_process(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(SCRIPT), str(tmp_path / "ddp")]  # fmt: skip
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
+    torchrun(SCRIPT, tmp_path / "ddp")
     single = train_toy(tmp_path / "single", **DDP_RUN)
     for folder in ("final", "checkpoints/step-00000005"):
         a = load_tensors(tmp_path / "ddp" / folder / "model.safetensors")

@@ -2,10 +2,7 @@
 resume in one process, and the other way round."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from kinema.train import learning_rate
 from kinema.train.checkpoint import load_tensors, read_json
 from kinema.train.trainer import StepBatchSampler, layer_units
 from tests.train.ddp_script import ToyMLP, ToyRegression, toy_config
-from tests.train.test_ddp import REPO, free_port
+from tests.train.test_ddp import torchrun
 from tests.train.fsdp_script import FSDP_RUN, ToyStack, routed, train_stack
 
 SCRIPT = Path(__file__).with_name("fsdp_script.py")
@@ -76,17 +73,6 @@ def test_the_toy_run_routes_differently_on_each_rank():
     assert all(a + b > 0 for a, b in zip(*routed_per_step))
 
 
-def torchrun(*args) -> subprocess.CompletedProcess:
-    """fsdp_script.py under 2 gloo processes; fails the test unless they both exit cleanly."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(SCRIPT), *map(str, args)]  # fmt: skip
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
 needs_gloo = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="this torch build has no gloo backend"
 )
@@ -98,7 +84,7 @@ def test_fsdp_matches_one_process_and_resumes_across(tmp_path, capsys):
     assert "sharding=fsdp with one process: training unsharded" in capsys.readouterr().out
     single_then_fsdp = copy_to_step_3(single, tmp_path / "single_then_fsdp")
 
-    result = torchrun(tmp_path / "fsdp", single_then_fsdp)
+    result = torchrun(SCRIPT, tmp_path / "fsdp", single_then_fsdp)
     assert "FSDP: 2 units and the root, sharded over 2 ranks" in result.stdout
     assert "resumed from" in result.stdout and "world size changed (1 -> 2)" in result.stdout
 
@@ -119,7 +105,7 @@ def test_a_parameter_without_optimizer_state_resumes_under_fsdp(tmp_path):
     spare = f"state.{names.index('spare.weight')}."
     saved = load_tensors(single / "checkpoints/step-00000003/optimizer.safetensors")
     assert not any(k.startswith(spare) for k in saved)
-    torchrun("--spare", tmp_path / "resumed")
+    torchrun(SCRIPT, "--spare", tmp_path / "resumed")
     state = load_tensors(tmp_path / "resumed/checkpoints/step-00000005/optimizer.safetensors")
     # Under FSDP an unused parameter gets zero gradients: AdamW state from step 4 on, starting fresh there, and
     # (unlike in one process, where it has no gradient) weight decay, but no Adam move (its momentum stays 0).
