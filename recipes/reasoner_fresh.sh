@@ -14,8 +14,11 @@
 #   bash recipes/reasoner_fresh.sh cpu7  # from the cpu6 round's weights (run cpu6 first), the same again on new seeds
 #   bash recipes/reasoner_fresh.sh cpu8  # from the cpu7 round's weights (run cpu7 first), new seeds, five seesaw seeds
 #   bash recipes/reasoner_fresh.sh cpu9  # from the cpu8 round's weights (run cpu8 first), the same again on new seeds
-#   then ship the mean of cpu9's and cpu7's weights (shipped): python scripts/ship_world_model.py \
+#   then ship the mean of cpu9's and cpu7's weights (shipped in f6ae244): python scripts/ship_world_model.py \
 #     --run outputs/runs/world-model-fresh-cpu9 --average outputs/runs/world-model-fresh-cpu7
+#   bash recipes/reasoner_fresh.sh drill  # from f6ae244's weights: "Which end of the seesaw ends up lower?" alone
+#   bash recipes/reasoner_fresh.sh back   # from the drill's weights (run drill first): the whole mixture again
+#     (drill and back: tried, not shipped; which end 31 -> 51 of 72 and outcome 0.904, but count 0.849)
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -48,14 +51,20 @@
 #   weights, seed 16: 2,976 episodes, 11,712 clips, 92,540 questions (541 s), then 31 min of steps. Not shipped.
 # cpu9: as cpu8 on seeds 64-68 (tabletop at 64, 66) and seesaw seeds 69-73, from cpu8's, seed 17 (499 s, then
 #   29 min). Not shipped alone (count fell); the mean of its weights and cpu7's is (BENCHMARKS.md, "Two more rounds").
+# drill: no new episodes: the seesaw shards of rounds cpu6-cpu9 (17,488 questions of which end ends lower, 4,416
+#   episodes x 4 cameras, less flat planks), that question alone, 2,000 steps at lr 5e-4, seed 22 (31 min).
+# back: cpu9's shards and cpu6-cpu8's seesaw shards, every question (outcome drawn 8x), 600 steps at lr 1e-4,
+#   seed 23, so the other tasks return (BENCHMARKS.md, "Which end of the seesaw").
 # Seeds 8-73 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9 [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9|drill|back [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
 more=() again=()  # cpu5: sets beyond the seeds' own, and shards of an earlier round trained on again
+reuse=() ask=()  # drill, back: earlier rounds' shards (ROUND:GLOB) linked into $RUN/shards; one question only
+weights=count=4,outcome=5,attribute=2,timing=2,plausibility=4
 case $ROUND in
   gpu) seeds="8 9 10 11 12" table="8 10 12" base=bc0c687 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-15} LOADERS=${LOADERS:-14}
        train=(--batch-size 128 --lr 4e-4 --warmup 100 --seed 5 --steps 2341) ;;
@@ -82,7 +91,14 @@ case $ROUND in
   cpu9) seeds="64 65 66 67 68" table="64 66" base=run:cpu8 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
        more=(seesaw:96:69:twins seesaw:96:70:twins seesaw:96:71:twins seesaw:96:72:twins seesaw:96:73:twins)
        train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 17 --steps 1300) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8 or cpu9)" >&2; exit 2 ;;
+  drill) seeds="" table="" base=f6ae244 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:seesaw) weights=""
+       ask=(--reason-question "Which end of the seesaw ends up lower?")
+       train=(--batch-size 32 --lr 5e-4 --warmup 40 --seed 22 --steps 2000) ;;
+  back) seeds="" table="" base=run:drill DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=4,outcome=8,attribute=2,timing=2,plausibility=4
+       train=(--batch-size 32 --lr 1e-4 --warmup 20 --seed 23 --steps 600) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill or back)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}
@@ -110,8 +126,12 @@ if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started fr
     done
   fi
 fi
-$PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
+mkdir -p $RUN/shards
+for r in "${reuse[@]}"; do  # ROUND:PREFIX -> that round's shards whose names start with PREFIX
+  for f in outputs/runs/world-model-fresh-${r%%:*}/shards/${r#*:}*; do ln -sf "$PWD/$f" $RUN/shards/${r%%:*}-${f##*/}; done
+done
+[ ${#sets[@]} = 0 ] || $PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
 $KINEMA train --preset small --reason-data $RUN/shards "${again[@]}" --reason-weight 1 --reason-audio --reason-adapter 64 \
   --reason-pixels 2 --init $INIT --out $RUN --device $DEVICE --dtype bf16 --workers $LOADERS \
   "${train[@]}" --log-every 10 --ckpt-every 100 \
-  --reason-task-weights count=4,outcome=5,attribute=2,timing=2,plausibility=4 "$@"
+  ${weights:+--reason-task-weights $weights} "${ask[@]}" "$@"

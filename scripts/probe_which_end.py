@@ -11,7 +11,8 @@ on held-out ones (`kinema eval reason` writes them under OUT/latents):
   frames   a 4-layer CNN over all keyframes stacked as channels [3t, H, W], at full size or pooled (--pool 2:
            32x32, the resolution of the pixel view's 2x2 cells)
   tokens   a 3-layer transformer over the pixel view itself: each vision token's 16x16 pixels pooled to 2x2
-           cells (192 numbers, sequence.pixel_patches), t*16 tokens with learned positions
+           cells (192 numbers, sequence.pixel_patches), t*16 tokens with learned positions; --extra first|change
+           puts beside each token the same cells in the first keyframe, or their change since the previous one
 
 Mirroring left and right keeps the answer (the label is a role, not a side), so training clips are mirrored at
 random.
@@ -71,10 +72,10 @@ class Frames(nn.Module):
 
 
 class Tokens(nn.Module):
-    def __init__(self, t: int, cell: int = 2, patch: int = 16, width: int = 128):
+    def __init__(self, t: int, cell: int = 2, patch: int = 16, width: int = 128, extra: str = ""):
         super().__init__()
-        self.cell, self.patch = cell, patch
-        dim = 3 * (patch // cell) ** 2
+        self.cell, self.patch, self.extra = cell, patch, extra
+        dim = 3 * (patch // cell) ** 2 * (2 if extra else 1)
         self.embed = nn.Sequential(nn.Linear(dim, width), nn.GELU(), nn.Linear(width, width))
         self.pos = nn.Parameter(torch.randn(t * (64 // patch) ** 2, width) * 0.02)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
@@ -86,7 +87,12 @@ class Tokens(nn.Module):
         B, t, H, W, _ = keys.shape
         x = F.avg_pool2d(keys.float().div(127.5).sub(1).permute(0, 1, 4, 2, 3).flatten(0, 1), self.cell)
         g, p = H // self.patch, self.patch // self.cell  # tokens per side, cells per token side
-        x = x.reshape(B, t, 3, g, p, g, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(B, t * g * g, -1)
+        x = x.reshape(B, t, 3, g, p, g, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(B, t, g * g, -1)
+        if self.extra == "first":
+            x = torch.cat([x, x[:, :1].expand_as(x)], -1)
+        elif self.extra == "change":
+            x = torch.cat([x, x - torch.cat([x[:, :1], x[:, :-1]], 1)], -1)
+        x = x.flatten(1, 2)
         h = torch.cat([self.cls.expand(B, -1, -1), self.embed(x) + self.pos[: x.shape[1]]], 1)
         return self.head(self.body(h)[:, 0])
 
@@ -106,6 +112,8 @@ def main(argv=None):
     p.add_argument("--test", type=Path, nargs="+", required=True)
     p.add_argument("--view", choices=("frames", "tokens"), default="frames")
     p.add_argument("--pool", type=int, default=1, help="frames: average-pool the keyframes by this factor")
+    p.add_argument("--extra", choices=("", "first", "change"), default="",
+                   help="tokens: beside each token, its cells in the first keyframe or their change since the last")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
@@ -115,7 +123,7 @@ def main(argv=None):
     print(f"train {len(ytr)} questions (dropped end lower {ytr.float().mean():.2f}); test {len(yte)} "
           f"({yte.float().mean():.2f}; answering the majority role: {max(yte.float().mean(), 1 - yte.float().mean()):.3f})")
     t = xtr.shape[1]
-    model = Frames(t, a.pool) if a.view == "frames" else Tokens(t)
+    model = Frames(t, a.pool) if a.view == "frames" else Tokens(t, extra=a.extra)
     opt = torch.optim.AdamW(model.parameters(), 1e-3 if a.view == "frames" else 5e-4, weight_decay=0.05)
     start = time.time()
     for epoch in range(a.epochs):

@@ -334,12 +334,17 @@ class ReasonTasks(torch.utils.data.Dataset):
     (config.reason_audio) gets each clip as a silent film with probability `mute`, so it also answers
     about videos without a sound track (torch's global RNG: a resumed run draws alike)."""
 
-    def __init__(self, shards, config, text_tokenizer, mute: float = 0.2, task_weights: dict | None = None):
+    def __init__(self, shards, config, text_tokenizer, mute: float = 0.2, task_weights: dict | None = None,
+                 question: str | None = None):
         if not 0 <= mute <= 1:
             raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
         self.config, self.text, self.mute = config, text_tokenizer, mute
         self.vision, self.clips, self.audio, self.keys = load_reason_shards(shards)
-        self.items = [(i, j) for i, c in enumerate(self.clips) for j in range(len(c["questions"]))]
+        # question: train on that question alone (a drill on one the mixture leaves unlearned)
+        self.items = [(i, j) for i, c in enumerate(self.clips) for j, q in enumerate(c["questions"])
+                      if question is None or q["question"] == question]
+        if question is not None and not self.items:
+            raise ValueError(f"reason question: no clip in the shards is asked {question!r}")
         # how often JointTasks draws each question, relative to the others (None: uniform over questions)
         self.weights = None
         if task_weights:

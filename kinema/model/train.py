@@ -184,7 +184,8 @@ def train(args) -> Path:
     if reason_shards is not None:
         from kinema.model.reason_data import JointTasks, ReasonTasks
 
-        reason = ReasonTasks(reason_shards, config, text, task_weights=task_weights)
+        reason = ReasonTasks(reason_shards, config, text, task_weights=task_weights,
+                             question=getattr(args, "reason_question", None))
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
         dataset = reason if dataset is None else JointTasks(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
@@ -284,6 +285,9 @@ def add_parser(sub) -> None:
                    help="probability that a sample is a reasoner question (0: generator only)")
     p.add_argument("--reason-task-weights", default=None,
                    help="draw some reasoner tasks more often, e.g. timing=4 (others 1; tasks as eval reason names them)")
+    p.add_argument("--reason-question", default=None, metavar="TEXT",
+                   help="ask only this question of the clips (exact text, e.g. \"Which end of the seesaw ends up "
+                        "lower?\"): a drill on one question")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=16)

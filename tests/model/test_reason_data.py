@@ -139,7 +139,7 @@ def test_reason_tasks_mute_a_share_of_the_clips(tmp_path, monkeypatch):
     assert 0.68 < np.mean(heard) < 0.82
 
 
-def test_task_weights_draw_a_task_more_often(monkeypatch):
+def test_task_weights_draw_a_task_more_often_and_one_question_can_be_drilled(monkeypatch):
     import kinema.model.reason_data as rd
     from kinema.model.train import parse_weights
     from kinema.tokenize.text import TextTokenizer
@@ -165,6 +165,10 @@ def test_task_weights_draw_a_task_more_often(monkeypatch):
     torch.manual_seed(0)
     timing = np.mean([bool((joint[0].target == when).any()) for _ in range(600)])
     assert 0.44 < timing < 0.56  # 3 / (3 + 3) of the draws, against 1 / 4 unweighted
+    drill = rd.ReasonTasks([], cfg, text, question="When?")
+    assert drill.items == [(0, 3)] and bool((drill[0].target == when).any())
+    with pytest.raises(ValueError, match="no clip in the shards is asked 'Why\\?'"):
+        rd.ReasonTasks([], cfg, text, question="Why?")
 
 
 def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
