@@ -19,6 +19,9 @@
 #   bash recipes/reasoner_fresh.sh drill  # from f6ae244's weights: "Which end of the seesaw ends up lower?" alone
 #   bash recipes/reasoner_fresh.sh back   # from the drill's weights (run drill first): the whole mixture again
 #     (drill and back: tried, not shipped; which end 31 -> 51 of 72 and outcome 0.904, but count 0.849)
+#   bash recipes/reasoner_fresh.sh inside  # from f6ae244's weights: the drill inside the mixture, 60% of the draws
+#   bash recipes/reasoner_fresh.sh mend    # from the inside round's weights (run inside first): count drawn 8x
+#     (inside and mend: tried, not shipped; which end 50 then 45 of 72, outcome 0.913 then 0.902, count 0.836 then 0.861)
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -53,18 +56,25 @@
 #   29 min). Not shipped alone (count fell); the mean of its weights and cpu7's is (BENCHMARKS.md, "Two more rounds").
 # drill: no new episodes: the seesaw shards of rounds cpu6-cpu9 (17,488 questions of which end ends lower, 4,416
 #   episodes x 4 cameras, less flat planks), that question alone, 2,000 steps at lr 5e-4, seed 22 (31 min).
-# back: cpu9's shards and cpu6-cpu8's seesaw shards, every question (outcome drawn 8x), 600 steps at lr 1e-4,
+# back: cpu9's shards and cpu6-cpu8's seesaw shards, every question, 600 steps at lr 1e-4,
 #   seed 23, so the other tasks return (BENCHMARKS.md, "Which end of the seesaw").
+# inside: back's shards, "which end" drawn 60% of the time and the rest of the mixture 40%, by task weight,
+#   2,000 steps at lr 5e-4, seed 25 (43 min).
+# mend: the same shards, "which end" 25% of the draws, count 8x among the rest, 600 steps at lr 1e-4, seed 26
+#   (13 min).
 # Seeds 8-73 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9|drill|back [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9|drill|back|inside|mend [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
 more=() again=()  # cpu5: sets beyond the seeds' own, and shards of an earlier round trained on again
 reuse=() ask=()  # drill, back: earlier rounds' shards (ROUND:GLOB) linked into $RUN/shards; one question only
-weights=count=4,outcome=5,attribute=2,timing=2,plausibility=4
+# Every question alike: the rounds gpu-cpu9 and back were run with --reason-task-weights (count=4,outcome=5,
+# attribute=2,timing=2,plausibility=4; back: outcome=8), which kinema train ignored for runs of questions alone
+# until the change that added the inside round, so uniform draws are what trained them and what runs here.
+weights=""
 case $ROUND in
   gpu) seeds="8 9 10 11 12" table="8 10 12" base=bc0c687 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-15} LOADERS=${LOADERS:-14}
        train=(--batch-size 128 --lr 4e-4 --warmup 100 --seed 5 --steps 2341) ;;
@@ -92,13 +102,21 @@ case $ROUND in
        more=(seesaw:96:69:twins seesaw:96:70:twins seesaw:96:71:twins seesaw:96:72:twins seesaw:96:73:twins)
        train=(--batch-size 32 --lr 1e-4 --warmup 30 --seed 17 --steps 1300) ;;
   drill) seeds="" table="" base=f6ae244 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
-       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:seesaw) weights=""
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:seesaw)
        ask=(--reason-question "Which end of the seesaw ends up lower?")
        train=(--batch-size 32 --lr 5e-4 --warmup 40 --seed 22 --steps 2000) ;;
   back) seeds="" table="" base=run:drill DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
-       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=4,outcome=8,attribute=2,timing=2,plausibility=4
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:)
        train=(--batch-size 32 --lr 1e-4 --warmup 20 --seed 23 --steps 600) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill or back)" >&2; exit 2 ;;
+  inside) seeds="" table="" base=f6ae244 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=4,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.6)
+       train=(--batch-size 32 --lr 5e-4 --warmup 40 --seed 25 --steps 2000) ;;
+  mend) seeds="" table="" base=run:inside DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.25)
+       train=(--batch-size 32 --lr 1e-4 --warmup 20 --seed 26 --steps 600) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside or mend)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}

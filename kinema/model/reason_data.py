@@ -335,16 +335,24 @@ class ReasonTasks(torch.utils.data.Dataset):
     about videos without a sound track (torch's global RNG: a resumed run draws alike)."""
 
     def __init__(self, shards, config, text_tokenizer, mute: float = 0.2, task_weights: dict | None = None,
-                 question: str | None = None):
+                 question: str | None = None, question_share: float | None = None):
         if not 0 <= mute <= 1:
             raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
+        if question_share is not None and (question is None or not 0 < question_share < 1):
+            raise ValueError(f"question share: expected a fraction in (0, 1) of the draws for a question given, "
+                             f"got {question_share} for {question!r}")
         self.config, self.text, self.mute = config, text_tokenizer, mute
         self.vision, self.clips, self.audio, self.keys = load_reason_shards(shards)
-        # question: train on that question alone (a drill on one the mixture leaves unlearned)
+        # question alone: a drill on one question the mixture leaves unlearned; with a share, that question is
+        # drawn that fraction of the time and the rest of the mixture the remainder (the drill inside the mixture)
+        alone = question is not None and question_share is None
         self.items = [(i, j) for i, c in enumerate(self.clips) for j, q in enumerate(c["questions"])
-                      if question is None or q["question"] == question]
-        if question is not None and not self.items:
+                      if not alone or q["question"] == question]
+        asked = torch.tensor([self.clips[i]["questions"][j]["question"] == question for i, j in self.items])
+        if question is not None and not asked.any():
             raise ValueError(f"reason question: no clip in the shards is asked {question!r}")
+        if question_share is not None and asked.all():
+            raise ValueError(f"question share: every question in the shards is {question!r}, so there is no mixture")
         # how often JointTasks draws each question, relative to the others (None: uniform over questions)
         self.weights = None
         if task_weights:
@@ -354,6 +362,14 @@ class ReasonTasks(torch.utils.data.Dataset):
                                  f"got {task_weights}")
             self.weights = torch.tensor([float(task_weights.get(TASK_OF.get(q["type"], q["type"]), 1.0))
                                          for q in (self.clips[i]["questions"][j] for i, j in self.items)])
+        if question_share is not None:
+            w = torch.ones(len(self.items)) if self.weights is None else self.weights.clone()
+            if not (w[asked].sum() > 0 and w[~asked].sum() > 0):
+                raise ValueError(f"question share: the task weights {task_weights} leave {question!r} or the rest of "
+                                 "the mixture nothing to draw")
+            w[asked] *= question_share / w[asked].sum()
+            w[~asked] *= (1 - question_share) / w[~asked].sum()
+            self.weights = w
         self.mean = torch.tensor(config.latent_mean).view(-1, 1, 1, 1)
         self.std = torch.tensor(config.latent_std).view(-1, 1, 1, 1)
         self.audio_stats = (torch.tensor(config.audio_mean).view(-1, 1), torch.tensor(config.audio_std).view(-1, 1))
@@ -388,3 +404,12 @@ class JointTasks(torch.utils.data.Dataset):
             k = torch.multinomial(w, 1) if w is not None else torch.randint(len(self.reasoner), ())
             return self.reasoner[int(k)]
         return self.generator[i % len(self.generator)]
+
+
+def draws(generator, reasoner: ReasonTasks, p_reason: float):
+    """The dataset a run samples: JointTasks with generator clips; questions alone otherwise, through JointTasks
+    whenever they carry weights (the trainer's sampler indexes the dataset uniformly, so ReasonTasks on its own
+    would draw every question alike and the weights would go unused)."""
+    if generator is not None:
+        return JointTasks(generator, reasoner, p_reason)
+    return reasoner if reasoner.weights is None else JointTasks([], reasoner, 1.0)

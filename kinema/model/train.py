@@ -182,12 +182,13 @@ def train(args) -> Path:
                             mode_weights=mode_weights)
         print(f"{len(dataset)} clips from {len(shards)} datasets; text vocabulary {text.vocab_size}")
     if reason_shards is not None:
-        from kinema.model.reason_data import JointTasks, ReasonTasks
+        from kinema.model.reason_data import ReasonTasks, draws
 
         reason = ReasonTasks(reason_shards, config, text, task_weights=task_weights,
-                             question=getattr(args, "reason_question", None))
+                             question=getattr(args, "reason_question", None),
+                             question_share=getattr(args, "reason_question_share", None))
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
-        dataset = reason if dataset is None else JointTasks(dataset, reason, args.reason_weight)
+        dataset = draws(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                      lr=args.lr, warmup=args.warmup, dtype=args.dtype, device=args.device, seed=args.seed,
                      ckpt_every=args.ckpt_every, log_every=args.log_every, ema_decay=args.ema_decay,
@@ -288,6 +289,9 @@ def add_parser(sub) -> None:
     p.add_argument("--reason-question", default=None, metavar="TEXT",
                    help="ask only this question of the clips (exact text, e.g. \"Which end of the seesaw ends up "
                         "lower?\"): a drill on one question")
+    p.add_argument("--reason-question-share", type=float, default=None, metavar="P",
+                   help="with --reason-question: draw that question a fraction P of the time and the whole mixture "
+                        "(with its task weights) the rest, rather than the question alone")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=16)

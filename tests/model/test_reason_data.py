@@ -139,7 +139,7 @@ def test_reason_tasks_mute_a_share_of_the_clips(tmp_path, monkeypatch):
     assert 0.68 < np.mean(heard) < 0.82
 
 
-def test_task_weights_draw_a_task_more_often_and_one_question_can_be_drilled(monkeypatch):
+def test_task_weights_draw_a_task_more_often_and_one_question_can_be_drilled_alone_or_inside_the_mixture(monkeypatch):
     import kinema.model.reason_data as rd
     from kinema.model.train import parse_weights
     from kinema.tokenize.text import TextTokenizer
@@ -161,14 +161,24 @@ def test_task_weights_draw_a_task_more_often_and_one_question_can_be_drilled(mon
     tasks = rd.ReasonTasks([], cfg, text, task_weights=weights)
     assert tasks.weights.tolist() == [1.0, 1.0, 1.0, 3.0]
     when = text.encode("0.50 s")[0]
-    joint = JointTasks([None], tasks, p_reason=1.0)
+    joint = rd.draws(None, tasks, p_reason=0.5)  # questions alone, as `kinema train` without generator data
     torch.manual_seed(0)
     timing = np.mean([bool((joint[0].target == when).any()) for _ in range(600)])
     assert 0.44 < timing < 0.56  # 3 / (3 + 3) of the draws, against 1 / 4 unweighted
     drill = rd.ReasonTasks([], cfg, text, question="When?")
     assert drill.items == [(0, 3)] and bool((drill[0].target == when).any())
+    assert rd.draws(None, drill, 0.5) is drill  # no weights: the trainer's uniform index draws alike
     with pytest.raises(ValueError, match="no clip in the shards is asked 'Why\\?'"):
         rd.ReasonTasks([], cfg, text, question="Why?")
+    inside = rd.ReasonTasks([], cfg, text, task_weights=weights, question="When?", question_share=0.25)
+    assert len(inside) == 4 and torch.allclose(inside.weights, torch.tensor([0.25, 0.25, 0.25, 0.25]))
+    inside = rd.ReasonTasks([], cfg, text, question="How many?", question_share=0.5)
+    assert torch.allclose(inside.weights, torch.tensor([1 / 6, 1 / 6, 1 / 6, 0.5]))
+    for q, share in (("When?", 1.0), (None, 0.5), ("When?", 0.0)):
+        with pytest.raises(ValueError, match="question share"):
+            rd.ReasonTasks([], cfg, text, question=q, question_share=share)
+    with pytest.raises(ValueError, match="question share: the task weights"):
+        rd.ReasonTasks([], cfg, text, task_weights={"count": 0.0}, question="When?", question_share=0.5)
 
 
 def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
