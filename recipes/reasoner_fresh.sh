@@ -21,7 +21,9 @@
 #     (drill and back: tried, not shipped; which end 31 -> 51 of 72 and outcome 0.904, but count 0.849)
 #   bash recipes/reasoner_fresh.sh inside  # from f6ae244's weights: the drill inside the mixture, 60% of the draws
 #   bash recipes/reasoner_fresh.sh mend    # from the inside round's weights (run inside first): count drawn 8x
-#     (inside and mend: tried, not shipped; which end 50 then 45 of 72, outcome 0.913 then 0.902, count 0.836 then 0.861)
+#     (inside and mend alone: not shipped; which end 50 then 45 of 72, outcome 0.913 then 0.902, count 0.836 then 0.861)
+#   bash recipes/reasoner_fresh.sh fine    # from the mean of mend's, cpu9's and cpu7's weights (run mend first)
+#   then ship it (shipped in the change that added it): python scripts/ship_world_model.py --run outputs/runs/world-model-fresh-fine
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -62,15 +64,18 @@
 #   2,000 steps at lr 5e-4, seed 25 (43 min).
 # mend: the same shards, "which end" 25% of the draws, count 8x among the rest, 600 steps at lr 1e-4, seed 26
 #   (13 min).
+# fine: the same shards from the mean of the mend, cpu9 and cpu7 rounds' final weights, "which end" 30% of the
+#   draws, count 8x among the rest, 400 steps at lr 1e-4, seed 27 (9 min).
 # Seeds 8-73 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9|drill|back|inside|mend [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9|drill|back|inside|mend|fine [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
 more=() again=()  # cpu5: sets beyond the seeds' own, and shards of an earlier round trained on again
 reuse=() ask=()  # drill, back: earlier rounds' shards (ROUND:GLOB) linked into $RUN/shards; one question only
+avg=()  # fine: rounds whose final weights are averaged with base's to make the init
 # Every question alike: the rounds gpu-cpu9 and back were run with --reason-task-weights (count=4,outcome=5,
 # attribute=2,timing=2,plausibility=4; back: outcome=8), which kinema train ignored for runs of questions alone
 # until the change that added the inside round, so uniform draws are what trained them and what runs here.
@@ -116,7 +121,11 @@ case $ROUND in
        reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
        ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.25)
        train=(--batch-size 32 --lr 1e-4 --warmup 20 --seed 26 --steps 600) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside or mend)" >&2; exit 2 ;;
+  fine) seeds="" table="" base=run:mend avg=(cpu9 cpu7) DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
+       train=(--batch-size 32 --lr 1e-4 --warmup 20 --seed 27 --steps 400) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend or fine)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}
@@ -137,7 +146,8 @@ if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started fr
     for t in checkpoints/tokenizer-*; do  # a run's config names its tokenizers beside it, as in checkpoints/
       [ -e $RUN/${t#checkpoints/} ] || ln -s "$PWD/$t" $RUN/
     done
-    $PYTHON scripts/ship_world_model.py --run outputs/runs/world-model-fresh-${base#run:} --out $INIT
+    $PYTHON scripts/ship_world_model.py --run outputs/runs/world-model-fresh-${base#run:} --out $INIT \
+      ${avg[@]:+--average} "${avg[@]/#/outputs/runs/world-model-fresh-}"
   else
     for f in model.safetensors config.json tokenizer.json; do
       git show $base:checkpoints/world-model-small/$f > $INIT/$f
