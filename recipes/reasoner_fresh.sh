@@ -23,7 +23,8 @@
 #   bash recipes/reasoner_fresh.sh mend    # from the inside round's weights (run inside first): count drawn 8x
 #     (inside and mend alone: not shipped; which end 50 then 45 of 72, outcome 0.913 then 0.902, count 0.836 then 0.861)
 #   bash recipes/reasoner_fresh.sh fine    # from the mean of mend's, cpu9's and cpu7's weights (run mend first)
-#   then ship it (shipped in the change that added it): python scripts/ship_world_model.py --run outputs/runs/world-model-fresh-fine
+#     (fine: tried, not shipped; all four targets on the held-out seeds its init was chosen on, worse than the
+#     shipped mean on fresh seed 80: BENCHMARKS.md, "The drill inside the mixture")
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
