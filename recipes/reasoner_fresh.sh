@@ -25,6 +25,9 @@
 #   bash recipes/reasoner_fresh.sh fine    # from the mean of mend's, cpu9's and cpu7's weights (run mend first)
 #     (fine: tried, not shipped; all four targets on the held-out seeds its init was chosen on, worse than the
 #     shipped mean on fresh seed 80: BENCHMARKS.md, "The drill inside the mixture")
+#   bash recipes/reasoner_fresh.sh gentle  # from f6ae244's weights: the drill inside the mixture at 30%, lr 2e-4
+#   bash recipes/reasoner_fresh.sh wide    # the same with the adapter widened from rank 64 to 128
+#     (gentle and wide: tried, not shipped; count for "which end" at either rank: BENCHMARKS.md, "A gentler drill")
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -126,7 +129,15 @@ case $ROUND in
        reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
        ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
        train=(--batch-size 32 --lr 1e-4 --warmup 20 --seed 27 --steps 400) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend or fine)" >&2; exit 2 ;;
+  gentle) seeds="" table="" base=f6ae244 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
+       train=(--batch-size 32 --lr 2e-4 --warmup 40 --seed 28 --steps 2000) ;;
+  wide) seeds="" table="" base=f6ae244 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0} rank=128
+       reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
+       train=(--batch-size 32 --lr 2e-4 --warmup 40 --seed 28 --steps 2000) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend, fine, gentle or wide)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}
@@ -160,7 +171,7 @@ for r in "${reuse[@]}"; do  # ROUND:PREFIX -> that round's shards whose names st
   for f in outputs/runs/world-model-fresh-${r%%:*}/shards/${r#*:}*; do ln -sf "$PWD/$f" $RUN/shards/${r%%:*}-${f##*/}; done
 done
 [ ${#sets[@]} = 0 ] || $PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
-$KINEMA train --preset small --reason-data $RUN/shards "${again[@]}" --reason-weight 1 --reason-audio --reason-adapter 64 \
+$KINEMA train --preset small --reason-data $RUN/shards "${again[@]}" --reason-weight 1 --reason-audio --reason-adapter ${rank:-64} \
   --reason-pixels 2 --init $INIT --out $RUN --device $DEVICE --dtype bf16 --workers $LOADERS \
   "${train[@]}" --log-every 10 --ckpt-every 100 \
   ${weights:+--reason-task-weights $weights} "${ask[@]}" "$@"

@@ -133,6 +133,10 @@ def train(args) -> Path:
                              f"{raw['model']['pixel_cell']} without an adapter); with an adapter only questions read "
                              "it, so its generator would change. Start from a checkpoint without the pixel view and "
                              "add it with --reason-pixels")
+        if adapter and adapter < raw["model"].get("reason_adapter", 0):
+            raise ValueError(f"--reason-adapter {adapter}: {args.init}'s adapter has rank "
+                             f"{raw['model']['reason_adapter']}; give at least that (a smaller rank would drop what "
+                             "its adapter learned)")
     out.mkdir(parents=True, exist_ok=True)  # after every check, so a refused run leaves nothing behind
 
     def setup(show: bool):
@@ -208,6 +212,7 @@ def train(args) -> Path:
         if w is not None and want is not None and w.shape[1] < want.shape[1]:  # more cond rows: new inputs read 0
             print(f"init: the action input widens from {w.shape[1]} to {want.shape[1]} numbers; the new ones start at zero")
             state["moved_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], want.shape[1] - w.shape[1], w.shape[2])], 1)
+        widen_adapter(state, model.state_dict())
         load_state_strict(model, state, where=str(args.init))
     if getattr(args, "freeze_reasoner", False):
         frozen = [p.requires_grad_(False).numel() for _, p in model.reasoner_parameters()]
@@ -228,6 +233,21 @@ def train(args) -> Path:
     del trainer
     cleanup_distributed()
     return final
+
+
+def widen_adapter(state: dict, want: dict) -> None:
+    """A checkpoint's reasoner adapter raised in place to the model's larger rank: the new rows of each A start as a
+    fresh model's and the new columns of each B at zero, so the adapted reasoner starts exactly as the checkpoint's
+    (B A x is unchanged) and the added rank still learns (A's new rows get gradient through B, B's through A)."""
+    widened = set()
+    for k, v in list(state.items()):
+        if ".lora." in k and k in want and v.shape != want[k].shape:
+            axis = 0 if k.endswith(".A") else 1  # A [rank, in], B [out, rank]
+            extra = want[k].narrow(axis, v.shape[axis], want[k].shape[axis] - v.shape[axis]).float()
+            state[k] = torch.cat([v, extra if axis == 0 else torch.zeros_like(extra)], axis)
+            widened.add((v.shape[axis], want[k].shape[axis]))
+    for have, rank in widened:
+        print(f"init: the reasoner's adapter widens from rank {have} to {rank}; the new rank starts with no effect")
 
 
 def parse_weights(spec: str | None, flag: str = "--reason-task-weights", what: str = "TASK") -> dict | None:
@@ -278,7 +298,8 @@ def add_parser(sub) -> None:
     p.add_argument("--reason-adapter", type=int, default=0, metavar="RANK",
                    help="add a LoRA of this rank to the reasoner that only questions take, and train it (with the "
                         "text head) alone: the reasoner learns, every generator output stays exactly as it was "
-                        "(use with --init and --reason-weight 1)")
+                        "(use with --init and --reason-weight 1; a larger rank than --init's widens its adapter, "
+                        "which starts unchanged)")
     p.add_argument("--reason-data", nargs="*", default=None,
                    help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator); "
                         "a folder of reasoner shards built before (a run's reason_latents) is taken as it is")

@@ -233,3 +233,16 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     _, state6 = load_pretrained(tmp_path / "carried" / "final")
     assert not torch.equal(state6["backbone.layers.0.und.lora.qkv.B"], state5["backbone.layers.0.und.lora.qkv.B"])
     assert all(torch.equal(state6[k], v) for k, v in state.items() if not k.startswith(("text_out.", "backbone.norm_und.")))
+    # a larger rank widens the adapter in place: the learned rank kept, the new rows of A fresh, the new columns of
+    # B zero (so the reasoner starts as it was); a smaller rank is refused before anything is written
+    ada = ["train", *bare, "--reason-weight", "1", "--reason-data", str(tmp_path / "ada" / "reason_latents"), "--init",
+           str(tmp_path / "carried" / "final"), "--reason-pixels", "4", "--steps", "1", "--lr", "1e-9"]
+    assert main([*ada, "--out", str(tmp_path / "narrow"), "--reason-adapter", "2"]) == 2
+    assert "adapter has rank 4; give at least that" in capsys.readouterr().err and not (tmp_path / "narrow").exists()
+    assert main([*ada, "--out", str(tmp_path / "rank8"), "--reason-adapter", "8"]) == 0
+    assert "widens from rank 4 to 8" in capsys.readouterr().out
+    raw7, state7 = load_pretrained(tmp_path / "rank8" / "final")
+    a, b = state7["backbone.layers.0.und.lora.qkv.A"].float(), state7["backbone.layers.0.und.lora.qkv.B"].float()
+    assert raw7["model"]["reason_adapter"] == 8 and a.shape == (8, 64) and b.shape == (3 * 64, 8)
+    assert torch.allclose(a[:4], state6["backbone.layers.0.und.lora.qkv.A"].float(), atol=1e-2)
+    assert a[4:].abs().sum() > 0 and b[:, 4:].abs().max() < 1e-3
