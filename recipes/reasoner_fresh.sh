@@ -28,6 +28,9 @@
 #   bash recipes/reasoner_fresh.sh gentle  # from f6ae244's weights: the drill inside the mixture at 30%, lr 2e-4
 #   bash recipes/reasoner_fresh.sh wide    # the same with the adapter widened from rank 64 to 128
 #     (gentle and wide: tried, not shipped; count for "which end" at either rank: BENCHMARKS.md, "A gentler drill")
+#   bash recipes/reasoner_fresh.sh renew   # gentle's draws on new episodes only (seeds 90-99), from f6ae244's weights
+#     (renew, and the products mean of its weights with f6ae244's: tried, not shipped; count fell again:
+#     BENCHMARKS.md, "Adapter means")
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -70,6 +73,8 @@
 #   (13 min).
 # fine: the same shards from the mean of the mend, cpu9 and cpu7 rounds' final weights, "which end" 30% of the
 #   draws, count 8x among the rest, 400 steps at lr 1e-4, seed 27 (9 min).
+# renew: seeds 90-94 (tabletop at 90, 92) plus 960 seesaw episodes (seeds 95-99), from f6ae244's weights, gentle's
+#   draws and lr, seed 31: 2,976 episodes, 11,712 clips, 92,560 questions (527 s), then 2,000 steps (60 min).
 # Seeds 8-73 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
@@ -137,7 +142,12 @@ case $ROUND in
        reuse=(cpu6:seesaw cpu7:seesaw cpu8:seesaw cpu9:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
        ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
        train=(--batch-size 32 --lr 2e-4 --warmup 40 --seed 28 --steps 2000) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend, fine, gentle or wide)" >&2; exit 2 ;;
+  renew) seeds="90 91 92 93 94" table="90 92" base=f6ae244 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       more=(seesaw:96:95:twins seesaw:96:96:twins seesaw:96:97:twins seesaw:96:98:twins seesaw:96:99:twins)
+       weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
+       train=(--batch-size 32 --lr 2e-4 --warmup 40 --seed 31 --steps 2000) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend, fine, gentle, wide or renew)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}

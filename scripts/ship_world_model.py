@@ -2,6 +2,8 @@
 
     python scripts/ship_world_model.py --run outputs/runs/world-model-small --out checkpoints/world-model-small
     python scripts/ship_world_model.py --run RUN --average RUN2 [RUN3...] --out DIR  (the mean of runs' final weights)
+    python scripts/ship_world_model.py --run RUN --average RUN2 --adapter-mean products [--adapter-rank R] --out DIR
+                                   (each reasoner adapter averaged as the update B A it makes: model.train.mean_adapters)
     python scripts/ship_world_model.py --expected-only --out checkpoints/world-model-small   (after a tokenizer's
                                                                           decoder changed: same weights)
 
@@ -24,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kinema.model.demo import REGRESSION, regression_outputs  # noqa: E402
+from kinema.model.train import mean_adapters  # noqa: E402
 from kinema.train.checkpoint import (latest_checkpoint, load_pretrained, load_train_checkpoint,  # noqa: E402
                                      mean_state, save_pretrained, write_json)
 
@@ -34,7 +37,13 @@ def main() -> None:
     ap.add_argument("--latest", action="store_true", help="the newest step checkpoint even when final/ exists")
     ap.add_argument("--average", nargs="+", metavar="RUN", default=[],
                     help="ship the mean of these runs' final weights and --run's (rounds from one starting point: "
-                         "every tensor is averaged, so those all share stay as they are; the config is --run's)")
+                         "every tensor is averaged, so those all share stay as they are; the config is --run's); "
+                         "a folder holding model.safetensors (a shipped checkpoint) is taken as it is")
+    ap.add_argument("--adapter-mean", choices=["factors", "products"], default="factors",
+                    help="with --average: the reasoner adapters' A and B averaged each (factors: how f6ae244's weights "
+                         "were made) or the mean of their updates B A (products: exact, at the sum of the ranks)")
+    ap.add_argument("--adapter-rank", type=int, default=None,
+                    help="with --adapter-mean products: keep this many leading singular directions of each mean update")
     ap.add_argument("--expected-only", action="store_true", help="only recompute OUT/expected.json")
     args = ap.parse_args()
     run, dest = Path(args.run), Path(args.out)
@@ -47,8 +56,15 @@ def main() -> None:
         ckpt = load_train_checkpoint(latest_checkpoint(run / "checkpoints"))
         config, state, step = ckpt.config, ckpt.ema_state or ckpt.model_state, ckpt.step
     if args.average and not args.expected_only:
-        others = [load_pretrained(Path(r) / "final")[1] for r in args.average]
-        state = mean_state([state, *others], [str(run), *args.average])
+        others = [load_pretrained(Path(r) if (Path(r) / "model.safetensors").exists() else Path(r) / "final")[1]
+                  for r in args.average]
+        names = [str(run), *args.average]
+        if args.adapter_mean == "products":
+            state = mean_adapters([state, *others], names, args.adapter_rank)
+            rank = next(v.shape[0] for k, v in state.items() if k.endswith(".lora.qkv.A"))
+            config = config | {"model": config["model"] | {"reason_adapter": rank}}
+        else:
+            state = mean_state([state, *others], names)
         step = f"{step} averaged with {', '.join(args.average)}"
     if not args.expected_only:
         save_pretrained(dest, state, config, dtype=torch.bfloat16)

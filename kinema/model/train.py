@@ -23,7 +23,7 @@ from kinema.model.lm_loss import lm_loss
 from kinema.model.config import KIND, WorldModelConfig, get_preset
 from kinema.model.sequence import ACTION, AUDIO, VISION, Tokens, collate
 from kinema.model.world_model import WorldModel
-from kinema.train.checkpoint import read_json, write_json
+from kinema.train.checkpoint import CheckpointError, mean_state, read_json, write_json
 
 LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio", 0.5)}
 TEXT_WEIGHT = 1.0
@@ -248,6 +248,30 @@ def widen_adapter(state: dict, want: dict) -> None:
             widened.add((v.shape[axis], want[k].shape[axis]))
     for have, rank in widened:
         print(f"init: the reasoner's adapter widens from rank {have} to {rank}; the new rank starts with no effect")
+
+
+def mean_adapters(states: list[dict], names: list[str], rank: int | None = None) -> dict:
+    """The mean of rounds' weights with each reasoner adapter averaged as the update it makes, B A, not factor by
+    factor (the mean of the factors is not the mean of their products). The mean of B_i A_i over n rounds is the
+    product of [B_1 .. B_n] / n and [A_1; ..; A_n], so the exact mean has the sum of the rounds' ranks (which may
+    differ); a smaller `rank` keeps its leading singular directions, B = U sqrt(S), A = sqrt(S) V^T. Every other
+    tensor is the plain mean (checkpoint.mean_state). The result's rank is its A's first dimension."""
+    lora = [{k for k in s if ".lora." in k} for s in states]
+    for keys, name in zip(lora[1:], names[1:]):
+        if keys != lora[0]:
+            raise CheckpointError(f"cannot average {name} with {names[0]}: their reasoner adapters cover different "
+                                  f"layers ({sorted(keys ^ lora[0])[:3]})")
+    out = mean_state([{k: v for k, v in s.items() if ".lora." not in k} for s in states], names)
+    for key in sorted(k for k in lora[0] if k.endswith(".A")):
+        site = key[:-len(".A")]
+        B = torch.cat([s[site + ".B"].float() / len(states) for s in states], 1)  # [out, sum of ranks]
+        A = torch.cat([s[site + ".A"].float() for s in states], 0)  # [sum of ranks, in]
+        if rank is not None and rank < A.shape[0]:
+            U, S, Vh = torch.linalg.svd(B @ A, full_matrices=False)
+            root = S[:rank].sqrt()
+            B, A = U[:, :rank] * root, root[:, None] * Vh[:rank]
+        out[site + ".A"], out[site + ".B"] = A, B
+    return out
 
 
 def parse_weights(spec: str | None, flag: str = "--reason-task-weights", what: str = "TASK") -> dict | None:

@@ -246,3 +246,37 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     assert raw7["model"]["reason_adapter"] == 8 and a.shape == (8, 64) and b.shape == (3 * 64, 8)
     assert torch.allclose(a[:4], state6["backbone.layers.0.und.lora.qkv.A"].float(), atol=1e-2)
     assert a[4:].abs().sum() > 0 and b[:, 4:].abs().max() < 1e-3
+
+
+def test_adapters_average_as_the_updates_they_make():
+    """mean_adapters: the mean of B A over rounds of different ranks, exactly at the ranks' sum, or its best
+    approximation at a smaller rank; every other tensor is the plain mean; adapters on different layers refused."""
+    from kinema.model.train import mean_adapters
+    from kinema.train.checkpoint import CheckpointError
+
+    torch.manual_seed(0)
+    states = []
+    for rank in (4, 8):
+        state = WorldModel(tiny_config(reason_adapter=rank)).state_dict()
+        states.append({k: torch.randn_like(v) if k.endswith(".B") else v.clone() for k, v in state.items()})
+    site = "backbone.layers.0.und.lora.gate_up"
+    updates = [s[site + ".B"] @ s[site + ".A"] for s in states]
+    mean = (updates[0] + updates[1]) / 2
+    exact = mean_adapters(states, ["a", "b"])
+    assert exact[site + ".A"].shape[0] == 12
+    assert torch.allclose(exact[site + ".B"] @ exact[site + ".A"], mean, atol=1e-5)
+    # averaging the factors instead is not the mean update (same ranks, so it can be done at all)
+    same = [states[0], {k: torch.randn_like(v) if ".lora." in k else v for k, v in states[0].items()}]
+    factors = {k: (same[0][k] + same[1][k]) / 2 for k in (site + ".A", site + ".B")}
+    products = (same[0][site + ".B"] @ same[0][site + ".A"] + same[1][site + ".B"] @ same[1][site + ".A"]) / 2
+    assert not torch.allclose(factors[site + ".B"] @ factors[site + ".A"], products, atol=1e-2)
+    # rank 5: the best rank-5 approximation of the mean update (its error is the dropped singular values')
+    small = mean_adapters(states, ["a", "b"], rank=5)
+    assert small[site + ".A"].shape[0] == 5 and small[site + ".B"].shape[1] == 5
+    tail = torch.linalg.svdvals(mean)[5:].square().sum().sqrt()
+    assert torch.allclose(torch.linalg.matrix_norm(small[site + ".B"] @ small[site + ".A"] - mean), tail, rtol=1e-3)
+    key = "backbone.layers.0.und.qkv.weight"
+    twice = {k: v if ".lora." in k else states[0][k] * 2 if v.is_floating_point() else v for k, v in states[1].items()}
+    assert torch.allclose(mean_adapters([states[0], twice], ["a", "b"])[key], 1.5 * states[0][key])
+    with pytest.raises(CheckpointError, match="cover different layers"):
+        mean_adapters([states[0], {k: v for k, v in states[1].items() if "layers.0.und.lora" not in k}], ["a", "b"])
