@@ -29,6 +29,8 @@
 #   bash recipes/reasoner_fresh.sh wide    # the same with the adapter widened from rank 64 to 128
 #     (gentle and wide: tried, not shipped; count for "which end" at either rank: BENCHMARKS.md, "A gentler drill")
 #   bash recipes/reasoner_fresh.sh renew   # gentle's draws on new episodes only (seeds 90-99), from f6ae244's weights
+#   bash recipes/reasoner_fresh.sh early   # inside's draws on renew's shards, only the first 3 layers' adapters training
+#     (BENCHMARKS.md, "Where in the adapter")
 #     (renew, and the products mean of its weights with f6ae244's: tried, not shipped; count fell again:
 #     BENCHMARKS.md, "Adapter means")
 #
@@ -75,6 +77,9 @@
 #   draws, count 8x among the rest, 400 steps at lr 1e-4, seed 27 (9 min).
 # renew: seeds 90-94 (tabletop at 90, 92) plus 960 seesaw episodes (seeds 95-99), from f6ae244's weights, gentle's
 #   draws and lr, seed 31: 2,976 episodes, 11,712 clips, 92,560 questions (527 s), then 2,000 steps (60 min).
+# early: inside's draws, lr and seed on renew's shards, from f6ae244's weights, but only the adapter of layers 0-2
+#   trains (--reason-adapter-layers 3): does the drill inside the mixture cost count when the later layers keep
+#   the shipped adapter? (2,000 steps, about 60 min)
 # Seeds 8-73 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
@@ -147,7 +152,11 @@ case $ROUND in
        weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
        ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
        train=(--batch-size 32 --lr 2e-4 --warmup 40 --seed 31 --steps 2000) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend, fine, gentle, wide or renew)" >&2; exit 2 ;;
+  early) seeds="" table="" base=f6ae244 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0}
+       reuse=(renew:) weights=count=4,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.6)
+       train=(--batch-size 32 --lr 5e-4 --warmup 40 --seed 25 --steps 2000 --reason-adapter-layers 3) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend, fine, gentle, wide, renew or early)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}

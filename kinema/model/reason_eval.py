@@ -208,6 +208,47 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def sign_test(gained: int, lost: int) -> float:
+    """Two-sided exact sign test: the probability of a split of the changed answers at least this uneven if
+    each change were a fair coin (what two models that differ only by noise would give)."""
+    from math import comb
+
+    n = gained + lost
+    return min(1.0, 2 * sum(comb(n, k) for k in range(min(gained, lost) + 1)) / 2 ** n) if n else 1.0
+
+
+def paired(base: list[dict], model: list[dict], by: str = "task") -> dict:
+    """Two models' answers to the same questions (eval reason rows of the same data and settings), per task (or
+    per question, by="question"): each accuracy, the answers only the model gets right (gained) and only the
+    base does (lost), and the sign test of that split; tasks only one of them was asked are left out. Two close
+    rounds' accuracies move by more from one seed set to the next than they differ; the changed answers are the
+    fair comparison."""
+    key = lambda r: (r["world"], r["seed"], r["camera"], r["question"], r["truth"])  # noqa: E731
+    tasks = defaultdict(lambda: ([], []))
+    for i, rows in enumerate((base, model)):
+        for r in rows:
+            if r["task"] != "caption":  # no right answer to count
+                tasks[r["task"]][i].append(r)
+    out: dict[str, dict] = {}
+    for task, (a, b) in tasks.items():
+        if not a or not b:  # a task only one of them was asked (eval reason --tasks)
+            continue
+        if len(a) != len(b) or any(key(x) != key(y) for x, y in zip(a, b)):  # each task's questions in a fixed order
+            raise ValueError(f"paired: the two evaluations asked different {task} questions ({len(a)} against "
+                             f"{len(b)}): compare runs of the same --data, --max-per-task and --seed")
+        for r, m in zip(a, b):
+            right = normalise(r["answer"]) == normalise(r["truth"]), normalise(m["answer"]) == normalise(m["truth"])
+            s = out.setdefault(r[by], dict(n=0, base=0, model=0, gained=0, lost=0))
+            s["n"] += 1
+            s["base"] += right[0]
+            s["model"] += right[1]
+            s["gained"] += right[1] and not right[0]
+            s["lost"] += right[0] and not right[1]
+    for s in out.values():
+        s["p"] = sign_test(s["gained"], s["lost"])
+    return out
+
+
 def table(summary: dict) -> str:
     lines = ["| task | n | model | majority | blind | other |", "|---|---|---|---|---|---|"]
     for task, s in summary.items():

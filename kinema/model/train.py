@@ -115,6 +115,9 @@ def train(args) -> Path:
         raise ValueError("--reason-adapter trains only the reasoner's adapter of an existing checkpoint (the generator "
                          f"stays still): give --init and --reason-weight 1 (got init={args.init!r}, reason weight "
                          f"{args.reason_weight})")
+    first = getattr(args, "reason_adapter_layers", None)
+    if first is not None and (not adapter or first < 1):
+        raise ValueError(f"--reason-adapter-layers {first}: give a number of layers >= 1, with --reason-adapter")
     if not args.data and not (args.init and args.reason_weight == 1 and args.reason_data):
         raise ValueError("--data may be left out only when training on questions alone from a checkpoint: give --init, "
                          f"--reason-weight 1 and --reason-data (got init={args.init!r}, reason weight "
@@ -218,11 +221,12 @@ def train(args) -> Path:
         frozen = [p.requires_grad_(False).numel() for _, p in model.reasoner_parameters()]
         print(f"--freeze-reasoner: {sum(frozen) / 1e6:.2f}M reasoner parameters frozen")
     if adapter:
-        trainable = {name for name, _ in model.adapter_parameters()}
+        trainable = dict(model.adapter_parameters(first_layers=first))
         frozen = [p.requires_grad_(False).numel() for name, p in model.named_parameters() if name not in trainable]
-        print(f"--reason-adapter {adapter}: {sum(p.numel() for _, p in model.adapter_parameters()) / 1e6:.2f}M "
-              f"parameters train (adapter, {'pixel view, ' if config.pixel_cell else ''}final reasoner norm, "
-              f"text head); {sum(frozen) / 1e6:.2f}M stay still")
+        what = (f"the adapter of the first {first} layers" if first is not None else
+                f"adapter, {'pixel view, ' if config.pixel_cell else ''}final reasoner norm, text head")
+        print(f"--reason-adapter {adapter}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train "
+              f"({what}); {sum(frozen) / 1e6:.2f}M stay still")
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     schedule = schedule_for(config)
     trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
@@ -271,6 +275,28 @@ def mean_adapters(states: list[dict], names: list[str], rank: int | None = None)
             root = S[:rank].sqrt()
             B, A = U[:, :rank] * root, root[:, None] * Vh[:rank]
         out[site + ".A"], out[site + ".B"] = A, B
+    return out
+
+
+PROJECTIONS = ("qkv", "proj", "gate_up", "down")  # the reasoner adapter's sites in each layer (attention, MLP)
+
+
+def graft_adapter(state: dict, donor: dict, layers, projections=PROJECTIONS, name: str = "donor") -> dict:
+    """`state` with the reasoner adapter of some layers and projections taken from `donor` (a round trained from
+    the same starting point): which parts of a round's update carry what it learned, or a checkpoint made of the
+    parts that help. layers: indices; projections: of PROJECTIONS. Every other tensor stays `state`'s."""
+    bad = set(projections) - set(PROJECTIONS)
+    if bad:
+        raise ValueError(f"graft: unknown adapter projections {sorted(bad)} (expected some of {PROJECTIONS})")
+    out = dict(state)
+    for key in state:
+        if ".lora." not in key:
+            continue
+        parts = key.split(".")  # backbone.layers.{i}.und.lora.{projection}.{A|B}
+        if int(parts[2]) in layers and parts[5] in projections:
+            if key not in donor or donor[key].shape != state[key].shape:
+                raise CheckpointError(f"graft: {name} has no adapter tensor {key} of shape {tuple(state[key].shape)}")
+            out[key] = donor[key]
     return out
 
 
@@ -324,6 +350,9 @@ def add_parser(sub) -> None:
                         "text head) alone: the reasoner learns, every generator output stays exactly as it was "
                         "(use with --init and --reason-weight 1; a larger rank than --init's widens its adapter, "
                         "which starts unchanged)")
+    p.add_argument("--reason-adapter-layers", type=int, default=None, metavar="N",
+                   help="with --reason-adapter: only the adapter of the first N layers trains; the later layers' "
+                        "adapters, the pixel view, final norm and text head stay as --init has them")
     p.add_argument("--reason-data", nargs="*", default=None,
                    help="more folders for reasoner questions only (e.g. implausible twins, kept out of the generator); "
                         "a folder of reasoner shards built before (a run's reason_latents) is taken as it is")

@@ -170,12 +170,15 @@ class WorldModel(nn.Module):
                                  tok.pos, keep_cache=True)
         return cache
 
-    def adapter_parameters(self):
+    def adapter_parameters(self, first_layers: int | None = None):
         """(name, parameter) of what only the reasoner's answers depend on: its adapter, pixel view (which only
         adapted tokens read), final norm and text head. Training these alone leaves every generator output exactly
-        as it was."""
+        as it was. first_layers=N: the adapter of the first N layers only."""
         for name, p in self.named_parameters():
-            if ".lora." in name or name.startswith(("text_out.", "backbone.norm_und.", "pixel_in.")):
+            if first_layers is not None:
+                if ".lora." in name and int(name.split(".")[2]) < first_layers:  # backbone.layers.{i}.und.lora...
+                    yield name, p
+            elif ".lora." in name or name.startswith(("text_out.", "backbone.norm_und.", "pixel_in.")):
                 yield name, p
 
     def reasoner_parameters(self):

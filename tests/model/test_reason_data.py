@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kinema.model.reason_data import JointTasks, questions
-from kinema.model.reason_eval import colour_words, normalise, other_episodes, seconds, summarise, word_f1
+from kinema.model.reason_eval import colour_words, normalise, other_episodes, paired, seconds, sign_test, summarise, word_f1
 
 
 def tabletop_row(plausible=True):
@@ -89,6 +89,27 @@ def test_summary_against_hand_computed_baselines():
     assert s["caption"]["colour_precision"] == pytest.approx(1 / 2)  # named {red, green}: red is right
     assert s["caption"]["colour_recall"] == pytest.approx(1 / 3)     # true {red, blue} and {grey}: red named
     assert s["caption"]["colour_precision_chance"] == pytest.approx(1.5 / 11)  # 10 palette colours and grey
+
+
+def test_paired_comparison_counts_changed_answers_and_their_sign_test():
+    """paired: per task, answers only the model gets right (gained) and only the base does (lost), with the exact
+    two-sided sign test (hand-computed: 3 against 0 is 2 / 8); evaluations of different questions are refused."""
+    q = lambda task, truth, ans, seed: dict(task=task, world="w", seed=seed, camera="front", question=task + "?",  # noqa: E731
+                                           truth=truth, answer=ans)
+    base = [q("count", "2", "3", 0), q("count", "4", "3", 1), q("count", "5", "5", 2), q("count", "1", "2", 3),
+            q("outcome", "yes", "yes", 0), q("caption", "a", "b", 0)]
+    model = [q("count", "2", "2", 0), q("count", "4", "4", 1), q("count", "5", "5", 2), q("count", "1", "1", 3),
+             q("outcome", "yes", "no", 0), q("caption", "a", "a", 0)]
+    out = paired(base, model)
+    assert set(out) == {"count", "outcome"}  # captions have no right answer to count
+    assert out["count"] == dict(n=4, base=1, model=4, gained=3, lost=0, p=pytest.approx(0.25))
+    assert out["outcome"]["lost"] == 1 and out["outcome"]["p"] == 1.0
+    assert sign_test(0, 0) == 1.0 and sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert set(paired(base, model[:4])) == {"count"}  # outcome asked of one only (eval reason --tasks)
+    with pytest.raises(ValueError, match="asked different count questions"):
+        paired(base, model[1:])
+    with pytest.raises(ValueError, match="asked different count questions"):
+        paired(base, [dict(r, seed=9) for r in model])
 
 
 def test_other_video_is_another_episode_of_the_same_world_and_camera_never_a_twin():

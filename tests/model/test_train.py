@@ -237,6 +237,15 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     # B zero (so the reasoner starts as it was); a smaller rank is refused before anything is written
     ada = ["train", *bare, "--reason-weight", "1", "--reason-data", str(tmp_path / "ada" / "reason_latents"), "--init",
            str(tmp_path / "carried" / "final"), "--reason-pixels", "4", "--steps", "1", "--lr", "1e-9"]
+    # --reason-adapter-layers 1: only layer 0's adapter trains; later layers', the pixel view and the head stay
+    assert main([*ada, "--out", str(tmp_path / "nolayers"), "--reason-adapter-layers", "1"]) == 2
+    assert "with --reason-adapter" in capsys.readouterr().err and not (tmp_path / "nolayers").exists()
+    assert main([*ada[:-4], "--steps", "2", "--lr", "1e-2", "--ema-decay", "0", "--out", str(tmp_path / "first"),
+                 "--reason-adapter", "4", "--reason-adapter-layers", "1"]) == 0
+    assert "the adapter of the first 1 layers" in capsys.readouterr().out
+    _, first = load_pretrained(tmp_path / "first" / "final")
+    moved = {k for k, v in first.items() if not torch.equal(v, state6[k])}
+    assert moved and all(k.startswith("backbone.layers.0.und.lora.") for k in moved)
     assert main([*ada, "--out", str(tmp_path / "narrow"), "--reason-adapter", "2"]) == 2
     assert "adapter has rank 4; give at least that" in capsys.readouterr().err and not (tmp_path / "narrow").exists()
     assert main([*ada, "--out", str(tmp_path / "rank8"), "--reason-adapter", "8"]) == 0
@@ -280,3 +289,31 @@ def test_adapters_average_as_the_updates_they_make():
     assert torch.allclose(mean_adapters([states[0], twice], ["a", "b"])[key], 1.5 * states[0][key])
     with pytest.raises(CheckpointError, match="cover different layers"):
         mean_adapters([states[0], {k: v for k, v in states[1].items() if "layers.0.und.lora" not in k}], ["a", "b"])
+
+
+def test_graft_takes_the_named_layers_and_projections_of_the_adapter():
+    """graft_adapter: the adapter of the layers and projections named comes from the donor, every other tensor
+    (other layers' adapters, the base weights, the head) stays; an unknown projection or a donor without the
+    tensor is refused."""
+    from kinema.model.train import graft_adapter
+    from kinema.train.checkpoint import CheckpointError
+
+    torch.manual_seed(0)
+    state = WorldModel(tiny_config(reason_adapter=4)).state_dict()
+    donor = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    out = graft_adapter(state, donor, [0], ["qkv", "proj"])
+    moved = {k for k in state if not torch.equal(out[k], state[k])}
+    assert moved == {f"backbone.layers.0.und.lora.{p}.{f}" for p in ("qkv", "proj") for f in "AB"}
+    assert all(torch.equal(out[k], donor[k]) for k in moved)
+    with pytest.raises(ValueError, match="unknown adapter projections"):
+        graft_adapter(state, donor, [0], ["mlp"])
+    with pytest.raises(CheckpointError, match="has no adapter tensor"):
+        graft_adapter(state, {k: v for k, v in donor.items() if ".lora." not in k}, [0])
+
+
+def test_reason_adapter_layers_trains_only_the_first_layers_adapter():
+    """adapter_parameters(first_layers=N): the adapters of layers 0..N-1 only (not the pixel view, norm or head)."""
+    model = WorldModel(tiny_config(reason_adapter=4))
+    names = {n for n, _ in model.adapter_parameters(first_layers=1)}
+    assert names and all(n.startswith("backbone.layers.0.und.lora.") for n in names)
+    assert names < {n for n, _ in model.adapter_parameters()}
