@@ -25,7 +25,8 @@ and every timed path is checked to produce the same codes as plain cached greedy
 3. The reasoner (--reasoner, default checkpoints/world-model-small): a 33-frame 64x64 clip (random pixels:
    speed only) and a question; time to first token (video encode + prompt prefill + first logits) and text
    tokens/s with and without the KV cache over --reasoner-tokens new tokens (the stop token is disabled so
-   every run writes the same count).
+   every run writes the same count). Several checkpoints after --reasoner are timed side by side, their runs
+   interleaved; --only-reasoner times these rows alone.
 """
 
 from __future__ import annotations
@@ -196,6 +197,27 @@ def reasoner_row(path: str, runs: int, new_tokens: int) -> dict:
                 cache_speedup=(t_full - t_prefill) / (t_cache - t_prefill))
 
 
+def reasoner_rows(paths: list[str], runs: int, new_tokens: int) -> list[dict]:
+    """reasoner_row (median of `runs`) for each checkpoint, three times over, interleaved so each sees the same
+    machine; the median of the three."""
+    if not paths:
+        return []
+    per = [[] for _ in paths]
+    for _ in range(3):
+        for i, p in enumerate(paths):
+            per[i].append(reasoner_row(p, runs, new_tokens))
+    rows = [{k: (statistics.median(r[k] for r in rs) if isinstance(rs[0][k], float) else rs[0][k]) for k in rs[0]}
+            for rs in per]
+    print(f"\n## the reasoner: a 33-frame clip + question = {rows[0]['prompt_tokens']} prompt tokens, "
+          f"{rows[0]['new_tokens']} new text tokens\n")
+    print("| checkpoint | time to first token s | prefill s | no-cache tok/s | cache tok/s | cache speed-up |")
+    print("|---|---|---|---|---|---|")
+    for p, r in zip(paths, rows):
+        print(f"| {p} | {r['ttft_s']:.3f} | {r['prefill_s']:.3f} | {r['nocache_tok_s']:.1f} | "
+              f"{r['cache_tok_s']:.1f} | {r['cache_speedup']:.1f}x |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "checkpoints" / "ar-world-model-small"))
@@ -207,11 +229,18 @@ def main() -> None:
     ap.add_argument("--heldout-codes", default=str(ROOT / "outputs" / "runs" / "ar-small" / "codes-heldout"))
     ap.add_argument("--clips", type=int, default=4, help="held-out clips of the real-clip rows")
     ap.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "decode.json"))
-    ap.add_argument("--reasoner", default=str(ROOT / "checkpoints" / "world-model-small"))
+    ap.add_argument("--reasoner", nargs="+", default=[str(ROOT / "checkpoints" / "world-model-small")],
+                    help="world-model checkpoints whose reasoner is timed, side by side (runs interleaved)")
+    ap.add_argument("--only-reasoner", action="store_true", help="time the reasoner rows alone")
     ap.add_argument("--reasoner-tokens", type=int, default=32)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.only_reasoner:
+        print(f"# reasoner decoding — {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+              f"thread(s), torch {torch.__version__}, {date.today()}, median of 3 x {args.runs} runs; greedy, fp32")
+        reasoner_rows(args.reasoner, args.runs, args.reasoner_tokens)
+        return
     if not (Path(args.model) / "model.safetensors").exists():
         sys.exit(f"no AR world model at {args.model} (expected config.json and model.safetensors)")
     from kinema.tokenize.load import load_tokenizer
@@ -254,15 +283,9 @@ def main() -> None:
                   f"{r['plain']} | {r['speedup_over_cache']:.2f}x |")
         print(f"end to end (DV encode of 9 frames + {DEFAULT} generation (the default tree) + DV decode of 33 "
               f"frames): {real['end_to_end_fps']:.2f} generated frames/s")
-    reason = None
-    if (Path(args.reasoner) / "model.safetensors").exists():
-        reason = reasoner_row(args.reasoner, args.runs, args.reasoner_tokens)
-        print(f"\n## the reasoner ({args.reasoner}): a 33-frame clip + question = {reason['prompt_tokens']} prompt "
-              f"tokens, {reason['new_tokens']} new text tokens\n")
-        print("| time to first token s | prefill s | no-cache tok/s | cache tok/s | cache speed-up |")
-        print("|---|---|---|---|---|")
-        print(f"| {reason['ttft_s']:.3f} | {reason['prefill_s']:.3f} | {reason['nocache_tok_s']:.1f} | "
-              f"{reason['cache_tok_s']:.1f} | {reason['cache_speedup']:.1f}x |")
+    reason = reasoner_rows([p for p in args.reasoner if (Path(p) / "model.safetensors").exists()], args.runs,
+                           args.reasoner_tokens)
+    print(f"[{time.time() - t_start:.0f} s]")
     print(f"[{time.time() - t_start:.0f} s]")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
