@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from kinema.diffusion.schedules import get_schedule, resolution_shift
-from kinema.model.lm_loss import lm_loss
+from kinema.model.lm_loss import keep_loss, lm_loss
 from kinema.model.config import KIND, WorldModelConfig, get_preset
 from kinema.model.sequence import ACTION, AUDIO, VISION, Tokens, collate
 from kinema.model.world_model import WorldModel
@@ -50,7 +50,9 @@ def noised(schedule, batch: Tokens, t: torch.Tensor, noise: torch.Tensor) -> tup
     return replace(batch, value=value), level
 
 
-def world_model_loss(model, batch: Tokens, schedule) -> tuple[torch.Tensor, dict[str, float]]:
+def world_model_loss(model, batch: Tokens, schedule, teacher=None, keep: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """teacher: a frozen copy of the starting weights; with keep > 0 its answers are kept where it was right
+    (lm_loss.keep_loss), weighted by keep."""
     B, L, V = batch.value.shape
     t = schedule.sample_training_t(B, device=batch.value.device)
     real = torch.arange(V, device=batch.value.device) < batch.dims[..., None]
@@ -74,6 +76,12 @@ def world_model_loss(model, batch: Tokens, schedule) -> tuple[torch.Tensor, dict
         ce, parts = lm_loss(logits, batch.target[scored])
         total = total + TEXT_WEIGHT * ce
         metrics["loss/text"] = parts["ce"]
+        if teacher is not None and keep > 0:
+            with torch.no_grad():
+                teacher_logits = teacher(tok, level, text_at=scored)[1]
+            kept, kparts = keep_loss(logits, teacher_logits, batch.target[scored])
+            total = total + keep * kept
+            metrics.update({"loss/keep": kparts["keep"], "keep/held": kparts["kept"]})
     return total, metrics
 
 
@@ -116,6 +124,9 @@ def train(args) -> Path:
                          f"stays still): give --init and --reason-weight 1 (got init={args.init!r}, reason weight "
                          f"{args.reason_weight})")
     first = getattr(args, "reason_adapter_layers", None)
+    keep = getattr(args, "reason_keep", 0.0)
+    if keep and (not args.init or not keep > 0):
+        raise ValueError(f"--reason-keep {keep}: give a weight > 0 and --init (the teacher is the starting checkpoint)")
     if first is not None and (not adapter or first < 1):
         raise ValueError(f"--reason-adapter-layers {first}: give a number of layers >= 1, with --reason-adapter")
     if not args.data and not (args.init and args.reason_weight == 1 and args.reason_data):
@@ -228,8 +239,20 @@ def train(args) -> Path:
         print(f"--reason-adapter {adapter}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train "
               f"({what}); {sum(frozen) / 1e6:.2f}M stay still")
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
+    teacher = None
+    if keep:  # the starting weights, frozen: the fine-tune keeps what they answer right (lm_loss.keep_loss)
+        import copy
+
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        print(f"--reason-keep {keep}: answers the starting weights get right are kept (KL to them, weight {keep})")
+
+    def loss_fn(m, b):
+        if teacher is not None and next(teacher.parameters()).device != b.value.device:
+            teacher.to(b.value.device)
+        return world_model_loss(m, b, schedule, teacher, keep)
+
     schedule = schedule_for(config)
-    trainer = Trainer(model, lambda m, b: world_model_loss(m, b, schedule), dataset, tc, config.to_dict(), kind=KIND,
+    trainer = Trainer(model, loss_fn, dataset, tc, config.to_dict(), kind=KIND,
                       collate_fn=collate, find_unused_parameters=True)
     final = trainer.fit()
     if rank == 0:
@@ -366,6 +389,10 @@ def add_parser(sub) -> None:
     p.add_argument("--reason-question-share", type=float, default=None, metavar="P",
                    help="with --reason-question: draw that question a fraction P of the time and the whole mixture "
                         "(with its task weights) the rest, rather than the question alone")
+    p.add_argument("--reason-keep", type=float, default=0.0, metavar="WEIGHT",
+                   help="with --init: keep the starting checkpoint's answers where they are right (KL to its "
+                        "distribution at those answer tokens, times WEIGHT), meant to let a drill of one question keep "
+                        "the rest (on the seesaw's drill it did not: BENCHMARKS.md, 'Keeping what it knew'; 0: off)")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=16)

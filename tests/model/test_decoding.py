@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kinema.model.decoding import SamplingParams, filter_logits, sample_next
-from kinema.model.lm_loss import Z_WEIGHT, lm_loss
+from kinema.model.lm_loss import Z_WEIGHT, keep_loss, lm_loss
 
 PROBS = torch.tensor([[0.5, 0.3, 0.15, 0.05]])  # a hand-made distribution, already sorted
 LOGITS = PROBS.log()
@@ -30,6 +30,19 @@ def test_lm_loss_is_a_mean_over_rows_and_checks_them():
     assert m["z"] == pytest.approx((math.log(4) ** 2 + math.log(2) ** 2) / 2, abs=1e-6)
     with pytest.raises(ValueError, match="2 rows but target has 3"):
         lm_loss(logits, torch.tensor([0, 1, 1]))
+
+
+def test_keep_loss_by_hand_holds_only_what_the_teacher_got_right():
+    # teacher [1/4, 3/4] and student [1/2, 1/2]: KL = 1/4 ln(1/2) + 3/4 ln(3/2); the second row's teacher is wrong
+    # (argmax 1, target 0) so it adds nothing, yet counts in the mean over rows
+    teacher = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)]])
+    student = torch.zeros(2, 2)
+    loss, m = keep_loss(student, teacher, torch.tensor([1, 0]))
+    kl = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    assert float(loss) == pytest.approx(kl / 2, abs=1e-6) and m["kept"] == 0.5
+    assert float(keep_loss(teacher, teacher, torch.tensor([1, 1]))[0]) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="must agree"):
+        keep_loss(student, teacher[:1], torch.tensor([1, 0]))
 
 
 def kept(logits):

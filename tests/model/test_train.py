@@ -1,5 +1,7 @@
 """The world-model objective: what it scores, its metrics, and that a tiny model can overfit one batch."""
 
+import json
+
 import pytest
 import torch
 
@@ -57,6 +59,33 @@ def test_metrics_per_modality_and_their_weights():
     assert set(m) == {"loss/action"}
     # zero-initialised heads predict v = 0: the loss is E[(eps - x0)^2] over real entries only (~1 + E[x0^2] ~ 2)
     assert 1.0 < m["loss/action"] < 4.0
+
+
+def test_keep_adds_the_teachers_kl_only_where_it_was_right():
+    """world_model_loss(teacher=, keep=): text tokens see no noisy token, so the teacher's answers at them are fixed
+    whatever the noise; scored with them as targets every position is held, with shifted targets none is."""
+    import copy
+    from dataclasses import replace
+
+    from kinema.model.sequence import TEXT
+
+    torch.manual_seed(0)
+    model, schedule, batch = WorldModel(CFG), schedule_for(CFG), _batch()
+    teacher = copy.deepcopy(model)
+    text = batch.kind == TEXT
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        tok, level = noised(schedule, batch, torch.full((2,), 0.5), torch.randn_like(batch.value))
+        right = teacher(tok, level, text_at=text)[1].argmax(-1)
+    answers = replace(batch, target=torch.full_like(batch.target, -1).masked_scatter(text, right))
+    _, m = world_model_loss(model, answers, schedule, teacher, keep=1.0)
+    assert m["keep/held"] == 1.0 and m["loss/keep"] > 0
+    _, m = world_model_loss(model, replace(answers, target=torch.where(text, (answers.target + 1) % CFG.vocab_size, -1)),
+                            schedule, teacher, keep=1.0)
+    assert m["keep/held"] == 0.0 and m["loss/keep"] == 0.0
+    _, m = world_model_loss(model, answers, schedule, copy.deepcopy(model), keep=1.0)  # the same weights: nothing to keep
+    assert m["loss/keep"] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_noised_replaces_only_noisy_values():
@@ -246,6 +275,17 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     _, first = load_pretrained(tmp_path / "first" / "final")
     moved = {k for k, v in first.items() if not torch.equal(v, state6[k])}
     assert moved and all(k.startswith("backbone.layers.0.und.lora.") for k in moved)
+    # --reason-keep: the starting weights answer beside the student, and their KL is in the log (0 at the first
+    # step, where the two are the same weights); a weight below 0 is refused
+    keep = [*ada[:-4], "--steps", "3", "--lr", "1e-2", "--ema-decay", "0", "--reason-adapter", "4", "--log-every", "1"]
+    assert main([*keep, "--out", str(tmp_path / "keep"), "--reason-keep", "1"]) == 0
+    assert "--reason-keep 1.0: answers the starting weights get right are kept" in capsys.readouterr().out
+    logged = [json.loads(line) for line in (tmp_path / "keep" / "log.jsonl").read_text().splitlines()]
+    kl = [r["loss/keep"] for r in logged if "loss/keep" in r]
+    assert len(kl) == 3 and kl[0] == pytest.approx(0.0, abs=1e-4) and all("keep/held" in r for r in logged)
+    assert main([*keep, "--out", str(tmp_path / "nokeep"), "--reason-keep", "-1"]) == 2
+    assert "--reason-keep -1.0: give a weight > 0 and --init" in capsys.readouterr().err
+    assert not (tmp_path / "nokeep").exists()
     assert main([*ada, "--out", str(tmp_path / "narrow"), "--reason-adapter", "2"]) == 2
     assert "adapter has rank 4; give at least that" in capsys.readouterr().err and not (tmp_path / "narrow").exists()
     assert main([*ada, "--out", str(tmp_path / "rank8"), "--reason-adapter", "8"]) == 0
