@@ -5,7 +5,7 @@
 #   bash recipes/tokenizers.sh     (about 90 min of wall time on the shared 2-core machine; see README)
 # The video runs were trained to step 3000 (cosine schedule over 3000 steps) and then resumed to 5500,
 # which restarts the cosine over 5500 steps from step 3000 (a warm restart): both commands are below.
-# ABLATION=1 also trains the no-wavelet ablation (compared at matched steps in BENCHMARKS.md).
+# The no-wavelet ablation is recipes/tokenizer_ablation.sh.
 set -euo pipefail
 KINEMA=${KINEMA:-.venv/bin/kinema}
 DATA=${DATA:-outputs/data}
@@ -19,10 +19,6 @@ video() {  # preset, run name, extra flags
 video cv4x8x8-small cv4x8x8 &
 video dv4x8x8-small dv4x8x8 &
 OMP_NUM_THREADS=1 $KINEMA tokenizer train --preset audio-small --out $RUNS/audio --steps 1500 --batch-size 16 --warmup 100 $common &
-if [ "${ABLATION:-0}" = 1 ]; then
-  OMP_NUM_THREADS=1 $KINEMA tokenizer train --preset cv4x8x8-small --no-wavelet --out $RUNS/cv4x8x8-nowavelet \
-    --steps 3000 --batch-size 8 --warmup 200 $common &
-fi
 wait
 .venv/bin/python scripts/ship_tokenizers.py --runs $RUNS --out checkpoints
 $KINEMA tokenizer eval --data $DATA/heldout --h264 --episodes 6 --out outputs/tokenizer_eval.json \

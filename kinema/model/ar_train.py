@@ -70,7 +70,7 @@ def train(args) -> Path:
     model = ARWorldModel(config)
     print(f"{len(dataset)} clips from {len(shards)} datasets; AR world model {args.preset}: "
           f"{model.num_parameters() / 1e6:.2f}M parameters", flush=True)
-    trainer = Trainer(model, ar_loss, dataset, tc, config.to_dict(), kind=KIND, collate_fn=collate,
+    trainer = Trainer(model, ar_loss, dataset, tc, config, kind=KIND, collate_fn=collate,
                       find_unused_parameters=True)  # the action layer sleeps through batches without actions
     return trainer.fit()
 
@@ -113,7 +113,7 @@ def train_medusa(args) -> Path:
         h, _ = m(batch)
         return medusa_objective(unwrap(m), h, batch, positions=args.positions)
 
-    trainer = Trainer(model, loss_fn, dataset, tc, config.to_dict(), kind=KIND, collate_fn=collate,
+    trainer = Trainer(model, loss_fn, dataset, tc, config, kind=KIND, collate_fn=collate,
                       find_unused_parameters=True)
     return trainer.fit()
 

@@ -252,7 +252,7 @@ def train(args) -> Path:
         return world_model_loss(m, b, schedule, teacher, keep)
 
     schedule = schedule_for(config)
-    trainer = Trainer(model, loss_fn, dataset, tc, config.to_dict(), kind=KIND,
+    trainer = Trainer(model, loss_fn, dataset, tc, config, kind=KIND,
                       collate_fn=collate, find_unused_parameters=True)
     final = trainer.fit()
     if rank == 0:

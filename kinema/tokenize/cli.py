@@ -41,8 +41,9 @@ def _train(args):
     if args.freeze_encoder and args.init is None:
         raise ValueError("--freeze-encoder trains the decoder of an existing tokenizer: give it with --init")
     if args.init is not None:
-        if args.preset is not None or args.no_wavelet:
-            raise ValueError("--init takes the architecture from the checkpoint: leave out --preset and --no-wavelet")
+        if args.preset is not None or args.no_wavelet or args.orthonormal_wavelet:
+            raise ValueError("--init takes the architecture from the checkpoint: leave out --preset, --no-wavelet "
+                             "and --orthonormal-wavelet")
         out = train_video_tokenizer(None, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
                                     eval_every=args.eval_every, init=args.init, freeze_encoder=args.freeze_encoder)
     elif args.preset.startswith("audio-"):
@@ -50,8 +51,10 @@ def _train(args):
         out = train_audio_tokenizer(cfg, args.data, train, heldout=args.heldout, eval_every=args.eval_every)
     else:
         cfg = video.get_preset(args.preset)
-        if args.no_wavelet:
-            cfg.wavelet = False
+        if args.no_wavelet and args.orthonormal_wavelet:
+            raise ValueError("--no-wavelet and --orthonormal-wavelet are two different ablations: give one")
+        cfg.wavelet = not args.no_wavelet
+        cfg.wavelet_rescale = not args.orthonormal_wavelet
         out = train_video_tokenizer(cfg, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
                                     eval_every=args.eval_every)
     print(f"trained {args.preset or args.init} in {(time.time() - t) / 60:.1f} min -> {out}")
@@ -265,6 +268,8 @@ def add_parser(sub) -> None:
     tr.add_argument("--clip-len", type=int, default=17, help="frames per training clip (1 + k * temporal compression)")
     tr.add_argument("--eval-every", type=int, default=200)
     tr.add_argument("--no-wavelet", action="store_true", help="ablation: plain space-to-depth patches instead of Haar")
+    tr.add_argument("--orthonormal-wavelet", action="store_true",
+                    help="ablation: Haar without Cosmos' 1/(2*sqrt2) rescaling per level (energy-preserving)")
     defaults = TrainConfig()
     for name in ("out", "steps", "batch_size", "grad_accum", "lr", "warmup", "ema_decay", "dtype", "device", "seed",
                  "ckpt_every", "log_every", "num_workers"):

@@ -112,7 +112,7 @@ def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, 
     if freeze_encoder:
         for p in model.encoder_parameters():
             p.requires_grad_(False)
-    trainer = Trainer(model, video_loss, dataset, train, cfg.to_dict(), kind=KIND, eval_fn=eval_fn, eval_every=eval_every)
+    trainer = Trainer(model, video_loss, dataset, train, cfg, kind=KIND, eval_fn=eval_fn, eval_every=eval_every)
     return trainer.fit()
 
 
@@ -134,5 +134,5 @@ def train_audio_tokenizer(cfg, data, train: TrainConfig, *, seconds: float = 1.0
         eval_fn = _eval_fn(torch.stack([clips[int(i)] for i in pick]), snr_db)
     torch.manual_seed(train.seed)
     model = AudioTokenizer(cfg)
-    trainer = Trainer(model, audio_loss, dataset, train, cfg.to_dict(), kind=KIND, eval_fn=eval_fn, eval_every=eval_every)
+    trainer = Trainer(model, audio_loss, dataset, train, cfg, kind=KIND, eval_fn=eval_fn, eval_every=eval_every)
     return trainer.fit()

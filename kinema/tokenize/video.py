@@ -61,6 +61,7 @@ class VideoTokenizerConfig(Config):
     fsq_levels: tuple[int, ...] = COSMOS_LEVELS
     dropout: float = 0.0
     wavelet: bool = True                # False: plain space-to-depth patches (the ablation)
+    wavelet_rescale: bool = True        # Cosmos' 1/(2*sqrt2) per Haar level; False: orthonormal (an ablation)
     window: int = 33                    # frames per independent window for long videos (1 + k*tf)
 
     def __post_init__(self):
@@ -184,11 +185,26 @@ class Decoder(nn.Module):
         return self.out(self.stages(self.middle(self.conv_in(z))))
 
 
+class OrthonormalHaar:
+    """The ablation of Cosmos' rescaling: the same Haar packet, energy-preserving (a rotation of SpaceToDepth's
+    blocks). Cosmos divides each level by 2*sqrt2, so its coefficients are 8x smaller over two levels."""
+
+    GAIN = 8.0  # (2 * sqrt2) ** 2
+
+    @staticmethod
+    def patch(x):
+        return wavelet.patch(x) * OrthonormalHaar.GAIN
+
+    @staticmethod
+    def unpatch(y):
+        return wavelet.unpatch(y / OrthonormalHaar.GAIN)
+
+
 class VideoTokenizer(nn.Module):
     def __init__(self, cfg: VideoTokenizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.patcher = wavelet if cfg.wavelet else SpaceToDepth
+        self.patcher = (wavelet if cfg.wavelet_rescale else OrthonormalHaar) if cfg.wavelet else SpaceToDepth
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         if cfg.discrete:

@@ -59,6 +59,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from kinema.config import Config
 from kinema.train.checkpoint import (
     CheckpointError,
     check_state_fits,
@@ -349,7 +350,7 @@ class Trainer:
         loss_fn: LossFn,
         dataset: Dataset,
         config: TrainConfig,
-        model_config: dict,
+        model_config: dict | Config,
         *,
         kind: str,
         collate_fn=None,
@@ -358,8 +359,11 @@ class Trainer:
         find_unused_parameters: bool = False,
         fsdp_units: Callable[[nn.Module], Iterable[nn.Module]] = layer_units,
     ):
+        # Given as its dataclass, a run saved before a field was added resumes with that field's default,
+        # as its checkpoint loads (the convention: a new field's default is the behaviour before it).
+        self.model_config_cls = type(model_config) if isinstance(model_config, Config) else None
         try:
-            self.model_config = json.loads(json.dumps(model_config))
+            self.model_config = json.loads(json.dumps(model_config.to_dict() if self.model_config_cls else model_config))
         except TypeError as e:
             raise ValueError(f"model_config must be JSON-safe (it is saved in config.json): {e}") from None
         not_fp32 = [n for n, p in model.named_parameters() if p.is_floating_point() and p.dtype != torch.float32]
@@ -602,6 +606,11 @@ class Trainer:
             return 0
         ckpt = load_train_checkpoint(path)
         saved = {"kind": ckpt.config.get("kind"), "model": ckpt.config.get("model")}
+        if self.model_config_cls is not None and isinstance(saved["model"], dict):
+            try:
+                saved["model"] = json.loads(json.dumps(self.model_config_cls.from_dict(saved["model"]).to_dict()))
+            except (TypeError, ValueError):
+                pass  # an unknown or invalid key: named key by key below
         given_train = self.config.to_dict()
         diffs = config_differences(saved, self._config_json())
         diffs += config_differences(

@@ -112,3 +112,14 @@ def test_decoder_fine_tune_keeps_the_latents(data, trained, tmp_path, capsys):
     assert main(["tokenizer", "train", "--init", str(trained["cv4x8x8-tiny"]), "--preset", "cv4x8x8-tiny",
                  "--data", str(data), "--out", str(tmp_path / "y")]) == 2
     assert "--preset" in capsys.readouterr().err
+
+
+def test_ablation_flags_are_saved_in_the_config(data, tmp_path, capsys):
+    out = tmp_path / "ortho"
+    assert main(["tokenizer", "train", "--preset", "cv4x8x8-tiny", "--orthonormal-wavelet", "--data", str(data),
+                 "--out", str(out), "--steps", "1", "--batch-size", "2", "--dtype", "fp32"]) == 0
+    model = json.loads((out / "final" / "config.json").read_text())["model"]
+    assert model["wavelet"] is True and model["wavelet_rescale"] is False
+    assert main(["tokenizer", "train", "--preset", "cv4x8x8-tiny", "--orthonormal-wavelet", "--no-wavelet",
+                 "--data", str(data), "--out", str(tmp_path / "both")]) == 2
+    assert "one" in capsys.readouterr().err and not (tmp_path / "both").exists()

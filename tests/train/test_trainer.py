@@ -8,6 +8,7 @@ from torch import nn
 
 import kinema.train
 
+from kinema.config import Config
 from kinema.train import EMA, Trainer, load_pretrained
 from kinema.train.checkpoint import load_tensors
 from kinema.train.trainer import StepBatchSampler, global_batch_indices
@@ -111,6 +112,30 @@ def test_resume_with_another_config_names_the_keys(tmp_path):
     trainer = Trainer(ToyMLP(), mse_loss, ToyRegression(), config, {"in": 4, "hidden": 32}, kind="toy")
     with pytest.raises(ValueError, match=r"model\.hidden \(saved 16, now 32\); train\.lr \(saved 0\.01, now 0\.5\)"):
         trainer.fit()
+
+
+@dataclasses.dataclass
+class ToyConfig(Config):
+    hidden: int = 32
+    added_later: bool = True  # a field a newer version added, its default the behaviour before it
+
+
+def test_a_run_saved_before_a_field_was_added_resumes_with_its_default(tmp_path):
+    train_toy(tmp_path, steps=3, ckpt_every=0)  # saved {"in": 4, "hidden": 16}: no "added_later"
+    for f in tmp_path.glob("**/config.json"):  # as an older version would have saved this toy's config
+        f.write_text(json.dumps({"kind": "toy", "model": {"hidden": 16}}))
+
+    def trainer(**model):
+        torch.manual_seed(0)
+        return Trainer(ToyMLP(), mse_loss, ToyRegression(), toy_config(tmp_path, steps=4), ToyConfig(**model),
+                       kind="toy")
+
+    with pytest.raises(ValueError, match=r"model\.added_later \(saved True, now False\)"):
+        trainer(hidden=16, added_later=False).fit()
+    with pytest.raises(ValueError, match=r"model\.hidden \(saved 16, now 32\)"):
+        trainer().fit()
+    trainer(hidden=16).fit()
+    assert log_records(tmp_path)[-1]["step"] == 4
 
 
 def test_grad_accum_gives_the_same_step(tmp_path):
