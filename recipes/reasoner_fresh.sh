@@ -36,6 +36,9 @@
 #   bash recipes/reasoner_fresh.sh keep    # gentle's draws on renew's shards from 7196a39's (shipped) weights, keeping
 #     what they answer right (--reason-keep 4: KL to them where they were right; tried, not shipped: count 61 / 94
 #     on five seed sets, p 0.01, held-out outcome 0.890; BENCHMARKS.md, "Keeping what it knew")
+#   bash recipes/reasoner_fresh.sh balanced  # gentle's draws from 7196a39's (shipped) weights, renew's extra seesaw
+#     episodes (seeds 95-99) asked "which end" only (--reason-question-data), so the rest of the mixture keeps the
+#     worlds' balance (in renew's shards the seesaw gave 44% of the count questions, all answered 3)
 #
 # gpu: seeds 8-12, made on one H200 with 16 cores: 120 s to simulate and encode the sets below (stack:16:12 was
 #   cut by the deadline the round ran under, so it is left out here): 1,984 episodes, 7,936 clips, 64,396
@@ -86,15 +89,19 @@
 # keep: gentle's draws, lr and shards (renew's) from the shipped products mean (git 7196a39), seed 32, with the
 #   starting weights as a frozen teacher: every answer token they get right adds their KL (weight 4), so drilling
 #   "which end" may not cost count (learning without forgetting; 2,000 steps, 95 min at 2.5-3.3 s a step)
+# balanced: renew's shards, split: seeds 90-94 of every world (and tabletop) as the mixture, the 960 extra seesaw
+#   episodes (seeds 95-99) for the drilled question alone; gentle's draws and lr, seed 33, 1,200 steps (the
+#   length a 180-minute sitting could train and judge).
 # Seeds 8-73 are new to the model: the tokenizer and world model trained on 0, 2 and 3, the earlier reasoner
 # rounds on 4, 6 and 7; 1 and 5 are held out. Then: python scripts/ship_world_model.py --run $RUN
 set -euo pipefail
-ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|cpu3|cpu4|cpu5|cpu6|cpu7|cpu8|cpu9|drill|back|inside|mend|fine [kinema train flags...]}
+ROUND=${1:?usage: reasoner_fresh.sh gpu|cpu|cpu2|...|keep|balanced [kinema train flags...]}
 shift
 KINEMA=${KINEMA:-kinema}
 PYTHON=${PYTHON:-python}
 more=() again=()  # cpu5: sets beyond the seeds' own, and shards of an earlier round trained on again
 reuse=() ask=()  # drill, back: earlier rounds' shards (ROUND:GLOB) linked into $RUN/shards; one question only
+only=()  # balanced: shards (ROUND:GLOB) linked into $RUN/question-shards, asked the drilled question only
 avg=()  # fine: rounds whose final weights are averaged with base's to make the init
 # Every question alike: the rounds gpu-cpu9 and back were run with --reason-task-weights (count=4,outcome=5,
 # attribute=2,timing=2,plausibility=4; back: outcome=8), which kinema train ignored for runs of questions alone
@@ -166,7 +173,16 @@ case $ROUND in
        reuse=(renew:) weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
        ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
        train=(--batch-size 32 --lr 2e-4 --warmup 40 --seed 32 --steps 2000 --reason-keep 4) ;;
-  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend, fine, gentle, wide, renew, early or keep)" >&2; exit 2 ;;
+  balanced) seeds="" table="" base=7196a39 DEVICE=${DEVICE:-cpu} WORKERS=${WORKERS:-2} LOADERS=${LOADERS:-0} rank=128
+       for w in dominoes free_fall gyroscope pick_place push stable_stack stack tilted_slope u_slope unstable_stack; do
+         reuse+=(renew:$w-)
+       done
+       for s in 90 91 92 93 94; do reuse+=(renew:seesaw-twins-s$s.); done
+       for s in 95 96 97 98 99; do only+=(renew:seesaw-twins-s$s.); done
+       weights=count=8,outcome=5,attribute=2,timing=2,plausibility=4
+       ask=(--reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.3)
+       train=(--batch-size 32 --lr 2e-4 --warmup 40 --seed 33 --steps 1200) ;;
+  *) echo "reasoner_fresh.sh: unknown round '$ROUND' (expected gpu, cpu, cpu2, cpu3, cpu4, cpu5, cpu6, cpu7, cpu8, cpu9, drill, back, inside, mend, fine, gentle, wide, renew, early, keep or balanced)" >&2; exit 2 ;;
 esac
 RUN=${RUN:-outputs/runs/world-model-fresh-$ROUND}
 INIT=${INIT:-$RUN/init}
@@ -196,9 +212,14 @@ if [ ! -s $INIT/model.safetensors ]; then  # the checkpoint the round started fr
   fi
 fi
 mkdir -p $RUN/shards
-for r in "${reuse[@]}"; do  # ROUND:PREFIX -> that round's shards whose names start with PREFIX
-  for f in outputs/runs/world-model-fresh-${r%%:*}/shards/${r#*:}*; do ln -sf "$PWD/$f" $RUN/shards/${r%%:*}-${f##*/}; done
-done
+link() {  # folder, ROUND:PREFIX... -> that round's shards whose names start with PREFIX, linked into folder
+  local to=$1; shift; mkdir -p $to
+  for r in "$@"; do
+    for f in outputs/runs/world-model-fresh-${r%%:*}/shards/${r#*:}*; do ln -sf "$PWD/$f" $to/${r%%:*}-${f##*/}; done
+  done
+}
+link $RUN/shards "${reuse[@]}"
+[ ${#only[@]} = 0 ] || { link $RUN/question-shards "${only[@]}"; ask+=(--reason-question-data $RUN/question-shards); }
 [ ${#sets[@]} = 0 ] || $PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
 $KINEMA train --preset small --reason-data $RUN/shards "${again[@]}" --reason-weight 1 --reason-audio --reason-adapter ${rank:-64} \
   --reason-pixels 2 --init $INIT --out $RUN --device $DEVICE --dtype bf16 --workers $LOADERS \

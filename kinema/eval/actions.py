@@ -19,7 +19,9 @@ A sampling predictor (one with a `seed`) draws one prediction per clip by
 default; with samples = K it draws K (seeds seed .. seed + K - 1, the same K for
 the true and the shuffled actions) and scores their mean metric, the expected
 score of one sample: a diffusion sample's PSNR can swing by several dB from one
-seed to the next, which one draw per clip passes into the gap.
+seed to the next, which one draw per clip passes into the gap. The gap's
+standard error and "true wins" count episodes, each the mean of its cameras'
+gaps: the views of one rollout share its actions and its noise.
 
 Inverse dynamics (predictors with `infer_actions`): from all T frames of a
 camera, read back the T - 1 actions the frames determine
@@ -189,18 +191,20 @@ def summarize(records, predictor, scenarios, n, size, context, clip, forward, in
                     vals = [c[mode][m] for r in rs for c in r["forward"].values()]
                     fw[sc][f"{m}_{mode}"] = figure(mean_or_nan(vals), f"{conv}; {mode} actions; mean over "
                                                    "episodes x cameras", clips=len(vals))
-                # paired per clip (same episode and camera): the gap's standard error and how often true wins
-                pairs = [(c["true"][m], c["shuffled"][m]) for r in rs for c in r["forward"].values()
-                         if c["true"][m] is not None and c["shuffled"][m] is not None]
-                diffs = np.array([a - b for a, b in pairs], dtype=float)
+                # paired per episode (its cameras' mean: one rollout's views share its actions and noise, so
+                # they are not independent): the gap's standard error and how often true wins
+                diffs = np.array([mean_or_nan(c["true"][m] - c["shuffled"][m] for c in r["forward"].values()
+                                              if c["true"][m] is not None and c["shuffled"][m] is not None)
+                                  for r in rs], dtype=float)
                 diffs = diffs[np.isfinite(diffs)]
                 se = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
                 better = diffs < 0 if m == "latent_l2" else diffs > 0
                 fw[sc][f"{m}_gap"] = figure(fw[sc][f"{m}_true"]["value"] - fw[sc][f"{m}_shuffled"]["value"],
                                             f"{m} with true actions minus with shuffled ones (higher PSNR/SSIM, "
-                                            "lower latent L2 is better: a positive PSNR gap means the actions help)",
+                                            "lower latent L2 is better: a positive PSNR gap means the actions help); "
+                                            "se and true_wins over episodes, each the mean of its cameras' gaps",
                                             se=se, true_wins=float(better.mean()) if len(diffs) else float("nan"),
-                                            pairs=int(len(diffs)))
+                                            episodes=int(len(diffs)))
         out["forward"] = fw
     if inverse:
         inv = {}
@@ -231,7 +235,7 @@ def table(summary: dict) -> str:
     if summary["forward"]:
         fw = summary["forward"]
         lat = any("latent_l2_true" in d for d in fw.values())
-        header = ["world", "PSNR true", "PSNR shuffled", "PSNR gap ± s.e.", "true wins", "SSIM true", "SSIM shuffled"]
+        header = ["world", "PSNR true", "PSNR shuffled", "PSNR gap ± s.e. (episodes)", "true wins (episodes)", "SSIM true", "SSIM shuffled"]
         header += ["latent L2 true", "latent L2 shuffled"] if lat else []
         rows = []
         for sc, d in fw.items():

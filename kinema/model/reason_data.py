@@ -335,19 +335,25 @@ class ReasonTasks(torch.utils.data.Dataset):
     about videos without a sound track (torch's global RNG: a resumed run draws alike)."""
 
     def __init__(self, shards, config, text_tokenizer, mute: float = 0.2, task_weights: dict | None = None,
-                 question: str | None = None, question_share: float | None = None):
+                 question: str | None = None, question_share: float | None = None, question_shards=()):
         if not 0 <= mute <= 1:
             raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
         if question_share is not None and (question is None or not 0 < question_share < 1):
             raise ValueError(f"question share: expected a fraction in (0, 1) of the draws for a question given, "
                              f"got {question_share} for {question!r}")
+        if question_shards and question is None:
+            raise ValueError("question shards give only the drilled question: give the question too")
         self.config, self.text, self.mute = config, text_tokenizer, mute
-        self.vision, self.clips, self.audio, self.keys = load_reason_shards(shards)
+        base = load_reason_shards(shards)
+        extra = load_reason_shards(question_shards) if question_shards else ([], [], [], [])
+        self.vision, self.clips, self.audio, self.keys = (a + b for a, b in zip(base, extra))
         # question alone: a drill on one question the mixture leaves unlearned; with a share, that question is
-        # drawn that fraction of the time and the rest of the mixture the remainder (the drill inside the mixture)
-        alone = question is not None and question_share is None
+        # drawn that fraction of the time and the rest of the mixture the remainder (the drill inside the mixture).
+        # Clips of question_shards (the drill's extra episodes) give that question only, so the rest of the
+        # mixture keeps the worlds' balance of `shards`.
+        only = [question is not None and question_share is None] * len(base[1]) + [True] * len(extra[1])
         self.items = [(i, j) for i, c in enumerate(self.clips) for j, q in enumerate(c["questions"])
-                      if not alone or q["question"] == question]
+                      if not only[i] or q["question"] == question]
         asked = torch.tensor([self.clips[i]["questions"][j]["question"] == question for i, j in self.items])
         if question is not None and not asked.any():
             raise ValueError(f"reason question: no clip in the shards is asked {question!r}")

@@ -127,6 +127,8 @@ def train(args) -> Path:
     keep = getattr(args, "reason_keep", 0.0)
     if keep and (not args.init or not keep > 0):
         raise ValueError(f"--reason-keep {keep}: give a weight > 0 and --init (the teacher is the starting checkpoint)")
+    if getattr(args, "reason_question_data", None) and not getattr(args, "reason_question", None):
+        raise ValueError("--reason-question-data gives clips for one question only: name it with --reason-question")
     if first is not None and (not adapter or first < 1):
         raise ValueError(f"--reason-adapter-layers {first}: give a number of layers >= 1, with --reason-adapter")
     if not args.data and not (args.init and args.reason_weight == 1 and args.reason_data):
@@ -181,10 +183,13 @@ def train(args) -> Path:
             from kinema.model.reason_data import build_reason_latents
             from kinema.tokenize.load import load_tokenizer
 
+            tokenizers = (load_tokenizer(args.video_tokenizer, "video_tokenizer"),
+                          load_tokenizer(args.audio_tokenizer, "audio_tokenizer") if cfg.reason_audio else None)
             reason = build_reason_latents([*args.data, *(args.reason_data or [])], out / "reason_latents",
-                                          load_tokenizer(args.video_tokenizer, "video_tokenizer"),
-                                          load_tokenizer(args.audio_tokenizer, "audio_tokenizer") if cfg.reason_audio
-                                          else None, progress=show)
+                                          *tokenizers, progress=show)
+            drill = build_reason_latents(args.reason_question_data, out / "reason_latents_question", *tokenizers,
+                                         progress=show) if getattr(args, "reason_question_data", None) else []
+            reason = (reason, drill)
         return shards, text, cfg, reason
 
     from kinema.train.distributed import barrier, cleanup_distributed, init_distributed
@@ -202,9 +207,9 @@ def train(args) -> Path:
     if reason_shards is not None:
         from kinema.model.reason_data import ReasonTasks, draws
 
-        reason = ReasonTasks(reason_shards, config, text, task_weights=task_weights,
+        reason = ReasonTasks(reason_shards[0], config, text, task_weights=task_weights,
                              question=getattr(args, "reason_question", None),
-                             question_share=getattr(args, "reason_question_share", None))
+                             question_share=getattr(args, "reason_question_share", None), question_shards=reason_shards[1])
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
         dataset = draws(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
@@ -389,6 +394,9 @@ def add_parser(sub) -> None:
     p.add_argument("--reason-question-share", type=float, default=None, metavar="P",
                    help="with --reason-question: draw that question a fraction P of the time and the whole mixture "
                         "(with its task weights) the rest, rather than the question alone")
+    p.add_argument("--reason-question-data", nargs="*", default=None, metavar="DIR",
+                   help="with --reason-question: folders (datasets or reasoner shards) whose clips give only that "
+                        "question, so a drill's extra episodes do not tilt the rest of the mixture towards their world")
     p.add_argument("--reason-keep", type=float, default=0.0, metavar="WEIGHT",
                    help="with --init: keep the starting checkpoint's answers where they are right (KL to its "
                         "distribution at those answer tokens, times WEIGHT), meant to let a drill of one question keep "

@@ -91,6 +91,11 @@ class AudioTokenizer(nn.Module):
         if peak > 1.001:
             raise ValueError(f"{name} values must lie in [-1, 1], got a peak of {peak:.3g}")
 
+    def encoder_parameters(self):
+        """Everything that makes the latent (frozen when only the decoder is fine-tuned)."""
+        yield from self.analysis.parameters()
+        yield from self.encoder.parameters()
+
     def encode_frames(self, x):  # [B, N] (N a multiple of hop) -> [B, Z, N / hop]
         return self.encoder(self.analysis(x.unsqueeze(1)))
 

@@ -37,15 +37,21 @@ def _train(args):
     train.device = _device(train.device)
     t = time.time()
     if args.preset is None and args.init is None:
-        raise ValueError("tokenizer train: give --preset, or --init with a trained video tokenizer")
+        raise ValueError("tokenizer train: give --preset, or --init with a trained tokenizer")
     if args.freeze_encoder and args.init is None:
         raise ValueError("--freeze-encoder trains the decoder of an existing tokenizer: give it with --init")
     if args.init is not None:
         if args.preset is not None or args.no_wavelet or args.orthonormal_wavelet:
             raise ValueError("--init takes the architecture from the checkpoint: leave out --preset, --no-wavelet "
                              "and --orthonormal-wavelet")
-        out = train_video_tokenizer(None, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
-                                    eval_every=args.eval_every, init=args.init, freeze_encoder=args.freeze_encoder)
+        from kinema.train.checkpoint import read_json
+
+        if read_json(Path(args.init) / "config.json").get("kind") == audio.KIND:
+            out = train_audio_tokenizer(None, args.data, train, heldout=args.heldout, eval_every=args.eval_every,
+                                        init=args.init, freeze_encoder=args.freeze_encoder)
+        else:  # the video tokenizer, whose loader names any other kind in its error
+            out = train_video_tokenizer(None, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
+                                        eval_every=args.eval_every, init=args.init, freeze_encoder=args.freeze_encoder)
     elif args.preset.startswith("audio-"):
         cfg = audio.get_preset(args.preset.removeprefix("audio-"))
         out = train_audio_tokenizer(cfg, args.data, train, heldout=args.heldout, eval_every=args.eval_every)
@@ -260,7 +266,7 @@ def add_parser(sub) -> None:
     tr = t.add_parser("train", help="train a tokenizer preset on datasets (resumes from OUT)")
     tr.add_argument("--preset", default=None,
                     help="a video preset such as cv4x8x8-small, dv4x8x8-small, cv8x16x16-tiny, or audio-small / audio-tiny")
-    tr.add_argument("--init", default=None, help="instead of --preset: start from this video tokenizer's weights")
+    tr.add_argument("--init", default=None, help="instead of --preset: start from this (video or audio) tokenizer's weights")
     tr.add_argument("--freeze-encoder", action="store_true",
                     help="with --init: train the decoder only, so its latents (and models trained on them) stay valid")
     tr.add_argument("--data", required=True, help="a LeRobot dataset or a folder of them")

@@ -80,6 +80,19 @@ def _eval_fn(batch: torch.Tensor, metric):
     return run
 
 
+def _start(init, kind: str, freeze_encoder: bool):
+    """The tokenizer a run starts from: None (a fresh one), or the `kind` at folder `init`, its encoder frozen
+    when `freeze_encoder` (then every latent it makes stays bit-identical while the decoder trains)."""
+    from kinema.tokenize.load import load_tokenizer
+
+    if init is None:
+        return None
+    model = load_tokenizer(init, kind=kind).float().train()
+    for p in model.encoder_parameters() if freeze_encoder else ():
+        p.requires_grad_(False)
+    return model
+
+
 def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, heldout=None, eval_every: int = 200,
                           progress: bool = True, init=None, freeze_encoder: bool = False) -> Path:
     """Train a video tokenizer config on every camera stream under `data`; returns the exported final folder.
@@ -88,14 +101,10 @@ def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, 
     the decoder only, so the latents, and every model trained on them, stay valid.
     """
     from kinema.tokenize.data import VideoClips, load_streams
-    from kinema.tokenize.load import load_tokenizer
     from kinema.tokenize.video import KIND, VideoTokenizer
 
-    model = None
-    if init is not None:
-        model = load_tokenizer(init, kind=KIND).float().train()
-        cfg = model.cfg
-
+    model = _start(init, KIND, freeze_encoder)
+    cfg = model.cfg if model is not None else cfg
     if (clip_len - 1) % cfg.temporal_compression:
         raise ValueError(f"--clip-len must be 1 + k*{cfg.temporal_compression} for {cfg.compression}, got {clip_len}")
     streams, _ = load_streams(data, progress=progress)
@@ -109,18 +118,19 @@ def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, 
         eval_fn = _eval_fn(torch.stack([clips[int(i)] for i in pick]), psnr_db)
     torch.manual_seed(train.seed)
     model = model if model is not None else VideoTokenizer(cfg)
-    if freeze_encoder:
-        for p in model.encoder_parameters():
-            p.requires_grad_(False)
     trainer = Trainer(model, video_loss, dataset, train, cfg, kind=KIND, eval_fn=eval_fn, eval_every=eval_every)
     return trainer.fit()
 
 
 def train_audio_tokenizer(cfg, data, train: TrainConfig, *, seconds: float = 1.0, heldout=None, eval_every: int = 200,
-                          progress: bool = True) -> Path:
+                          progress: bool = True, init=None, freeze_encoder: bool = False) -> Path:
+    """Train an audio tokenizer config on every sound track under `data`; `init` and `freeze_encoder` as for
+    `train_video_tokenizer`."""
     from kinema.tokenize.audio import KIND, AudioTokenizer
     from kinema.tokenize.data import AudioClips, load_streams
 
+    model = _start(init, KIND, freeze_encoder)
+    cfg = model.cfg if model is not None else cfg
     length = max(cfg.hop, int(round(seconds * cfg.sample_rate / cfg.hop)) * cfg.hop)
     _, sounds = load_streams(data, video=False, audio=True, progress=progress)
     if not sounds:
@@ -133,6 +143,6 @@ def train_audio_tokenizer(cfg, data, train: TrainConfig, *, seconds: float = 1.0
         pick = torch.randperm(len(clips), generator=torch.Generator().manual_seed(0))[:16]
         eval_fn = _eval_fn(torch.stack([clips[int(i)] for i in pick]), snr_db)
     torch.manual_seed(train.seed)
-    model = AudioTokenizer(cfg)
+    model = model if model is not None else AudioTokenizer(cfg)
     trainer = Trainer(model, audio_loss, dataset, train, cfg, kind=KIND, eval_fn=eval_fn, eval_every=eval_every)
     return trainer.fit()

@@ -85,8 +85,8 @@ def test_actions_steer_the_simulator_not_the_baselines(eval_out):
         assert copy["forward"][world]["psnr_gap"]["value"] == 0.0  # ignores its actions
         assert sim["forward"][world]["psnr_true"]["value"] > 80  # replays them exactly
         assert sim["forward"][world]["psnr_gap"]["value"] > 10
-        gap = sim["forward"][world]["psnr_gap"]  # paired per clip: true beats shuffled on every one
-        assert gap["true_wins"] == 1.0 and gap["pairs"] >= 1
+        gap = sim["forward"][world]["psnr_gap"]  # paired per episode: true beats shuffled on every one
+        assert gap["true_wins"] == 1.0 and gap["episodes"] >= 1
         assert copy["forward"][world]["psnr_gap"]["true_wins"] == 0.0
     oracle = _summary(eval_out, "actions", "state_diff")
     for world in ("push", "camera_motion"):  # reading the recorded state beats the mean-action reference by far

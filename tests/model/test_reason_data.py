@@ -202,6 +202,31 @@ def test_task_weights_draw_a_task_more_often_and_one_question_can_be_drilled_alo
         rd.ReasonTasks([], cfg, text, task_weights={"count": 0.0}, question="When?", question_share=0.5)
 
 
+def test_question_shards_give_only_the_drilled_question(monkeypatch):
+    """A drill's extra episodes (--reason-question-data) add that question's clips and nothing else, so the rest
+    of the mixture keeps the balance of worlds of the main shards."""
+    import kinema.model.reason_data as rd
+    from kinema.tokenize.text import TextTokenizer
+    from tests.model.helpers import tiny_config
+
+    cfg = tiny_config()
+    qs = {"main": [dict(type="count", question="How many?", answer="2"),
+                   dict(type="outcome", question="Which end?", answer="left")],
+          "extra": [dict(type="count", question="How many?", answer="3"),
+                    dict(type="outcome", question="Which end?", answer="right")]}
+    monkeypatch.setattr(rd, "load_reason_shards", lambda shards: (
+        [torch.randn(cfg.latent_channels, 2, 4, 4) for _ in shards], [dict(fps=8.0, questions=qs[s]) for s in shards],
+        [None] * len(shards), [None] * len(shards)))
+    text = TextTokenizer.train(["how many", "which end", "left right", "2 3"], vocab_size=300)
+    inside = rd.ReasonTasks(["main"], cfg, text, question="Which end?", question_share=0.5, question_shards=["extra"])
+    assert inside.items == [(0, 0), (0, 1), (1, 1)]  # the extra clip's count question is left out
+    assert torch.allclose(inside.weights, torch.tensor([0.5, 0.25, 0.25]))
+    alone = rd.ReasonTasks(["main"], cfg, text, question="Which end?", question_shards=["extra"])
+    assert alone.items == [(0, 1), (1, 1)]
+    with pytest.raises(ValueError, match="give the question"):
+        rd.ReasonTasks(["main"], cfg, text, question_shards=["extra"])
+
+
 def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
     """The GPU data path (scripts/simulate_reason_latents.py: simulate, then encode an EpisodeList) builds the shard
     `kinema train` builds from the same episodes written as a dataset; a folder of built shards is taken as it is."""

@@ -283,6 +283,17 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     logged = [json.loads(line) for line in (tmp_path / "keep" / "log.jsonl").read_text().splitlines()]
     kl = [r["loss/keep"] for r in logged if "loss/keep" in r]
     assert len(kl) == 3 and kl[0] == pytest.approx(0.0, abs=1e-4) and all("keep/held" in r for r in logged)
+    # --reason-question-data: clips that give only the drilled question (a drill's extra episodes), refused
+    # without the question before anything is written
+    folder = tmp_path / "ada" / "reason_latents"
+    shards = [json.loads(p.read_text())["clips"] for p in sorted(folder.glob("*.json"))]
+    asked = shards[0][0]["questions"][0]["question"]
+    drill = [*keep[:-2], "--reason-question-data", str(folder)]
+    assert main([*drill, "--out", str(tmp_path / "noq")]) == 2
+    assert "name it with --reason-question" in capsys.readouterr().err and not (tmp_path / "noq").exists()
+    assert main([*drill, "--out", str(tmp_path / "qdata"), "--reason-question", asked,
+                 "--reason-question-share", "0.5"]) == 0
+    assert f"on {2 * sum(map(len, shards))} clips" in capsys.readouterr().out  # the folder's clips once more
     assert main([*keep, "--out", str(tmp_path / "nokeep"), "--reason-keep", "-1"]) == 2
     assert "--reason-keep -1.0: give a weight > 0 and --init" in capsys.readouterr().err
     assert not (tmp_path / "nokeep").exists()

@@ -95,17 +95,17 @@ def test_decoder_fine_tune_keeps_the_latents(data, trained, tmp_path, capsys):
     """--init --freeze-encoder: the decoder moves, the encoder (hence every latent) is bit-identical."""
     from kinema.train.checkpoint import load_pretrained
 
-    for preset in ("cv4x8x8-tiny", "dv4x8x8-tiny"):
+    for preset in ("cv4x8x8-tiny", "dv4x8x8-tiny", "audio-tiny"):  # the audio run found by its checkpoint's kind
         out = tmp_path / preset
         assert main(["tokenizer", "train", "--init", str(trained[preset]), "--freeze-encoder", "--data", str(data),
                      "--out", str(out), "--steps", "3", "--batch-size", "2", "--lr", "0.01", "--warmup", "1",
                      "--ema-decay", "0", "--dtype", "fp32"]) == 0
         cfg0, before = load_pretrained(trained[preset])
         cfg1, after = load_pretrained(out / "final")
-        assert cfg1["model"] == cfg0["model"]
-        encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+        assert cfg1["kind"] == cfg0["kind"] and cfg1["model"] == cfg0["model"]
+        encoder = [k for k in before if k.startswith(("encoder.", "quant_conv.", "analysis."))]
         assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
-        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(("decoder.", "synthesis.")))
     assert main(["tokenizer", "train", "--freeze-encoder", "--preset", "cv4x8x8-tiny", "--data", str(data),
                  "--out", str(tmp_path / "x")]) == 2
     assert "--init" in capsys.readouterr().err
