@@ -12,6 +12,8 @@ for who in "--model $MODEL" "--baseline copy_last"; do
   $KINEMA eval physics $who --n $N --out $OUT --no-progress
   $KINEMA eval actions $who --n $((2 * N)) --out $OUT --no-progress
 done
+# the action test with the power to tell a gap from zero: 30 episodes a world, 4 samples a clip (about 14 min)
+$KINEMA eval actions --model $MODEL --n $((6 * N)) --samples 4 --out $OUT --no-progress
 $KINEMA eval text2video --model $MODEL --n $((2 * N)) --out $OUT --no-progress
 # the reasoner: questions on held-out episodes (recipes/reasoner_data.sh makes the held-out twins),
 # and the plausibility benchmark with the reasoner as judge on the worlds that have twins
