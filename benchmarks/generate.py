@@ -139,9 +139,11 @@ class Instrument:
         return timed
 
 
-def denoise_no_cache(pipe, tok, guides, *, num_steps, shift, sampler, seed, progress=False) -> torch.Tensor:
+def denoise_no_cache(pipe, tok, guides, *, num_steps, shift, sampler, seed, progress=False,
+                     strength=1.0) -> torch.Tensor:
     """Pipeline._denoise without the context cache: every step runs the whole sequence (context + noisy tokens)
     through the model and reads the noisy rows back. Same noise, schedule and sampler; -> all values [L, V]."""
+    assert strength == 1.0, "the benchmark's forward dynamics starts from pure noise"
     seqs = [tok] + [u for u, _ in guides]
     full = collate(seqs).to(pipe.device)
     noisy = collate([s.select(s.gen) for s in seqs]).to(pipe.device)
@@ -149,8 +151,7 @@ def denoise_no_cache(pipe, tok, guides, *, num_steps, shift, sampler, seed, prog
     L = full.kind.shape[1]
     schedule = schedule_for(pipe.config)
     real = (torch.arange(V, device=pipe.device) < noisy.dims[0, :, None]).float()
-    g = torch.Generator().manual_seed(int(seed))
-    noise = torch.randn(Ln, V, generator=g).to(pipe.device) * real
+    noise, _ = pipe.start(tok, real, seed)
 
     def denoise(x, t):
         value = full.value.clone()

@@ -23,6 +23,11 @@ Where an interval is infinite in lambda (alpha = 0 at rectified flow's t = 1, si
 the last step) the multistep terms are undefined, so that step is first order (the
 "lower_order_final" of diffusers); the formula above is still exact there.
 
+Starting part of the way down (SDEdit, Meng et al. 2022; diffusers' "strength"): with `init` a guess of
+the clean data and strength s < 1, the first num_steps - round(s * num_steps) steps are skipped and x starts
+as the guess noised to the first time kept, alpha*init + sigma*noise. The guess then sets what the noise left
+at that level does not decide (for forward dynamics, the last given frame: what the actions do not move).
+
 Classifier-free guidance lives in the caller's denoiser, e.g.
 
     def denoise(x, t):  # t: 0-dim tensor, the model broadcasts it over the batch
@@ -75,9 +80,12 @@ def _unic_d(d_prev: Tensor | None, d0: Tensor, d_next: Tensor, h: float, h_prev:
 
 @torch.no_grad()
 def sample(denoise: Denoiser, noise: Tensor, schedule: Schedule, *, num_steps: int, sampler: str = "euler",
-           shift: float | None = None, progress: bool = False, callback=None) -> Tensor:
+           shift: float | None = None, progress: bool = False, callback=None, init: Tensor | None = None,
+           strength: float = 1.0) -> Tensor:
     """Integrate from t_0 (x = alpha_0*0 + sigma_0*noise) down to t = 0 in num_steps model calls.
 
+    With `init` (shaped like noise) and strength in (0, 1), only the last round(strength * num_steps) steps
+    run (at least one), from x = alpha*init + sigma*noise at the first time they visit.
     `shift` overrides the schedule's sampling shift (rectified flow; ignored by EDM).
     `callback(i, t, x0_hat)` is called after each model evaluation. x and t are kept in at least
     float32 (bf16 cannot tell t = 0.998 from 1) and the result is cast back to noise's dtype.
@@ -86,7 +94,15 @@ def sample(denoise: Denoiser, noise: Tensor, schedule: Schedule, *, num_steps: i
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    if not (isinstance(strength, (int, float)) and 0 < strength <= 1):
+        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
+    if strength < 1 and (init is None or init.shape != noise.shape):
+        raise ValueError(f"strength < 1 starts from a guess: expected init shaped like noise {tuple(noise.shape)}, "
+                         f"got {None if init is None else tuple(init.shape)}")
     times = schedule.sampling_times(num_steps, shift=shift)
+    if strength < 1:
+        times = times[num_steps - max(1, round(strength * num_steps)):]
+        num_steps = len(times) - 1
     alphas, sigmas = (v.tolist() for v in schedule.alpha_sigma(times))
     lams = [_lam(a, s) for a, s in zip(alphas, sigmas)]
     hs = [lams[i + 1] - lams[i] for i in range(num_steps)]
@@ -97,6 +113,8 @@ def sample(denoise: Denoiser, noise: Tensor, schedule: Schedule, *, num_steps: i
 
     dtype = torch.promote_types(noise.dtype, torch.float32)
     x = sigmas[0] * noise.to(dtype)  # alpha_0 * E[x0] is dropped: the data mean is unknown, taken as 0
+    if strength < 1:
+        x = x + alphas[0] * init.to(dtype)
     x_before = d1 = d2 = None  # x at t_{i-1}; x0_hat at t_{i-1} and t_{i-2}
     for i in tqdm(range(num_steps), disable=not progress, desc=f"{sampler} sampling"):
         t = times[i].to(dtype=dtype, device=noise.device)

@@ -30,7 +30,7 @@ def _predictor(args):
     from kinema.eval.predictor import get_predictor
 
     if args.model:  # a model loader gets the device (and sampling options); the baselines have no use for them
-        options = {} if getattr(args, "action_guidance", None) is None else dict(action_guidance=args.action_guidance)
+        options = {k: getattr(args, k) for k in ("action_guidance", "strength") if getattr(args, k, None) is not None}
         return get_predictor(args.model, device=args.device, **options)
     return get_predictor(f"baseline:{args.baseline}")
 
@@ -141,6 +141,12 @@ def _common(p, *, what: str, default_baseline: str | None = None):
     p.add_argument("--device", default="auto", help="auto|cpu|cuda: where a --model checkpoint runs")
 
 
+def _strength(p) -> None:
+    p.add_argument("--strength", type=float, default=None,
+                   help="a world model's start from the last given frame held still: the fraction of the denoising "
+                        "steps run (1 = from pure noise, the default); results go to world_model_sS")
+
+
 def add_parser(subparsers) -> None:
     """Register `kinema eval` and its subcommands on the kinema command's subparsers."""
     from kinema.eval.predictor import PREDICTORS
@@ -154,6 +160,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--conditions", default="1,9", help="context frames to condition on (comma-separated)")
     p.add_argument("--scenarios", default=None, help="comma-separated subset of the 8 scenarios")
     p.add_argument("--cameras", default=None, help="comma-separated subset of front,side,oblique,top")
+    _strength(p)
     p.epilog = f"baselines: {frame_baselines}"
     p.set_defaults(func=_physics, benchmark="physics_alignment")
 
@@ -162,6 +169,7 @@ def add_parser(subparsers) -> None:
     q.add_argument("--conditions", default="1,9", help="context frames to condition on (comma-separated)")
     q.add_argument("--scenarios", default=None)
     q.add_argument("--cameras", default=None)
+    _strength(q)
     q.epilog = f"baselines: {frame_baselines}"
     q.set_defaults(func=_physics, benchmark="physics_iq")
 
@@ -173,6 +181,7 @@ def add_parser(subparsers) -> None:
     a.add_argument("--tokenizer", default=None, help="video tokenizer checkpoint for latent L2 (skipped without)")
     a.add_argument("--action-guidance", type=float, default=None,
                    help="a world model's action guidance scale (1 = off, the default); results go to world_model_agG")
+    _strength(a)
     a.add_argument("--samples", type=int, default=1,
                    help="forward-dynamics samples per clip, scored by their mean (seeds seed..seed+K-1, the same for "
                         "true and shuffled actions); results go to NAME_samplesK")

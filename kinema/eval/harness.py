@@ -84,7 +84,12 @@ def run_dir(out, benchmark: str, predictor_name: str) -> Path:
 
 
 def describe_predictor(p) -> dict:
-    return {"name": p.name, "oracle": bool(getattr(p, "uses_oracle", False)), "class": type(p).__name__}
+    """Name, kind and (for a model with them) its sampling settings: a rerun that samples otherwise is refused
+    (results.check_run) rather than resumed on top of rollouts made another way."""
+    d = {"name": p.name, "oracle": bool(getattr(p, "uses_oracle", False)), "class": type(p).__name__}
+    if getattr(p, "sampling", None) is not None:
+        d["sampling"] = p.sampling
+    return d
 
 
 @contextmanager

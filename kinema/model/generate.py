@@ -41,6 +41,9 @@ class GenerateRequest:
     seed: int = 0
     guidance: float | None = None       # CFG scale; 1 = off; default 3 for text2image/text2video, else 1
     action_guidance: float = 1.0        # forward_dynamics: CFG against the same frames without actions; 1 = off
+    strength: float | None = None       # modes with given frames: the fraction of the steps run, starting from the
+                                        # last given frame held still (SDEdit); 1 = from pure noise (the default,
+                                        # but video2video's is 0.7)
     num_steps: int | None = None        # default 35 (text2image 50, action modes 30)
     shift: float | None = None          # rectified-flow time shift; default from the resolution
     sampler: str = "dpmpp_2m"
@@ -129,6 +132,10 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("action_guidance", "a number in [0, 30] (1 = no action guidance)")
     if req.action_guidance != 1 and req.model_mode != "forward_dynamics":
         bad("action_guidance", f"1 in {req.model_mode} (only forward_dynamics is guided by its actions)")
+    if req.strength is not None and not (isinstance(req.strength, (int, float)) and 0 < req.strength <= 1):
+        bad("strength", "a number in (0, 1] (1 = start from pure noise)")
+    if req.strength not in (None, 1) and req.model_mode not in ("image2video", "video2video", "forward_dynamics", "policy"):
+        bad("strength", f"1 in {req.model_mode} (only a mode with given frames and a future starts from a frame)")
     if req.shift is not None and not (isinstance(req.shift, (int, float)) and 0 < req.shift <= 100):
         bad("shift", "a number in (0, 100]")
     if req.sampler not in SAMPLERS:
@@ -223,7 +230,7 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
                       domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,
                       seed=req.seed, guidance=req.guidance, num_steps=req.num_steps, shift=req.shift,
                       sampler=req.sampler, sound=req.enable_sound, action_guidance=req.action_guidance,
-                      progress=progress)
+                      strength=req.strength, progress=progress)
     seconds = time.time() - t
     paths = write_outputs(out, result, req, context, pipe.audio_tokenizer.cfg.sample_rate)
     return dict(paths, seconds=round(seconds, 2))
@@ -249,7 +256,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
     types = {"prompt": str, "vision_path": str, "action_path": str, "domain_name": str, "sampler": str,
              "model_mode": str, "context_frames": int, "fps": float, "num_frames": int, "seed": int,
-             "guidance": float, "action_guidance": float, "num_steps": int, "shift": float, "resolution": int}
+             "guidance": float, "action_guidance": float, "strength": float, "num_steps": int, "shift": float, "resolution": int}
     for name, typ in types.items():
         p.add_argument(f"--{name}", f"--{name.replace('_', '-')}", type=typ, default=None)
     p.add_argument("--enable_sound", "--sound", action="store_const", const=True, default=None)

@@ -38,6 +38,10 @@ from kinema.tokenize.data import to_model, to_uint8
 
 DEFAULT_STEPS = {"text2image": 50, **{m: 30 for m in ACTION_MODES}}  # others: 35 (REFERENCE §4)
 DEFAULT_GUIDANCE = {"text2image": 3.0, "text2video": 3.0}  # others: 1 (no CFG), as Cosmos 3's action modes
+# Where the future starts from the last given frame held still (samplers.sample's strength; others: 1, pure noise).
+# video2video: object IoU of physics alignment 0.277 -> 0.323 at N = 20. Not forward dynamics: it halved what the
+# actions change (BENCHMARKS.md, "Starting from the last given frame").
+DEFAULT_STRENGTH = {"video2video": 0.7}
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -136,9 +140,12 @@ class Pipeline:
             domain_name: str | None = None, action_names=(), prompt: str = "", fps: float = 16.0, size: int = 64,
             seed: int = 0, guidance: float | None = None, num_steps: int | None = None, shift: float | None = None,
             sampler: str = "dpmpp_2m", sound: bool = False, action_guidance: float = 1.0,
-            progress: bool = False) -> dict:
+            strength: float | None = None, progress: bool = False) -> dict:
         """-> {"frames": uint8 [T, H, W, 3], "actions": f32 [R, A] or None, "audio": f32 [N] or None,
-               "context_frames": Tc}. context: uint8 [Tc, H, W, 3]; actions: raw [T, A] (row t of frame t)."""
+               "context_frames": Tc}. context: uint8 [Tc, H, W, 3]; actions: raw [T, A] (row t of frame t).
+        strength < 1 (modes with given frames): the future starts as the last given latent frame, held still,
+        noised to the level where the last round(strength * num_steps) steps begin (samplers.sample); None: the
+        mode's default (DEFAULT_STRENGTH), 1 where nothing is left to generate."""
         check_mode(mode)
         c = self.config
         tc, sc = c.temporal_compression, c.spatial_compression
@@ -168,6 +175,15 @@ class Pipeline:
                 keys = torch.from_numpy(np.ascontiguousarray(keyframes(context[:Tc], tc, c.tokenizer_window)))
         elif mode not in ("text2image", "text2video"):
             raise ValueError(f"{mode} needs given frames (vision_path)")
+        if strength is None:
+            strength = DEFAULT_STRENGTH.get(mode, 1.0) if k is not None and k < t else 1.0
+        if isinstance(strength, bool) or not (isinstance(strength, (int, float)) and 0 < strength <= 1):
+            raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
+        if strength != 1.0 and (k is None or k >= t):
+            raise ValueError(f"strength: below 1 only where given frames start a future to generate; {mode} with "
+                             f"{Tc} given of {T} frames has none")
+        if k is not None and k < t:
+            vision[:, k:] = vision[:, k - 1 : k]  # the generated frames' values: ignored, or the guess (strength < 1)
         streams = dict(vision=vision, fps=fps, audio=None, actions=None, domain=None, keys=keys)
         if mode in ACTION_MODES:
             if actions is None and mode != "inverse_dynamics" and mode != "policy":
@@ -189,12 +205,13 @@ class Pipeline:
         if action_guidance != 1.0:
             guides.append((plan_tokens(c, "video2video", streams, text=ids, k=k), action_guidance))
         values = self._denoise(tok, guides, num_steps=num_steps, shift=shift, sampler=sampler, seed=seed,
-                               progress=progress)
+                               strength=strength, progress=progress)
         return self._unpack(mode, tok, values, vision, k or 0, T, streams, fps)
 
-    def _denoise(self, tok, guides, *, num_steps, shift, sampler, seed, progress) -> torch.Tensor:
+    def _denoise(self, tok, guides, *, num_steps, shift, sampler, seed, progress, strength=1.0) -> torch.Tensor:
         """Sample the noisy tokens' values; -> all values [L, V] with the noisy rows filled. guides: (sequence
-        with one condition dropped and the same noisy tokens, scale) pairs for classifier-free guidance."""
+        with one condition dropped and the same noisy tokens, scale) pairs for classifier-free guidance;
+        strength < 1 starts from the noisy rows' values in tok as the guess."""
         seqs = [tok] + [u for u, _ in guides]
         ctx = [s.select(~s.gen) for s in seqs]
         noisy = collate([s.select(s.gen) for s in seqs]).to(self.device)
@@ -205,10 +222,7 @@ class Pipeline:
         n, Ln, V = noisy.value.shape
         schedule = schedule_for(self.config)
         real = (torch.arange(V, device=self.device) < noisy.dims[0, :, None]).float()  # [Ln, V]
-        g = torch.Generator().manual_seed(int(seed))
-        # drawn no wider than what is denoised, so a pixel view (wider values) leaves the noise, and samples, as they were
-        noise = torch.randn(Ln, self.config.denoised_dim, generator=g)
-        noise = torch.nn.functional.pad(noise, (0, V - noise.shape[1])).to(self.device) * real
+        noise, init = self.start(tok, real, seed, strength)
 
         def denoise(x, t):
             value = schedule.model_input(x, t).expand(n, Ln, V).float()
@@ -218,10 +232,25 @@ class Pipeline:
             x0 = x0[0] + sum((g - 1.0) * (x0[0] - x0[i + 1]) for i, (_, g) in enumerate(guides))
             return x0.reshape(Ln, V) * real
 
-        x0 = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift, progress=progress)
+        x0 = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift, progress=progress,
+                    init=init, strength=strength)
         values = tok.value.clone()
         values[tok.gen] = x0[: int(tok.gen.sum())].float().cpu()  # the rest is collate's padding
         return values
+
+    def start(self, tok, real: torch.Tensor, seed: int, strength: float = 1.0):
+        """Where the sampler starts for tok's noisy rows (real: [Ln, V], 1 where a row has a value; Ln may include
+        collate's padding): -> (noise [Ln, V], the guess [Ln, V] when strength < 1, else None)."""
+        Ln, V = real.shape
+        D = self.config.denoised_dim
+        g = torch.Generator().manual_seed(int(seed))
+        # drawn no wider than what is denoised, so a pixel view (wider values) leaves the noise, and samples, as they were
+        noise = torch.nn.functional.pad(torch.randn(Ln, D, generator=g), (0, V - D)).to(real.device) * real
+        if strength >= 1:
+            return noise, None
+        init = torch.zeros_like(noise)
+        init[: int(tok.gen.sum()), :D] = tok.value[tok.gen, :D].to(real.device)
+        return noise, init * real
 
     def _unpack(self, mode, tok, values, vision, k, T, streams, fps) -> dict:
         c = self.config

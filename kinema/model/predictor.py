@@ -27,12 +27,24 @@ class WorldModelPredictor:
 
     def __init__(self, pipeline: Pipeline, *, num_steps: int = DEFAULT_STEPS, sampler: str = "dpmpp_2m",
                  seed: int = 0, action_guidance: float = 1.0, inverse_steps: int = INVERSE_STEPS,
-                 inverse_samples: int = INVERSE_SAMPLES, name: str | None = None):
+                 inverse_samples: int = INVERSE_SAMPLES, strength: float | None = None, name: str | None = None):
         self.pipeline, self.num_steps, self.sampler, self.seed = pipeline, num_steps, sampler, seed
         self.inverse_steps, self.inverse_samples = int(inverse_steps), int(inverse_samples)
         self.action_guidance = float(action_guidance)
-        # runs with another guidance scale write to their own results folder
-        self.name = name or ("world_model" if self.action_guidance == 1.0 else f"world_model_ag{self.action_guidance:g}")
+        self.strength = None if strength is None else float(strength)  # None: each mode's default (pipeline)
+        # runs with other sampling options write to their own results folder
+        tags = ("_ag%g" % self.action_guidance if self.action_guidance != 1.0 else "") + \
+               ("_s%g" % self.strength if self.strength is not None else "")
+        self.name = name or "world_model" + tags
+
+    @property
+    def sampling(self) -> dict:
+        """What decides its rollouts besides the weights (eval run.json): a run made otherwise is not resumed."""
+        from kinema.model.pipeline import DEFAULT_STRENGTH
+
+        return dict(num_steps=self.num_steps, sampler=self.sampler, action_guidance=self.action_guidance,
+                    strength=self.strength if self.strength is not None else dict(DEFAULT_STRENGTH),
+                    inverse_steps=self.inverse_steps, inverse_samples=self.inverse_samples)
 
     def _kw(self, req) -> dict:
         return dict(prompt=req.prompt or "", fps=req.fps, action_names=tuple(req.action_names),
@@ -41,7 +53,7 @@ class WorldModelPredictor:
     def predict(self, req) -> np.ndarray:
         actions = req.actions if req.actions is not None and req.actions.shape[1] > 0 else None
         return self.pipeline.rollout(req.context, int(req.num_frames), actions=actions,
-                                     action_guidance=self.action_guidance, **self._kw(req))
+                                     action_guidance=self.action_guidance, strength=self.strength, **self._kw(req))
 
     def infer_actions(self, req) -> np.ndarray:
         """The whole clip [T, H, W, 3] -> [T - 1, A]; a clip that is not 1 + 4k frames is padded with its

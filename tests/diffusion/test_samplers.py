@@ -121,6 +121,31 @@ def test_shift_argument_overrides_schedule_shift():
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_strength_starts_from_the_guess_noised_part_way(name, sampler):
+    # With strength s only the last round(s * N) steps run, from x = alpha*init + sigma*noise at the first
+    # time kept; from there the probability-flow ODE of the Gaussian data is solved in closed form.
+    schedule, n, strength = SCHEDULES[name], 200, 0.3
+    noise, init = noise_like(seed=0), noise_like(seed=1) * 0.2 + 1.5
+    calls = []
+    x = sample(gaussian_denoiser(schedule), noise, schedule, num_steps=n, sampler=sampler, init=init,
+               strength=strength, callback=lambda i, t, x0: calls.append(t.item()))
+    times = schedule.sampling_times(n)[n - round(strength * n):]
+    assert calls == pytest.approx(times[:-1].tolist())
+    a0, s0 = (float(v) for v in schedule.alpha_sigma(times[0]))
+    exact = MU + S * (a0 * init + s0 * noise - a0 * MU) / math.hypot(a0 * S, s0)
+    assert rms(x, exact) < (1e-2 if sampler == "euler" else 3e-3)
+    assert rms(x, exact) < 0.05 * rms(x, exact_flow(schedule, noise))  # the guess, not pure noise, decided it
+
+
+def test_full_strength_ignores_the_guess():
+    schedule = RectifiedFlow(shift=2.0)
+    a = sample(gaussian_denoiser(schedule), noise_like(16), schedule, num_steps=4)
+    b = sample(gaussian_denoiser(schedule), noise_like(16), schedule, num_steps=4, init=noise_like(16, seed=5))
+    assert torch.equal(a, b)
+
+
 def test_one_step_returns_the_first_denoised_estimate():
     schedule = RectifiedFlow()
     x = sample(gaussian_denoiser(schedule), noise_like(16), schedule, num_steps=1, sampler="unipc")
@@ -135,3 +160,10 @@ def test_bad_arguments():
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="num_steps"):
             sample(denoise, noise_like(4), schedule, num_steps=bad)
+    for bad in (0, -0.5, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="strength must be a number in \\(0, 1\\]"):
+            sample(denoise, noise_like(4), schedule, num_steps=4, init=noise_like(4), strength=bad)
+    with pytest.raises(ValueError, match="strength < 1 starts from a guess: expected init shaped like noise \\(4,\\)"):
+        sample(denoise, noise_like(4), schedule, num_steps=4, strength=0.5)
+    with pytest.raises(ValueError, match="got \\(3,\\)"):
+        sample(denoise, noise_like(4), schedule, num_steps=4, init=noise_like(3), strength=0.5)

@@ -53,6 +53,9 @@ def test_a_good_request_validates(files):
     (dict(model_mode="video2video", action_path=None, action_guidance=2.0), ValueError,
      "action_guidance: expected 1 in video2video"),
     (dict(resolution=40), ValueError, "resolution: expected a multiple of 16"),
+    (dict(strength=0.0), ValueError, "strength: expected a number in \\(0, 1\\]"),
+    (dict(model_mode="text2video", action_path=None, vision_path=None, strength=0.5), ValueError,
+     "strength: expected 1 in text2video"),
 ])
 def test_bad_requests_fail_with_the_field_named(files, kw, error, match):
     for key in ("vision_path", "action_path"):
@@ -121,3 +124,8 @@ def test_generate_end_to_end(files, saved, tmp_path):
              progress=False)
     assert read_json(guided / "request.json")["action_guidance"] == 3.0
     assert not np.array_equal(decode_video(guided / "video.mp4"), video)
+    warm = tmp_path / "warm"  # and its strength
+    generate(_req(files, num_steps=2, seed=1, strength=0.5), saved["model"], warm, device="cpu", dtype="fp32",
+             progress=False)
+    assert read_json(warm / "request.json")["strength"] == 0.5
+    assert not np.array_equal(decode_video(warm / "video.mp4"), video)

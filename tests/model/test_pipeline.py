@@ -134,7 +134,7 @@ def test_rollout_beyond_one_window(tiny_pipeline, monkeypatch, with_actions):
 # ------------------------------------------------------------------ cached == uncached
 
 
-def _uncached_denoise(pipe, tok, guides, *, num_steps, shift, sampler, seed, progress):
+def _uncached_denoise(pipe, tok, guides, *, num_steps, shift, sampler, seed, progress, strength=1.0):
     """Pipeline._denoise written the slow way: the whole sequence (context included) at every step, no cache."""
     seqs = [tok] + [u for u, _ in guides]
     full = collate(seqs)
@@ -142,7 +142,7 @@ def _uncached_denoise(pipe, tok, guides, *, num_steps, shift, sampler, seed, pro
     assert all(int(s.gen.sum()) == Ln for s in seqs)
     schedule = schedule_for(pipe.config)
     real = (torch.arange(V) < tok.dims[tok.gen][:, None]).float()
-    noise = torch.randn(Ln, V, generator=torch.Generator().manual_seed(int(seed))) * real
+    noise, init = pipe.start(tok, real, seed, strength)
 
     def denoise(x, t):
         value = full.value.clone()
@@ -156,7 +156,8 @@ def _uncached_denoise(pipe, tok, guides, *, num_steps, shift, sampler, seed, pro
         return out * real
 
     values = tok.value.clone()
-    values[tok.gen] = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift).float()
+    values[tok.gen] = sample(denoise, noise, schedule, num_steps=num_steps, sampler=sampler, shift=shift, init=init,
+                             strength=strength).float()
     return values
 
 
@@ -181,6 +182,32 @@ def test_cached_sampling_equals_uncached(tiny_pipeline, monkeypatch, mode, guida
             assert np.allclose(cached[key], uncached[key], atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["forward_dynamics", "video2video", "image2video"])
+def test_strength_starts_the_future_from_the_last_given_frame(tiny_pipeline, monkeypatch, mode):
+    """A sampler that returns its guess unchanged shows the guess: every generated latent frame is the last given one."""
+    import kinema.model.pipeline as pipeline
+
+    calls, latents = [], []
+    monkeypatch.setattr(pipeline, "sample", lambda *a, **kw: calls.append(kw) or kw["init"])
+    decode = tiny_pipeline.decode_latents
+    monkeypatch.setattr(tiny_pipeline, "decode_latents", lambda z, n: latents.append(z) or decode(z, n))
+    _run(tiny_pipeline, mode, strength=0.4)
+    (kw,), (z,) = calls, latents
+    assert kw["strength"] == 0.4
+    k = 1 if mode == "image2video" else 3
+    assert torch.allclose(z[:, k:], z[:, k - 1 : k].expand_as(z[:, k:]), atol=1e-6)
+    assert k == 1 or not torch.allclose(z[:, 0], z[:, k - 1])  # the given frames themselves differ
+
+
+def test_strength_needs_given_frames_and_a_future(tiny_pipeline):
+    for mode in ("text2video", "inverse_dynamics"):
+        with pytest.raises(ValueError, match=f"strength: below 1 only where given frames start a future to generate; "
+                                             f"{mode}"):
+            _run(tiny_pipeline, mode, strength=0.5)
+    with pytest.raises(ValueError, match="strength must be a number in"):
+        _run(tiny_pipeline, "forward_dynamics", strength=1.5)
+
+
 def test_guidance_changes_the_sample(tiny_pipeline):
     a, b = (_run(tiny_pipeline, "text2video", guidance=g)["frames"] for g in (1.0, 4.0))
     assert not np.array_equal(a, b)
@@ -194,7 +221,7 @@ def test_action_guidance_pulls_away_from_the_actionless_prediction(tiny_pipeline
     plain = _run(tiny_pipeline, "forward_dynamics")
     assert np.array_equal(plain["frames"], _run(tiny_pipeline, "forward_dynamics", action_guidance=1.0)["frames"])
     _run(tiny_pipeline, "forward_dynamics", action_guidance=0.0)
-    _run(tiny_pipeline, "video2video")
+    _run(tiny_pipeline, "video2video", strength=1.0)  # from pure noise, as forward dynamics starts
     _run(tiny_pipeline, "forward_dynamics", action_guidance=3.0)
     fd, _, no_actions, v2v, guided = seen
     assert torch.allclose(no_actions, v2v, atol=1e-5)  # guidance 0 leaves only the actionless sequence
@@ -290,8 +317,9 @@ def test_bf16_sampling_stays_close_to_fp32(tiny_pipeline):
         Pipeline(p.model, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp16")
 
 
-def test_predictor_with_action_guidance_through_the_registry(saved):
-    """`kinema eval actions --action-guidance G` loads this predictor: its own results folder, guided rollouts."""
+def test_predictor_with_action_guidance_or_strength_through_the_registry(saved):
+    """`kinema eval actions --action-guidance G` / `--strength S` load this predictor: own results folders, own
+    rollouts (a strength also with no actions: it starts video2video from the last given frame too)."""
     from kinema.eval.predictor import PredictionRequest, get_predictor, predict_checked
 
     plain = get_predictor(str(saved["model"]), device="cpu", num_steps=2)
@@ -305,6 +333,12 @@ def test_predictor_with_action_guidance_through_the_registry(saved):
     assert a.shape == b.shape == (8, SIZE, SIZE, 3) and not np.array_equal(a, b)
     passive = PredictionRequest(context=ctx, num_frames=8, fps=16.0, camera="front")  # no actions: nothing to guide
     assert np.array_equal(predict_checked(plain, passive), predict_checked(guided, passive))
+    warm = get_predictor(str(saved["model"]), device="cpu", num_steps=2, strength=0.5, action_guidance=2.5)
+    cold = get_predictor(str(saved["model"]), device="cpu", num_steps=2, strength=1.0)
+    assert (warm.name, cold.name) == ("world_model_ag2.5_s0.5", "world_model_s1")
+    assert not np.array_equal(predict_checked(warm, req), b)
+    assert np.array_equal(predict_checked(cold, req), a)  # forward dynamics starts from pure noise by default
+    assert not np.array_equal(predict_checked(cold, passive), predict_checked(plain, passive))  # video2video: 0.7
 
 
 def test_actions_benchmark_scores_the_mean_of_several_samples(saved, tmp_path):
@@ -331,6 +365,9 @@ def test_actions_benchmark_scores_the_mean_of_several_samples(saved, tmp_path):
     assert "mean of 2 samples" in (folder / "table.md").read_text()
     with pytest.raises(ValueError, match="--samples 2: predictor 'copy_last' does not sample"):
         bench.run(get_predictor("baseline:copy_last"), tmp_path, n=1, scenarios=["push"], size=32, samples=2)
+    pred.strength = 0.5  # sampled otherwise under the same name: not resumed on top of the rollouts made before
+    with pytest.raises(ValueError, match="world_model holds results made with other settings \\(predictor\\)"):
+        bench.run(pred, tmp_path, n=1, scenarios=["push"], size=32, mean_episodes=2, progress=False)
 
 
 def test_inverse_dynamics_predictor_returns_the_mean_of_one_step_draws(saved):
