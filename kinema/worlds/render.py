@@ -14,6 +14,18 @@ import numpy as np
 
 # MuJoCo looks down its camera's -z with +y up; OpenCV looks down +z with +y down.
 _MJ_TO_CV = np.diag([1.0, -1.0, -1.0])
+# One GL context per buffer size for the life of the process: the first MjrContext made in a fresh context costs
+# about 70 ms (the driver compiles its shaders), every later one about 2 ms, and an episode of 33 frames renders
+# in about 100 ms (BENCHMARKS.md, "Worlds").
+_GL: dict[tuple[int, int], object] = {}
+
+
+def _gl_context(width: int, height: int):
+    from mujoco import gl_context  # the backend chosen by MUJOCO_GL
+
+    if (width, height) not in _GL:
+        _GL[width, height] = gl_context.GLContext(width, height)
+    return _GL[width, height]
 
 
 class MultiCameraRenderer:
@@ -23,9 +35,7 @@ class MultiCameraRenderer:
         n = len(self.cameras)
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, n * size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, size)
-        from mujoco import gl_context  # the backend chosen by MUJOCO_GL
-
-        self._gl = gl_context.GLContext(n * size, size)
+        self._gl = _gl_context(n * size, size)
         self._gl.make_current()
         self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
@@ -66,6 +76,8 @@ class MultiCameraRenderer:
     def render(self, data) -> tuple[np.ndarray, np.ndarray]:
         """-> rgb uint8 [C,H,W,3], masks uint8 [C,H,W] (object ids)."""
         n, s = len(self._cams), self.size
+        self._gl.make_current()  # another renderer of this size shares the GL context: bind our own buffer
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
         self._draw(data, segment=False)
         rgb = self._buf[::-1].reshape(s, n, s, 3).transpose(1, 0, 2, 3).copy()
         luts = self._draw(data, segment=True)
@@ -90,5 +102,4 @@ class MultiCameraRenderer:
         return K, E
 
     def close(self):
-        self._con.free()
-        self._gl.free()
+        self._con.free()  # the GL context stays for the next renderer of this size
