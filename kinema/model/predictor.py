@@ -3,7 +3,8 @@
 `kinema eval physics --model checkpoints/world-model-small` loads it through
 the loader registered in kinema/model/__init__.py. Prediction is forward
 dynamics when the request carries actions, else video-to-video from the
-prompt; clips longer than the model's 33-frame window roll out in chunks.
+prompt (which starts from the last given frame: pipeline.DEFAULT_STRENGTH);
+clips longer than the model's 33-frame window roll out in chunks.
 Inverse dynamics reads the actions back from a whole clip.
 """
 
