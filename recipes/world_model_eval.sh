@@ -14,6 +14,8 @@ for who in "--model $MODEL" "--baseline copy_last"; do
 done
 # the action test with the power to tell a gap from zero: 30 episodes a world, 4 samples a clip (about 14 min)
 $KINEMA eval actions --model $MODEL --n $((6 * N)) --samples 4 --out $OUT --no-progress
+# ... and on 120 of pick_place and stack, whose gaps are smaller (about 19 min; episodes 30-119 are the test)
+$KINEMA eval actions --model $MODEL --n $((24 * N)) --samples 4 --scenarios pick_place,stack --out $OUT-fd120 --no-progress
 $KINEMA eval text2video --model $MODEL --n $((2 * N)) --out $OUT --no-progress
 # the reasoner: questions on held-out episodes (recipes/reasoner_data.sh makes the held-out twins),
 # and the plausibility benchmark with the reasoner as judge on the worlds that have twins
