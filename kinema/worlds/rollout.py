@@ -74,6 +74,7 @@ class ContactTracker:
 
     def __init__(self, model, geom_object: np.ndarray, names: dict[int, str]):
         self.model, self.geom_object, self.names = model, geom_object, names
+        self._ids = [int(i) for i in geom_object]  # geom -> object id as Python ints (the per-substep loop)
         self.active: set[tuple[int, int]] = set()
         self.last_touch: dict[tuple[int, int], float] = {}  # when each pair was last in contact
         self.resting: set[tuple[int, int]] = set()  # placed touching and not yet visibly parted
@@ -105,12 +106,13 @@ class ContactTracker:
         """(object a, object b) -> indices of the contacts between them, a < b."""
         if data.ncon == 0:
             return {}
-        ab = self.geom_object[data.contact.geom].astype(np.int64)  # [ncon, 2]
-        keep = np.flatnonzero((ab[:, 0] != ab[:, 1]) & (ab[:, 0] > 0) & (ab[:, 1] > 0))
+        # A plain loop: it runs at every substep over a handful of contacts, where numpy's per-call cost dominated.
+        ids = self._ids
         pairs: dict[tuple[int, int], list[int]] = {}
-        for c in keep:
-            a, b = ab[c]
-            pairs.setdefault((int(min(a, b)), int(max(a, b))), []).append(int(c))
+        for c, (g1, g2) in enumerate(data.contact.geom.tolist()):
+            a, b = ids[g1], ids[g2]
+            if a != b and a > 0 and b > 0:
+                pairs.setdefault((a, b) if a < b else (b, a), []).append(c)
         return pairs
 
     def step(self, model, data, time: float, fps: float):
