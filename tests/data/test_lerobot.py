@@ -104,7 +104,20 @@ def test_stats_json(dataset, episodes):
     assert np.array(img["mean"]).shape == (3, 1, 1)
     pixels = np.concatenate([e.frames["top"].reshape(-1, 3) for e in episodes]) / 255
     assert np.allclose(np.array(img["mean"]).ravel(), pixels.mean(0))
+    assert np.allclose(np.array(img["std"]).ravel(), pixels.std(0))  # pooled over episodes from their histograms
+    assert np.allclose(np.array(img["min"]).ravel(), pixels.min(0))
     assert np.allclose(np.array(img["max"]).ravel(), pixels.max(0))
+
+
+def test_image_stats_from_histograms_equal_numpys():
+    from kinema.data.lerobot import _image_stats
+
+    frames = np.random.default_rng(0).integers(3, 250, size=(5, 8, 8, 3), dtype=np.uint8)
+    frames[0, 0, 0] = (7, 0, 255)  # a channel's extremes at the ends of the range
+    s, x = _image_stats(frames), frames.reshape(-1, 3) / 255
+    for key, want in (("min", x.min(0)), ("max", x.max(0)), ("mean", x.mean(0)), ("std", x.std(0))):
+        assert s[key].shape == (3, 1, 1) and np.allclose(s[key].ravel(), want, rtol=0, atol=1e-12), key
+    assert s["count"].tolist() == [5]
 
 
 def test_chunk_rollover(tmp_path):
