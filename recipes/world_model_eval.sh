@@ -17,6 +17,9 @@ $KINEMA eval actions --model $MODEL --n $((6 * N)) --samples 4 --out $OUT --no-p
 # ... and on 120 of pick_place and stack, whose gaps are smaller (about 19 min; episodes 30-119 are the test)
 $KINEMA eval actions --model $MODEL --n $((24 * N)) --samples 4 --scenarios pick_place,stack --out $OUT-fd120 --no-progress
 $KINEMA eval text2video --model $MODEL --n $((2 * N)) --out $OUT --no-progress
+# policies imagined in the world model, from the real first frame and from the first 9 (about 6 min each)
+$KINEMA eval closed-loop --model $MODEL --n $((2 * N)) --out $OUT --no-progress
+$KINEMA eval closed-loop --model $MODEL --n $((2 * N)) --context 9 --out $OUT-context9 --no-progress
 # the reasoner: questions on held-out episodes (recipes/reasoner_data.sh makes the held-out twins),
 # and the plausibility benchmark with the reasoner as judge on the worlds that have twins
 $KINEMA eval reason --model $MODEL --max-per-task ${MAX_PER_TASK:-120} --out $OUT/reason --no-progress
