@@ -16,6 +16,12 @@ done
 $KINEMA eval actions --model $MODEL --n $((6 * N)) --samples 4 --out $OUT --no-progress
 # ... and on 120 of pick_place and stack, whose gaps are smaller (about 19 min; episodes 30-119 are the test)
 $KINEMA eval actions --model $MODEL --n $((24 * N)) --samples 4 --scenarios pick_place,stack --out $OUT-fd120 --no-progress
+# inverse dynamics: every one-step draw of 90 episodes a world kept, scored for K draws averaged ("Sixteen draws")
+${PYTHON:-python} scripts/inverse_draws.py draw --episodes 0:30 --draws 32 --cache $OUT/cache --out $OUT-inverse
+${PYTHON:-python} scripts/inverse_draws.py draw --episodes 30:90 --draws 16 --cache $OUT/cache --out $OUT-inverse
+${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:30 --out $OUT-inverse
+${PYTHON:-python} scripts/inverse_draws.py score --episodes 30:90 --k 4,16 --out $OUT-inverse
+${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:90 --k 4,16 --out $OUT-inverse
 $KINEMA eval text2video --model $MODEL --n $((2 * N)) --out $OUT --no-progress
 # policies imagined in the world model, from the real first frame and from the first 9 (about 6 min each)
 $KINEMA eval closed-loop --model $MODEL --n $((2 * N)) --out $OUT --no-progress

@@ -1,0 +1,119 @@
+"""How many one-step draws the world model's inverse-dynamics estimate should average.
+
+Legend: K draws, T clip frames, A action dims.
+
+The predictor (kinema.model.predictor.WorldModelPredictor.infer_actions) answers with the mean of K one-step x0
+predictions from noise seeds 0..K-1. This script stores every draw of every held-out clip (the clips of `kinema
+eval actions`: same episodes, same clip start, every camera), one npz an episode, resumable, then scores the mean
+of the first K draws for several K on any range of episodes against the mean action, per action group, with a
+bootstrap over episodes:
+
+  python scripts/inverse_draws.py draw --episodes 0:30 --draws 32
+  python scripts/inverse_draws.py score --episodes 30:90 --k 4,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kinema.eval.actions import GROUPS, SCENARIOS, clip_start
+from kinema.eval.baselines import MeanAction
+from kinema.eval.data import EpisodeCache, heldout_seed
+from kinema.eval.harness import action_timing, request_from_episode
+from kinema.eval.predictor import inverse_dynamics_targets
+from kinema.model.predictor import load_predictor
+
+CLIP = 33
+
+
+def _range(text: str) -> range:
+    lo, hi = (int(x) for x in text.split(":"))
+    if not 0 <= lo < hi:
+        raise ValueError(f"--episodes: expected LO:HI with 0 <= LO < HI, got {text!r}")
+    return range(lo, hi)
+
+
+def draw(args):
+    pred = load_predictor(Path(args.model), device="cpu", inverse_samples=1)
+    cache = EpisodeCache(Path(args.cache))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    units = [(sc, i) for sc in args.scenarios.split(",") for i in _range(args.episodes)]
+    for sc, i in tqdm(units, desc="inverse draws", unit="episode"):
+        path = out / f"{sc}_{i}.npz"
+        if path.exists():
+            continue
+        ep = cache.get(sc, heldout_seed(i), size=64)
+        start, timing = clip_start(ep, CLIP), action_timing(ep)
+        arrays = dict(target=inverse_dynamics_targets(ep.action[start : start + CLIP], timing), timing=timing,
+                      cams=np.array(ep.cameras))
+        for cam in ep.cameras:
+            req = request_from_episode(ep, cam, context=CLIP, future=0, start=start, with_actions=False)
+            rows = []
+            for k in range(args.draws):  # seed k: the predictor's k-th draw
+                pred.seed = k
+                rows.append(pred.infer_actions(req))
+            arrays[f"draws/{cam}"] = np.stack(rows)  # [K, T-1, A]
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+
+
+def score(args):
+    ks = [int(k) for k in args.k.split(",")]
+    mean_action, rng = MeanAction(), np.random.default_rng(0)
+    for sc in args.scenarios.split(","):
+        model, base = {}, {}  # per episode, the mean of its cameras' squared errors
+        for i in _range(args.episodes):
+            z = np.load(Path(args.out) / f"{sc}_{i}.npz")
+            timing, target = str(z["timing"]), z["target"]
+            m = mean_action.mean(sc, timing)
+            for g, (a, b) in GROUPS[timing].items():
+                base.setdefault(g, []).append(((m[a:b] - target[:, a:b]) ** 2).mean())
+                for k in ks:
+                    errs = []
+                    for cam in z["cams"]:
+                        d = z[f"draws/{cam}"]
+                        if k > len(d):
+                            raise ValueError(f"--k {k}: {sc} episode {i} has {len(d)} draws")
+                        errs.append(((d[:k].mean(0)[:, a:b] - target[:, a:b]) ** 2).mean())
+                    model.setdefault((g, k), []).append(np.mean(errs))
+        n = len(_range(args.episodes))
+        print(f"\n{sc}, episodes {args.episodes} ({n}): MSE / the mean action's [95% bootstrap over episodes], "
+              "fraction of episodes where the model's error is lower")
+        for g, b in base.items():
+            b = np.array(b)
+            if b.sum() == 0:
+                print(f"  {g}: the mean action is exact (the expert never uses it)")
+                continue
+            for k in ks:
+                e = np.array(model[g, k])
+                idx = rng.integers(0, n, (2000, n))
+                lo, hi = np.percentile(e[idx].mean(1) / b[idx].mean(1), [2.5, 97.5])
+                print(f"  {g:11s} K={k:<3d} {e.mean() / b.mean():.3f} [{lo:.3f}, {hi:.3f}]  wins {np.mean(e < b):.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=("draw", "score"))
+    ap.add_argument("--episodes", default="0:30", help="held-out episode indices LO:HI")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--draws", type=int, default=32)
+    ap.add_argument("--k", default="1,2,4,8,16,32", help="draws averaged, to score")
+    ap.add_argument("--model", default="checkpoints/world-model-small")
+    ap.add_argument("--cache", default="outputs/eval/cache", help="held-out episodes (simulated when missing)")
+    ap.add_argument("--out", default="outputs/inverse-draws")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    draw(args) if args.command == "draw" else score(args)
+
+
+if __name__ == "__main__":
+    main()
