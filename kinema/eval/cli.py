@@ -167,8 +167,8 @@ def add_parser(subparsers) -> None:
     q = e.add_parser("physics-iq", help="Physics-IQ-style score on the same rollouts, normalised by a second take")
     _common(q, what="world-model")
     q.add_argument("--conditions", default="1,9", help="context frames to condition on (comma-separated)")
-    q.add_argument("--scenarios", default=None)
-    q.add_argument("--cameras", default=None)
+    q.add_argument("--scenarios", default=None, help="comma-separated subset of the 8 scenarios")
+    q.add_argument("--cameras", default=None, help="comma-separated subset of front,side,oblique,top")
     _strength(q)
     q.epilog = f"baselines: {frame_baselines}"
     q.set_defaults(func=_physics, benchmark="physics_iq")
@@ -207,12 +207,12 @@ def add_parser(subparsers) -> None:
 
     t = e.add_parser("text2video", help="text-to-video: do the colours named in the prompt appear?")
     t.add_argument("--model", required=True, help="a world-model checkpoint folder")
-    t.add_argument("--out", default=DEFAULT_OUT)
+    t.add_argument("--out", default=DEFAULT_OUT, help="output folder (shared by all benchmarks; resumable)")
     t.add_argument("--n", type=int, default=10, help="held-out episodes per scenario (10: 40 clips, about 1 min)")
     t.add_argument("--steps", type=int, default=20, help="sampling steps")
     t.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--device", default="auto", help="auto|cpu|cuda: where the checkpoint runs")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_text2video)
 
     try:
@@ -223,5 +223,5 @@ def add_parser(subparsers) -> None:
         add_eval_parser(e)
 
     r = e.add_parser("report", help="gather every result under --out into one Markdown page")
-    r.add_argument("--out", default=DEFAULT_OUT)
+    r.add_argument("--out", default=DEFAULT_OUT, help="the results folder to gather; the page is written there")
     r.set_defaults(func=_report)

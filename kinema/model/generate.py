@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,27 +28,38 @@ VISION_MODES = ("image2video", "video2video", "forward_dynamics", "inverse_dynam
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def _field(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class GenerateRequest:
-    model_mode: str = "forward_dynamics"
-    prompt: str = ""
-    vision_path: str | None = None      # mp4 (or an image for image2video)
-    action_path: str | None = None      # JSON: a list of rows, or {"actions": rows}; or .npy (no pickle)
-    domain_name: str | None = None      # embodiment (single_arm, camera, ...); default: found from the action width
-    context_frames: int | None = None   # given frames read from vision_path; default 9 (image2video: 1)
-    fps: float = 16.0
-    num_frames: int = 33
-    seed: int = 0
-    guidance: float | None = None       # CFG scale; 1 = off; default 3 for text2image/text2video, else 1
-    action_guidance: float = 1.0        # forward_dynamics: CFG against the same frames without actions; 1 = off
-    strength: float | None = None       # modes with given frames: the fraction of the steps run, starting from the
-                                        # last given frame held still (SDEdit); 1 = from pure noise (the default,
-                                        # but video2video's is 0.7)
-    num_steps: int | None = None        # default 35 (text2image 50, action modes 30)
-    shift: float | None = None          # rectified-flow time shift; default from the resolution
-    sampler: str = "dpmpp_2m"
-    enable_sound: bool = False
-    resolution: int = 64                # frame size when nothing is given (text2image, text2video)
+    """The request; each field's help is also its `kinema generate --FIELD` flag's."""
+
+    model_mode: str = _field("forward_dynamics", f"one of {', '.join(MODES)}")
+    prompt: str = _field("", "the text prompt or instruction")
+    vision_path: str | None = _field(None, "given frames: an mp4 (or an image for image2video)")
+    action_path: str | None = _field(None, "actions: JSON (a list of rows, or {\"actions\": rows}) or .npy (no "
+                                           "pickle), a row per frame")
+    domain_name: str | None = _field(None, "the embodiment (single_arm, camera, ...); default: found from the "
+                                           "action width")
+    context_frames: int | None = _field(None, "given frames read from vision_path; default 9 (image2video 1, "
+                                              "inverse_dynamics all)")
+    fps: float = _field(16.0, "frames per second")
+    num_frames: int = _field(33, "frames in the clip: 1 + 4k")
+    seed: int = _field(0, "noise seed")
+    guidance: float | None = _field(None, "classifier-free guidance scale; 1 = off; default 3 for text2image and "
+                                          "text2video, else 1")
+    action_guidance: float = _field(1.0, "forward_dynamics: guidance against the same frames without actions; "
+                                         "1 = off")
+    strength: float | None = _field(None, "modes with given frames: the fraction of the steps run, starting from "
+                                          "the last given frame held still (SDEdit); 1 = from pure noise (the "
+                                          "default, but video2video's is 0.7)")
+    num_steps: int | None = _field(None, "sampler steps; default 35 (text2image 50, action modes 30)")
+    shift: float | None = _field(None, "rectified-flow time shift; default from the resolution")
+    sampler: str = _field("dpmpp_2m", f"one of {', '.join(SAMPLERS)}")
+    enable_sound: bool = _field(False, "generate sound too (text2video, image2video, video2video)")
+    resolution: int = _field(64, "frame size when nothing is given (text2image, text2video)")
 
     @classmethod
     def from_json(cls, path) -> "GenerateRequest":
@@ -250,14 +261,17 @@ def _cli(args):
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate video / sound / actions with the world model (any mode)")
     p.add_argument("request", nargs="?", help="a JSON file with the request fields (flags override it)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--out", default="outputs/generate")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
-    types = {"prompt": str, "vision_path": str, "action_path": str, "domain_name": str, "sampler": str,
-             "model_mode": str, "context_frames": int, "fps": float, "num_frames": int, "seed": int,
-             "guidance": float, "action_guidance": float, "strength": float, "num_steps": int, "shift": float, "resolution": int}
-    for name, typ in types.items():
-        p.add_argument(f"--{name}", f"--{name.replace('_', '-')}", type=typ, default=None)
-    p.add_argument("--enable_sound", "--sound", action="store_const", const=True, default=None)
+    p.add_argument("--model", default=DEFAULT_MODEL, help="a world-model checkpoint folder (default: %(default)s)")
+    p.add_argument("--out", default="outputs/generate", help="output folder (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks cuda when there is one")
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"], help="autocast precision (default: bf16)")
+    for f in fields(GenerateRequest):
+        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        flags += ["--sound"] if f.name == "enable_sound" else []
+        if f.type == "bool":
+            p.add_argument(*flags, action="store_const", const=True, default=None, help=f.metadata["help"])
+        else:
+            typ = int if f.type.startswith("int") else float if f.type.startswith("float") else str
+            shown = "" if f.default in (None, "") else f" (default: {f.default})"
+            p.add_argument(*flags, type=typ, default=None, help=f.metadata["help"] + shown)
     p.set_defaults(func=_cli)

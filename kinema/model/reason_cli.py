@@ -56,8 +56,8 @@ def _eval_reason(args):
 
 def _common(p):
     p.add_argument("--model", default=DEFAULT_MODEL, help="a world-model checkpoint folder")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks cuda when there is one")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="autocast precision (default: %(default)s)")
 
 
 def add_parser(sub) -> None:
@@ -68,10 +68,10 @@ def add_parser(sub) -> None:
     p.add_argument("--fps", type=float, default=None, help="override the video's frame rate")
     p.add_argument("--system", default=None, help="a system prompt")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the default, as Cosmos 3's reasoner)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with this much probability")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="stop after this many tokens (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (with --temperature > 0)")
     p.add_argument("--no-stream", action="store_true", help="print the whole answer at the end")
     _common(p)
     p.set_defaults(func=_reason)
@@ -81,14 +81,14 @@ def add_eval_parser(e) -> None:
     r = e.add_parser("reason", help="reasoner accuracy per task on held-out episodes vs majority and blind baselines")
     r.add_argument("--data", nargs="+", default=["outputs/data/heldout", "outputs/data/heldout-reason"],
                    help="held-out dataset folders (kinema worlds generate; twins for plausibility)")
-    r.add_argument("--out", default="outputs/eval/reason")
-    r.add_argument("--max-per-task", type=int, default=120)
+    r.add_argument("--out", default="outputs/eval/reason", help="output folder (default: %(default)s)")
+    r.add_argument("--max-per-task", type=int, default=120, help="questions asked per task (default: %(default)s)")
     r.add_argument("--tasks", default=None, help="comma-separated subset of the tasks (default: all)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="which questions are drawn, where a task has more")
     r.add_argument("--other-video", action="store_true",
                    help="ask each question about another episode of the same world (baseline: world recognition only)")
     r.add_argument("--mute", action="store_true",
                    help="a model that hears (reason_audio) is asked about the silent videos: what the sound adds")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     _common(r)
     r.set_defaults(func=_eval_reason)

@@ -24,6 +24,7 @@ from kinema.model.config import KIND, WorldModelConfig, get_preset
 from kinema.model.sequence import ACTION, AUDIO, VISION, Tokens, collate
 from kinema.model.world_model import WorldModel
 from kinema.train.checkpoint import CheckpointError, mean_state, read_json, write_json
+from kinema.train.config import add_train_flags
 
 LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio", 0.5)}
 TEXT_WEIGHT = 1.0
@@ -350,10 +351,10 @@ def add_parser(sub) -> None:
     p.add_argument("--data", nargs="*", default=[],
                    help="folders holding datasets (kinema worlds generate); may be left out when training on questions "
                         "alone (--reason-weight 1) from --init")
-    p.add_argument("--out", default="outputs/runs/world-model")
-    p.add_argument("--video-tokenizer", default="checkpoints/tokenizer-cv4x8x8")
-    p.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio")
-    p.add_argument("--schedule", default="rectified_flow", choices=["rectified_flow", "edm"])
+    add_train_flags(p, ("out",), out="outputs/runs/world-model")
+    p.add_argument("--video-tokenizer", default="checkpoints/tokenizer-cv4x8x8", help="the continuous video tokenizer the model sees through (default: %(default)s)")
+    p.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio", help="the audio tokenizer (default: %(default)s)")
+    p.add_argument("--schedule", default="rectified_flow", choices=["rectified_flow", "edm"], help="the diffusion schedule (default: %(default)s)")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (post-training)")
     p.add_argument("--frame-condition", action="store_true",
                    help="with --init from a checkpoint without them (or with fewer action rows): add the preset's "
@@ -402,21 +403,14 @@ def add_parser(sub) -> None:
                         "distribution at those answer tokens, times WEIGHT), meant to let a drill of one question keep "
                         "the rest (on the seesaw's drill it did not: BENCHMARKS.md, 'Keeping what it knew'; 0: off)")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    add_train_flags(p, ("steps", "batch_size", "grad_accum", "lr", "warmup", "ema_decay"), steps=6000, batch_size=16,
+                    lr=5e-4, warmup=200)
     p.add_argument("--cond-dropout", type=float, default=0.15, help="probability of dropping the text (for CFG)")
-    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_train_flags(p, ("dtype", "device"), dtype="bf16")
     p.add_argument("--sharding", default="ddp", choices=["ddp", "fsdp"],
                    help="under torchrun: ddp replicates the model on every rank, fsdp shards weights, grads "
                         "and AdamW state (FSDP2, for base/large); one process trains unsharded either way")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0,
                    help="processes that build batches beside training (0: in the training process; a GPU wants some)")
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--log-every", type=int, default=25)
+    add_train_flags(p, ("seed", "ckpt_every", "log_every"), ckpt_every=250, log_every=25)
     p.set_defaults(func=train)

@@ -258,7 +258,7 @@ def _table(results: dict) -> str:
 
 
 def add_parser(sub) -> None:
-    from kinema.train.config import TrainConfig
+    from kinema.train.config import FLAG_HELP, add_train_flags
 
     t = sub.add_parser("tokenizer", help="causal wavelet video tokenizer and audio tokenizer").add_subparsers(
         dest="action", required=True)
@@ -272,48 +272,45 @@ def add_parser(sub) -> None:
     tr.add_argument("--data", required=True, help="a LeRobot dataset or a folder of them")
     tr.add_argument("--heldout", default=None, help="held-out datasets for the quality curve in the log")
     tr.add_argument("--clip-len", type=int, default=17, help="frames per training clip (1 + k * temporal compression)")
-    tr.add_argument("--eval-every", type=int, default=200)
+    tr.add_argument("--eval-every", type=int, default=200, help="steps between held-out PSNR/SNR checks (default: %(default)s)")
     tr.add_argument("--no-wavelet", action="store_true", help="ablation: plain space-to-depth patches instead of Haar")
     tr.add_argument("--orthonormal-wavelet", action="store_true",
                     help="ablation: Haar without Cosmos' 1/(2*sqrt2) rescaling per level (energy-preserving)")
-    defaults = TrainConfig()
-    for name in ("out", "steps", "batch_size", "grad_accum", "lr", "warmup", "ema_decay", "dtype", "device", "seed",
-                 "ckpt_every", "log_every", "num_workers"):
-        d = getattr(defaults, name)
-        tr.add_argument("--" + name.replace("_", "-"), dest=name, type=type(d), default=None,
-                        required=name == "out", help=f"(default {d})" if name != "out" else "run directory")
+    tr.add_argument("--out", required=True, help=FLAG_HELP["out"])
+    add_train_flags(tr, ("steps", "batch_size", "grad_accum", "lr", "warmup", "ema_decay", "dtype", "device", "seed",
+                         "ckpt_every", "log_every", "num_workers"), unset=True)
     tr.set_defaults(func=_train)
 
     e = t.add_parser("encode", help="video file -> latent safetensors")
-    e.add_argument("input")
-    e.add_argument("output")
-    e.add_argument("--tokenizer", default=DEFAULT_VIDEO)
-    e.add_argument("--device", default="auto")
+    e.add_argument("input", help="an mp4 (or image)")
+    e.add_argument("output", help="the latents (.safetensors)")
+    e.add_argument("--tokenizer", default=DEFAULT_VIDEO, help="a tokenizer checkpoint folder (default: %(default)s)")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto picks cuda when there is one")
     e.set_defaults(func=_encode)
 
     d = t.add_parser("decode", help="latent safetensors -> mp4")
-    d.add_argument("input")
-    d.add_argument("output")
+    d.add_argument("input", help="latents written by kinema tokenizer encode")
+    d.add_argument("output", help="the mp4 to write")
     d.add_argument("--tokenizer", default=None, help="default: the one recorded in the latent file")
     d.add_argument("--preview", action="store_true", help="write a small yuv420 mp4 instead of lossless")
-    d.add_argument("--device", default="auto")
+    d.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto picks cuda when there is one")
     d.set_defaults(func=_decode)
 
     r = t.add_parser("reconstruct", help="encode + decode a video: side-by-side mp4, contact sheet, PSNR/SSIM")
-    r.add_argument("input")
-    r.add_argument("--tokenizer", default=DEFAULT_VIDEO)
-    r.add_argument("--out", default="outputs/reconstruct")
-    r.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
-    r.add_argument("--device", default="auto")
+    r.add_argument("input", help="an mp4")
+    r.add_argument("--tokenizer", default=DEFAULT_VIDEO, help="a tokenizer checkpoint folder (default: %(default)s)")
+    r.add_argument("--out", default="outputs/reconstruct", help="output folder (default: %(default)s)")
+    r.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="autocast precision (default: %(default)s)")
+    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto picks cuda when there is one")
     r.set_defaults(func=_reconstruct)
 
     v = t.add_parser("eval", help="TokenBench-style PSNR/SSIM per scenario on held-out data (+ the H.264 baseline)")
     v.add_argument("--data", required=True, help="held-out datasets (seeds the tokenizer never saw)")
-    v.add_argument("--tokenizer", nargs="+", default=[DEFAULT_VIDEO])
-    v.add_argument("--clip-len", type=int, default=33)
+    v.add_argument("--tokenizer", nargs="+", default=[DEFAULT_VIDEO], help="tokenizer checkpoint folders (video or audio)")
+    v.add_argument("--clip-len", type=int, default=33, help="frames per clip (default: %(default)s)")
     v.add_argument("--episodes", type=int, default=6, help="episodes per scenario")
     v.add_argument("--h264", action="store_true", help="also sweep H.264 and compare at equal bits per pixel")
-    v.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
-    v.add_argument("--device", default="auto")
-    v.add_argument("--out", default="outputs/tokenizer_eval.json")
+    v.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="autocast precision (default: %(default)s)")
+    v.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto picks cuda when there is one")
+    v.add_argument("--out", default="outputs/tokenizer_eval.json", help="the report (default: %(default)s)")
     v.set_defaults(func=_eval)

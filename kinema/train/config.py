@@ -97,3 +97,34 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig: unknown keys {unknown}; known keys are {sorted(known)}")
         return cls(**d)
+
+
+# What each trainer flag means, for every command that trains with this loop (add_train_flags).
+FLAG_HELP = {
+    "out": "run directory: checkpoints, configs, log (a rerun resumes from its latest checkpoint)",
+    "steps": "optimizer steps",
+    "batch_size": "global batch per optimizer step (across ranks and accumulation)",
+    "grad_accum": "micro-batches per step per rank",
+    "lr": "peak learning rate (AdamW; linear warmup, then cosine)",
+    "warmup": "linear warmup steps",
+    "ema_decay": "decay of the EMA weights that ship (0: off)",
+    "dtype": "autocast precision (weights stay fp32)",
+    "device": "auto picks cuda when there is one",
+    "seed": "seed of initial weights, data order and noise",
+    "ckpt_every": "steps between checkpoints (one is always written at the end)",
+    "log_every": "steps between log lines",
+    "num_workers": "DataLoader worker processes",
+}
+
+
+def add_train_flags(parser, names, *, unset: bool = False, **defaults) -> None:
+    """The loop's flags on one training command: --NAME for each TrainConfig field in `names` (dest NAME), its
+    default from `defaults` where given, else TrainConfig's; unset: every default None (a flag not given leaves
+    the command's own config as it is)."""
+    base = TrainConfig()
+    choices = {"dtype": DTYPES, "device": DEVICES}
+    for name in names:
+        default = None if unset else defaults.get(name, getattr(base, name))
+        shown = getattr(base, name) if default is None else default
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=type(getattr(base, name)), default=default,
+                            choices=choices.get(name), help=f"{FLAG_HELP[name]} (default: {shown})")

@@ -129,3 +129,16 @@ def test_generate_end_to_end(files, saved, tmp_path):
              progress=False)
     assert read_json(warm / "request.json")["strength"] == 0.5
     assert not np.array_equal(decode_video(warm / "video.mp4"), video)
+
+
+def test_every_request_field_is_a_flag_of_its_type():
+    from dataclasses import fields
+
+    from kinema.cli import build_parser
+
+    args = build_parser().parse_args(["generate", "--num-frames", "17", "--fps", "8", "--model_mode",
+                                      "inverse_dynamics", "--sound", "--guidance", "2"])
+    assert (args.num_frames, args.fps, args.model_mode, args.enable_sound, args.guidance) == (
+        17, 8.0, "inverse_dynamics", True, 2.0)
+    assert args.seed is None  # unset flags leave the request file's (or the default) value
+    assert all(hasattr(args, f.name) for f in fields(GenerateRequest))
