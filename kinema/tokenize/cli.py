@@ -75,7 +75,7 @@ def _read_video(path) -> tuple:
         with av.open(str(path)) as c:
             fps = float(c.streams.video[0].average_rate or 16)
     except (av.error.FFmpegError, IndexError) as e:
-        raise ValueError(f"{path}: not a readable video ({e})") from e
+        raise ValueError(f"{path}: not a readable video or image ({e})") from e
     return decode_video(path), fps
 
 
@@ -140,7 +140,7 @@ def _encode(args):
 
 
 def _decode(args):
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from kinema.data.video_io import encode_video
     from kinema.tokenize.data import to_uint8
@@ -148,10 +148,13 @@ def _decode(args):
 
     if not Path(args.input).is_file():
         raise FileNotFoundError(f"{args.input}: no such latent file")
-    with safe_open(args.input, "pt") as f:
-        meta = f.metadata() or {}
-        keys = set(f.keys())
-        tensors = {k: f.get_tensor(k) for k in keys}
+    try:
+        with safe_open(args.input, "pt") as f:
+            meta = f.metadata() or {}
+            keys = set(f.keys())
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except SafetensorError as e:
+        raise ValueError(f"{args.input}: not a latent file written by kinema tokenizer encode ({e})") from None
     tok = args.tokenizer or meta.get("tokenizer")
     if not tok:
         raise ValueError(f"{args.input} does not say which tokenizer made it; pass --tokenizer")

@@ -89,6 +89,9 @@ def test_mismatched_checkpoint_and_bad_paths_get_clear_errors(trained, tmp_path,
     assert main(["tokenizer", "eval", "--data", str(tmp_path / "none"), "--tokenizer", str(trained["cv4x8x8-tiny"])]) == 2
     with pytest.raises(SystemExit):
         main(["tokenizer", "train", "--preset", "cv4x8x8-tiny", "--data", "x"])  # --out is required
+    (tmp_path / "not_latents.safetensors").write_text("plain text")
+    assert main(["tokenizer", "decode", str(tmp_path / "not_latents.safetensors"), str(tmp_path / "x.mp4")]) == 2
+    assert "not a latent file" in capsys.readouterr().err
 
 
 def test_decoder_fine_tune_keeps_the_latents(data, trained, tmp_path, capsys):
