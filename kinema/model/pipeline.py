@@ -19,7 +19,7 @@ chunk is conditioned on the last 9 frames made so far.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,23 @@ def pick_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"device: expected auto, cpu or cuda, got {name!r}")
     return torch.device(name)
+
+
+@dataclass
+class _Plan:
+    """One checked request, ready to sample: its tokens, guides and what unpacking its values needs."""
+
+    tok: object
+    guides: list
+    vision: torch.Tensor
+    k: int
+    T: int
+    streams: dict
+    fps: float
+    num_steps: int
+    shift: float | None
+    sampler: str
+    strength: float
 
 
 class Pipeline:
@@ -136,16 +153,41 @@ class Pipeline:
     # ------------------------------------------------------------ one clip
 
     @torch.no_grad()
-    def run(self, mode: str, *, num_frames: int = 33, context: np.ndarray | None = None, actions=None,
-            domain_name: str | None = None, action_names=(), prompt: str = "", fps: float = 16.0, size: int = 64,
-            seed: int = 0, guidance: float | None = None, num_steps: int | None = None, shift: float | None = None,
-            sampler: str = "dpmpp_2m", sound: bool = False, action_guidance: float = 1.0,
-            strength: float | None = None, progress: bool = False) -> dict:
+    def run(self, mode: str, *, seed: int = 0, progress: bool = False, **request) -> dict:
         """-> {"frames": uint8 [T, H, W, 3], "actions": f32 [R, A] or None, "audio": f32 [N] or None,
-               "context_frames": Tc}. context: uint8 [Tc, H, W, 3]; actions: raw [T, A] (row t of frame t).
-        strength < 1 (modes with given frames): the future starts as the last given latent frame, held still,
-        noised to the level where the last round(strength * num_steps) steps begin (samplers.sample); None: the
-        mode's default (DEFAULT_STRENGTH), 1 where nothing is left to generate."""
+               "context_frames": Tc}. request: what `_plan` takes (num_frames, context uint8 [Tc, H, W, 3], actions
+        raw [T, A] (row t of frame t), domain_name, action_names, prompt, fps, size, guidance, num_steps, shift,
+        sampler, sound, action_guidance, strength). strength < 1 (modes with given frames): the future starts as
+        the last given latent frame, held still, noised to the level where the last round(strength * num_steps)
+        steps begin (samplers.sample); None: the mode's default (DEFAULT_STRENGTH), 1 where nothing is left to
+        generate."""
+        p = self._plan(mode, **request)
+        values = self._denoise(p.tok, p.guides, num_steps=p.num_steps, shift=p.shift, sampler=p.sampler, seed=seed,
+                               strength=p.strength, progress=progress)
+        return self._unpack(mode, p.tok, values, p.vision, p.k, p.T, p.streams, p.fps)
+
+    def infer_actions(self, context: np.ndarray, *, draws: int, seed: int = 0, num_steps: int = 1,
+                      **request) -> np.ndarray:
+        """A clip's actions as a point estimate: the mean of `draws` inverse-dynamics samples (noise seeds seed ..
+        seed + draws - 1), equal to that many `run("inverse_dynamics", ...)` calls averaged, with the clip
+        encoded and its K/V cache built once and no frames decoded. context: uint8 [T, H, W, 3] -> f32 [T-1, A]."""
+        if draws < 1:
+            raise ValueError(f"draws: expected at least 1, got {draws}")
+        p = self._plan("inverse_dynamics", num_frames=len(context), context=context, num_steps=num_steps, **request)
+        cache, rows = self._context(p.tok, p.guides), []
+        for i in range(draws):
+            values = self._denoise(p.tok, p.guides, num_steps=p.num_steps, shift=p.shift, sampler=p.sampler,
+                                   seed=seed + i, strength=p.strength, progress=False, cache=cache)
+            rows.append(self._unpack("inverse_dynamics", p.tok, values, p.vision, p.k, p.T, p.streams, p.fps,
+                                     frames=False)["actions"])
+        return np.mean(rows, 0)
+
+    def _plan(self, mode: str, *, num_frames: int = 33, context: np.ndarray | None = None, actions=None,
+              domain_name: str | None = None, action_names=(), prompt: str = "", fps: float = 16.0, size: int = 64,
+              guidance: float | None = None, num_steps: int | None = None, shift: float | None = None,
+              sampler: str = "dpmpp_2m", sound: bool = False, action_guidance: float = 1.0,
+              strength: float | None = None) -> "_Plan":
+        """Check a request and build its packed tokens (and each guide's), with the given frames encoded."""
         check_mode(mode)
         c = self.config
         tc, sc = c.temporal_compression, c.spatial_compression
@@ -204,21 +246,25 @@ class Pipeline:
             guides.append((plan_tokens(c, mode, streams, text=[], k=k, sound=sound), guidance))
         if action_guidance != 1.0:
             guides.append((plan_tokens(c, "video2video", streams, text=ids, k=k), action_guidance))
-        values = self._denoise(tok, guides, num_steps=num_steps, shift=shift, sampler=sampler, seed=seed,
-                               strength=strength, progress=progress)
-        return self._unpack(mode, tok, values, vision, k or 0, T, streams, fps)
+        return _Plan(tok, guides, vision, k or 0, T, streams, fps, num_steps, shift, sampler, strength)
 
-    def _denoise(self, tok, guides, *, num_steps, shift, sampler, seed, progress, strength=1.0) -> torch.Tensor:
+    def _context(self, tok, guides):
+        """The clean context of tok and of each guide's sequence, encoded once: their K/V cache (None: none)."""
+        ctx = [s.select(~s.gen) for s in [tok] + [u for u, _ in guides]]
+        if not max(len(x) for x in ctx):
+            return None
+        with self._autocast():
+            return self.model.encode_context(collate(ctx).to(self.device))
+
+    def _denoise(self, tok, guides, *, num_steps, shift, sampler, seed, progress, strength=1.0,
+                 cache=None) -> torch.Tensor:
         """Sample the noisy tokens' values; -> all values [L, V] with the noisy rows filled. guides: (sequence
         with one condition dropped and the same noisy tokens, scale) pairs for classifier-free guidance;
-        strength < 1 starts from the noisy rows' values in tok as the guess."""
+        strength < 1 starts from the noisy rows' values in tok as the guess. cache: `_context(tok, guides)`,
+        to share it between samples of one request (None: encoded here)."""
         seqs = [tok] + [u for u, _ in guides]
-        ctx = [s.select(~s.gen) for s in seqs]
         noisy = collate([s.select(s.gen) for s in seqs]).to(self.device)
-        cache = None
-        with self._autocast():
-            if max(len(x) for x in ctx):
-                cache = self.model.encode_context(collate(ctx).to(self.device))
+        cache = self._context(tok, guides) if cache is None else cache
         n, Ln, V = noisy.value.shape
         schedule = schedule_for(self.config)
         real = (torch.arange(V, device=self.device) < noisy.dims[0, :, None]).float()  # [Ln, V]
@@ -252,12 +298,13 @@ class Pipeline:
         init[: int(tok.gen.sum()), :D] = tok.value[tok.gen, :D].to(real.device)
         return noise, init * real
 
-    def _unpack(self, mode, tok, values, vision, k, T, streams, fps) -> dict:
+    def _unpack(self, mode, tok, values, vision, k, T, streams, fps, frames: bool = True) -> dict:
         c = self.config
         C, t, h, w = vision.shape
         z = unpatchify(segment_values(tok, values, VISION), C, t, h, w, c.patch)
         z[:, :k] = vision[:, :k]  # given frames stay exactly as encoded
-        out = {"frames": self.decode_latents(z, 1 if mode == "text2image" else T), "actions": None, "audio": None,
+        out = {"frames": self.decode_latents(z, 1 if mode == "text2image" else T) if frames else None,
+               "actions": None, "audio": None,
                "context_frames": 1 + c.temporal_compression * (k - 1) if k else 0}
         if streams["actions"] is not None:
             e = c.embodiments[streams["domain"]]

@@ -68,10 +68,9 @@ class WorldModelPredictor:
         timing = req.action_timing
         e = self.pipeline._domain(None, tuple(req.action_names), None, timing)
         kw = dict(self._kw(req), num_steps=self.inverse_steps)
-        draws = [self.pipeline.run("inverse_dynamics", num_frames=Tp, context=clip,
-                                   domain_name=self.pipeline.config.embodiments[e].name,
-                                   **dict(kw, seed=self.seed + i))["actions"] for i in range(self.inverse_samples)]
-        return np.mean(draws, 0)[: T - 1]
+        actions = self.pipeline.infer_actions(clip, draws=self.inverse_samples,
+                                              domain_name=self.pipeline.config.embodiments[e].name, **kw)
+        return actions[: T - 1]
 
 
 def load_predictor(path: Path, *, device: str = "auto", num_steps: int = DEFAULT_STEPS, **options):

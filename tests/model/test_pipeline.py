@@ -381,5 +381,8 @@ def test_inverse_dynamics_predictor_returns_the_mean_of_one_step_draws(saved):
                                                action_names=names, action_timing="after"))
     draws = [pred.pipeline.run("inverse_dynamics", num_frames=17, context=clip, domain_name="single_arm",
                                num_steps=1, seed=s)["actions"] for s in range(3)]
-    assert got.shape == (16, 10) and np.allclose(got, np.mean(draws, 0), atol=1e-6)
+    # exactly: one encoding and one K/V cache serve every draw, as separate calls would compute them
+    assert got.shape == (16, 10) and np.array_equal(got, np.mean(draws, 0))
     assert not np.allclose(draws[0], draws[1])  # the draws differ; their mean is the estimate
+    with pytest.raises(ValueError, match="draws: expected at least 1"):
+        pred.pipeline.infer_actions(clip, draws=0, domain_name="single_arm")
