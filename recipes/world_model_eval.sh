@@ -22,6 +22,9 @@ ${PYTHON:-python} scripts/inverse_draws.py draw --episodes 30:90 --draws 16 --ca
 ${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:30 --out $OUT-inverse
 ${PYTHON:-python} scripts/inverse_draws.py score --episodes 30:90 --k 4,16 --out $OUT-inverse
 ${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:90 --k 4,16 --out $OUT-inverse
+# ... and 90 more camera paths, the test of "The camera's action head refit"
+${PYTHON:-python} scripts/inverse_draws.py draw --episodes 90:180 --scenarios camera_motion --draws 16 --cache $OUT/cache --out $OUT-inverse
+${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:180 --scenarios camera_motion --k 16 --out $OUT-inverse
 $KINEMA eval text2video --model $MODEL --n $((2 * N)) --out $OUT --no-progress
 # policies imagined in the world model, from the real first frame and from the first 9 (about 6 min each)
 $KINEMA eval closed-loop --model $MODEL --n $((2 * N)) --out $OUT --no-progress
