@@ -55,7 +55,10 @@ class GenerateRequest:
     strength: float | None = _field(None, "modes with given frames: the fraction of the steps run, starting from "
                                           "the last given frame held still (SDEdit); 1 = from pure noise (the "
                                           "default, but video2video's is 0.7)")
-    num_steps: int | None = _field(None, "sampler steps; default 35 (text2image 50, action modes 30)")
+    num_steps: int | None = _field(None, "sampler steps; default 35 (text2image 50, action modes 30; 1 with draws)")
+    draws: int | None = _field(None, "inverse_dynamics: answer with the mean of this many samples of num_steps "
+                                     "steps (default 1 step each), the point estimate BENCHMARKS.md scores (16), "
+                                     "instead of one sample; the video is the given clip")
     shift: float | None = _field(None, "rectified-flow time shift; default from the resolution")
     sampler: str = _field("dpmpp_2m", f"one of {', '.join(SAMPLERS)}")
     enable_sound: bool = _field(False, "generate sound too (text2video, image2video, video2video)")
@@ -147,6 +150,10 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("strength", "a number in (0, 1] (1 = start from pure noise)")
     if req.strength not in (None, 1) and req.model_mode not in ("image2video", "video2video", "forward_dynamics", "policy"):
         bad("strength", f"1 in {req.model_mode} (only a mode with given frames and a future starts from a frame)")
+    if req.draws is not None and (not isinstance(req.draws, int) or not 1 <= req.draws <= 256):
+        bad("draws", "an integer in [1, 256]")
+    if req.draws is not None and req.model_mode != "inverse_dynamics":
+        bad("draws", f"none in {req.model_mode} (only inverse_dynamics answers with a mean of samples)")
     if req.shift is not None and not (isinstance(req.shift, (int, float)) and 0 < req.shift <= 100):
         bad("shift", "a number in (0, 100]")
     if req.sampler not in SAMPLERS:
@@ -206,8 +213,8 @@ def write_outputs(out_dir, result: dict, req: GenerateRequest, context: np.ndarr
     out.mkdir(parents=True, exist_ok=True)
     frames = result["frames"]
     paths = {"video": encode_video_with_audio(out / "video.mp4", frames, req.fps, result["audio"], sample_rate)}
-    rows = [("generated", frames)]
-    if context is not None and len(context) > 1:
+    rows = [("given" if frames is context else "generated", frames)]
+    if context is not None and len(context) > 1 and frames is not context:
         rows.insert(0, ("given", context))
     paths["contact_sheet"] = write_png(out / "contact.png", contact_sheet(rows, columns=min(8, len(frames)), scale=2))
     if result["actions"] is not None:
@@ -230,18 +237,30 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
     raw = read_json(cfg_path)
     if raw.get("kind") != KIND:
         raise ValueError(f"model: {model} holds a {raw.get('kind')!r}, not a {KIND}")
-    need = validate(req, WorldModelConfig.from_dict(raw["model"]))
+    cfg = WorldModelConfig.from_dict(raw["model"])
+    need = validate(req, cfg)
     context = None
     fps = req.fps
     if "context_frames" in need:
         context, _ = load_vision(req.vision_path, need["context_frames"])
+        H, W = context.shape[1:3]
+        step = cfg.spatial_compression * cfg.patch[0]
+        if H != W or H % step:
+            raise ValueError(f"vision_path: the generator takes square frames whose side is a multiple of {step} "
+                             f"pixels; {req.vision_path} has {W}x{H}")
     pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype)
     t = time.time()
-    result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),
-                      domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,
-                      seed=req.seed, guidance=req.guidance, num_steps=req.num_steps, shift=req.shift,
-                      sampler=req.sampler, sound=req.enable_sound, action_guidance=req.action_guidance,
-                      strength=req.strength, progress=progress)
+    if req.draws:  # the point estimate: the given clip stays the video
+        actions = pipe.infer_actions(context, draws=req.draws, seed=req.seed, num_steps=req.num_steps or 1,
+                                     domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps,
+                                     guidance=req.guidance, shift=req.shift, sampler=req.sampler)
+        result = {"frames": context, "actions": actions, "audio": None}
+    else:
+        result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),
+                          domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,
+                          seed=req.seed, guidance=req.guidance, num_steps=req.num_steps, shift=req.shift,
+                          sampler=req.sampler, sound=req.enable_sound, action_guidance=req.action_guidance,
+                          strength=req.strength, progress=progress)
     seconds = time.time() - t
     paths = write_outputs(out, result, req, context, pipe.audio_tokenizer.cfg.sample_rate)
     return dict(paths, seconds=round(seconds, 2))

@@ -54,6 +54,9 @@ def test_a_good_request_validates(files):
      "action_guidance: expected 1 in video2video"),
     (dict(resolution=40), ValueError, "resolution: expected a multiple of 16"),
     (dict(strength=0.0), ValueError, "strength: expected a number in \\(0, 1\\]"),
+    (dict(draws=16), ValueError, "draws: expected none in forward_dynamics"),
+    (dict(model_mode="inverse_dynamics", action_path=None, domain_name="single_arm", context_frames=17, draws=0),
+     ValueError, "draws: expected an integer in \\[1, 256\\]"),
     (dict(model_mode="text2video", action_path=None, vision_path=None, strength=0.5), ValueError,
      "strength: expected 1 in text2video"),
 ])
@@ -73,6 +76,10 @@ def test_validation_runs_before_any_model_is_loaded(files, tmp_path):
     with pytest.raises(FileNotFoundError, match="action_path"):
         generate(_req(files, action_path=str(files / "missing.json")), tmp_path, tmp_path / "out", device="cpu",
                  progress=False)
+    wide = tmp_path / "wide.mp4"
+    encode_video_with_audio(wide, np.zeros((17, SIZE, 2 * SIZE, 3), np.uint8), 16.0, None)
+    with pytest.raises(ValueError, match=f"vision_path: the generator takes square frames.*{2 * SIZE}x{SIZE}"):
+        generate(_req(files, vision_path=str(wide)), tmp_path, tmp_path / "out", device="cpu", progress=False)
     assert not (tmp_path / "out").exists()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):  # a good request does reach the loading
         generate(_req(files), tmp_path, tmp_path / "out", device="cpu", progress=False)
@@ -129,6 +136,21 @@ def test_generate_end_to_end(files, saved, tmp_path):
              progress=False)
     assert read_json(warm / "request.json")["strength"] == 0.5
     assert not np.array_equal(decode_video(warm / "video.mp4"), video)
+
+
+def test_inverse_dynamics_answers_with_the_mean_of_draws(files, saved, tmp_path):
+    """draws: the evaluation's point estimate (Pipeline.infer_actions), with the given clip as the video."""
+    from kinema.model.pipeline import Pipeline
+
+    out = tmp_path / "inv"
+    req = _req(files, model_mode="inverse_dynamics", action_path=None, domain_name="single_arm", draws=3, seed=2)
+    generate(req, saved["model"], out, device="cpu", dtype="fp32", progress=False)
+    got = np.array(read_json(out / "actions.json")["actions"])
+    clip = decode_video(files / "clip.mp4")
+    want = Pipeline.from_pretrained(saved["model"], device="cpu", dtype="fp32").infer_actions(
+        clip, draws=3, seed=2, domain_name="single_arm")
+    assert got.shape == (16, 10) and np.allclose(got, want, atol=1e-6)  # actions.json rounds to 6 decimals
+    assert decode_video(out / "video.mp4").shape == clip.shape
 
 
 def test_every_request_field_is_a_flag_of_its_type():
