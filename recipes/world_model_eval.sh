@@ -25,10 +25,16 @@ ${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:90 --k 4,16 --out 
 # ... and 90 more camera paths, the test of "The camera's action head refit"
 ${PYTHON:-python} scripts/inverse_draws.py draw --episodes 90:180 --scenarios camera_motion --draws 16 --cache $OUT/cache --out $OUT-inverse
 ${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:180 --scenarios camera_motion --k 16 --out $OUT-inverse
+# ... and 90 more episodes of the arm, the test of its refit head ("The world model as a policy")
+${PYTHON:-python} scripts/inverse_draws.py draw --episodes 90:180 --scenarios push,pick_place,stack --draws 16 --cache $OUT/cache --out $OUT-inverse
+${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:180 --scenarios push,pick_place,stack --k 16 --out $OUT-inverse
 $KINEMA eval text2video --model $MODEL --n $((2 * N)) --out $OUT --no-progress
 # policies imagined in the world model, from the real first frame and from the first 9 (about 6 min each)
 $KINEMA eval closed-loop --model $MODEL --n $((2 * N)) --out $OUT --no-progress
 $KINEMA eval closed-loop --model $MODEL --n $((2 * N)) --context 9 --out $OUT-context9 --no-progress
+# the world model as a policy in the real simulator (about 11 min), and one chunk of it open loop (4 min)
+$KINEMA eval closed-loop --policies $MODEL,expert,random --n $((2 * N)) --chunk 8 --out $OUT-policy --no-progress
+${PYTHON:-python} scripts/policy_open_loop.py --model $MODEL --episodes $((6 * N))
 # the reasoner: questions on held-out episodes (recipes/reasoner_data.sh makes the held-out twins),
 # and the plausibility benchmark with the reasoner as judge on the worlds that have twins
 $KINEMA eval reason --model $MODEL --max-per-task ${MAX_PER_TASK:-120} --out $OUT/reason --no-progress

@@ -118,7 +118,7 @@ def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: 
                     meta.append(dict(world=info["scenario"], family=info["family"], camera=cam, start=start,
                                      fps=store.fps, episode=i, seed=json.loads(row["kinema/seed"]), audio=len(audios) - 1,
                                      caption=json.loads(row["kinema/caption"]), task=row["tasks"][0],
-                                     action_names=info.get("action_names", [])))
+                                     action_names=info.get("action_names", []), policy=info.get("policy")))
                     if len(pending) >= batch:
                         flush()
         flush()
@@ -137,6 +137,8 @@ def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: 
 class ClipTasks(torch.utils.data.Dataset):
     """Stored clips -> packed training samples (sequence.Tokens), one random mode per draw.
 
+    The policy mode is drawn only on clips of the expert (or of shards made before clips recorded their policy):
+    a random arm's actions say nothing of what the instruction asks.
     Randomness comes from torch's global RNG, which the trainer checkpoints, so a
     resumed run draws the same modes. `mode` forces one mode (evaluation).
     """
@@ -204,8 +206,11 @@ class ClipTasks(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         c = self.clip(i)
         m = c["meta"]
+        weights = self.mode_weights
+        if m.get("policy") not in (None, "expert"):  # a random arm's actions are no one's intent: no policy to learn
+            weights = {**weights, "policy": 0.0}
         task = sample_task(m["family"], c["vision"].shape[1], has_audio=m["family"] == "physics",
-                           mixture=self.mixture, mode_weights=self.mode_weights)
+                           mixture=self.mixture, mode_weights=weights)
         mode = self.mode or task["mode"]
         text = [] if task["drop_text"] < self.cond_dropout else self.text[m[task["text"]]]
         return plan_tokens(self.config, mode, dict(c, fps=m["fps"]), text=text, k=task["k"], sound=task["sound"])

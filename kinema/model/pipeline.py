@@ -167,18 +167,24 @@ class Pipeline:
         return self._unpack(mode, p.tok, values, p.vision, p.k, p.T, p.streams, p.fps)
 
     def infer_actions(self, context: np.ndarray, *, draws: int, seed: int = 0, num_steps: int = 1,
-                      **request) -> np.ndarray:
-        """A clip's actions as a point estimate: the mean of `draws` inverse-dynamics samples (noise seeds seed ..
-        seed + draws - 1), equal to that many `run("inverse_dynamics", ...)` calls averaged, with the clip
-        encoded and its K/V cache built once and no frames decoded. context: uint8 [T, H, W, 3] -> f32 [T-1, A]."""
+                      mode: str = "inverse_dynamics", **request) -> np.ndarray:
+        """Actions as a point estimate: the mean of `draws` samples of `mode` (noise seeds seed .. seed + draws - 1),
+        equal to that many `run(mode, ...)` calls averaged, with the given frames encoded and their K/V cache built
+        once and no frames decoded. inverse_dynamics: context is the whole clip, uint8 [T, H, W, 3] -> f32 [T-1, A].
+        policy: context the Tc frames seen so far, request's actions their Tc - 1 history rows (and num_frames the
+        window) -> f32 [T-1, A], whose rows from Tc - 1 on are the chunk to act."""
         if draws < 1:
             raise ValueError(f"draws: expected at least 1, got {draws}")
-        p = self._plan("inverse_dynamics", num_frames=len(context), context=context, num_steps=num_steps, **request)
+        if mode not in ("inverse_dynamics", "policy"):
+            raise ValueError(f"infer_actions: expected mode inverse_dynamics or policy, got {mode!r}")
+        if mode == "inverse_dynamics":
+            request["num_frames"] = len(context)
+        p = self._plan(mode, context=context, num_steps=num_steps, **request)
         cache, rows = self._context(p.tok, p.guides), []
         for i in range(draws):
             values = self._denoise(p.tok, p.guides, num_steps=p.num_steps, shift=p.shift, sampler=p.sampler,
                                    seed=seed + i, strength=p.strength, progress=False, cache=cache)
-            rows.append(self._unpack("inverse_dynamics", p.tok, values, p.vision, p.k, p.T, p.streams, p.fps,
+            rows.append(self._unpack(mode, p.tok, values, p.vision, p.k, p.T, p.streams, p.fps,
                                      frames=False)["actions"])
         return np.mean(rows, 0)
 
