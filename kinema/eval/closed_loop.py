@@ -41,6 +41,7 @@ from kinema.eval.results import ResultLog, check_run, figure, fmt, markdown_tabl
 from kinema.eval.success import TASKS, judge_episode
 
 BENCHMARK = "closed-loop"
+MOVED_M = 0.02  # a block counts as moved once it has been 2 cm from where it started
 POLICIES = ("expert", "noisy_expert:0.3", "noisy_expert:0.45", "noisy_expert:0.6", "random")
 CONTEXT = 1
 CHUNK = 32
@@ -87,6 +88,14 @@ def imagine(predictor, policy, real, *, context: int = CONTEXT, chunk: int = CHU
     return frames, ("open-loop replay" if replay else "closed loop")
 
 
+def moved_a_block(ep) -> bool:
+    """Did anything move a block (a dynamic object) at least MOVED_M from its start? A rung below success that tells a
+    policy that never touches a block from one that reaches it and fails (from the simulator's object states)."""
+    ids = [o["id"] - 1 for o in ep.objects_info if o.get("kind") == "dynamic"]
+    pos = ep.objects[:, ids, :3]  # [T, blocks, xyz]
+    return bool(len(ids) and np.linalg.norm(pos - pos[:1], axis=-1).max() >= MOVED_M)
+
+
 def run(predictor, out, *, n: int = 10, tasks=TASKS, policies=POLICIES, size: int = 64, context: int = CONTEXT,
         chunk: int = CHUNK, progress: bool = True) -> dict:
     """Real and imagined success of `policies`; results go to <out>/closed-loop/<predictor.name>/."""
@@ -108,7 +117,8 @@ def run(predictor, out, *, n: int = 10, tasks=TASKS, policies=POLICIES, size: in
         real = cache.get_closed_loop(task, heldout_seed(i), pol, size=size)
         imagined, mode = imagine(predictor, pol, real, context=context, chunk=chunk)
         log.add(dict(key=key, task=task, policy=pol.name, index=i, seed=real.seed, mode=mode,
-                     real=bool(real.info["outcome"]["success"]), real_frames=judge_episode(real),
+                     real=bool(real.info["outcome"]["success"]), moved=moved_a_block(real),
+                     real_frames=judge_episode(real),
                      imagined=judge_episode(real, imagined)))
     records = [r for r in log.values() if r["task"] in tasks and r["index"] < n
                and r["policy"] in [p.name for p in pols]]
@@ -150,8 +160,12 @@ def summarize(records, predictor, tasks, policies, n, size, context, chunk) -> d
             check = float(np.mean([r["real_frames"]["success"] for r in rs]))
             imag = float(np.mean([r["imagined"]["success"] for r in rs]))
             agree = float(np.mean([r["real"] == r["real_frames"]["success"] for r in rs]))
+            # records written before "moved" was recorded leave it undefined rather than guessed
+            moved = float(np.mean([r["moved"] for r in rs])) if all("moved" in r for r in rs) else float("nan")
             rates[task][pol] = dict(
                 real=figure(real, rate_conv + ", judged by the simulator on object states", episodes=len(rs)),
+                moved=figure(moved, f"fraction of the N real episodes in which a block moved at least {MOVED_M} m from "
+                             "its start (simulator object states): a rung below success"),
                 imagined=figure(imag, rate_conv + ", judged from the imagined frames (kinema.eval.success)",
                                 mode=rs[0]["mode"]),
                 real_frames=figure(check, rate_conv + ", the frame judge applied to the real frames"),
@@ -182,14 +196,15 @@ def table(summary: dict) -> str:
     rows = []
     for task, pols in summary["rates"].items():
         for pol, d in pols.items():
-            rows.append([task, pol, fmt(d["real"]["value"], 2), fmt(d["imagined"]["value"], 2),
+            moved = d["moved"]["value"] if "moved" in d else float("nan")
+            rows.append([task, pol, fmt(d["real"]["value"], 2), fmt(moved, 2), fmt(d["imagined"]["value"], 2),
                          d["imagined"]["mode"], fmt(d["real_frames"]["value"], 2), fmt(d["judge_agreement"]["value"], 2)])
     head = (f"### Closed loop: world model {p['name']}{' (oracle)' if p['oracle'] else ''}, N={summary['n']} seeds "
             f"per task and policy\n\n")
     foot = (f"\nImagined vs real success rate over {summary['pearson_r']['pairs']} (task, policy) pairs: "
             f"Pearson r = {fmt(summary['pearson_r']['value'])}, Spearman rho = {fmt(summary['spearman_rho']['value'])} "
             "(IRASim reports r = 0.99 on its own data).\n")
-    return head + markdown_table(["task", "policy", "real success", "imagined success", "imagination",
+    return head + markdown_table(["task", "policy", "real success", "real: moved a block", "imagined success", "imagination",
                                   "frame judge on real", "judge agreement"], rows) + foot
 
 

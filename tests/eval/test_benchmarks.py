@@ -101,6 +101,7 @@ def test_closed_loop_simulator_as_world_model_agrees_with_reality(eval_out):
     assert not _conventions(s)
     rates = s["rates"]["push"]
     assert rates["expert"]["real"]["value"] == 1.0 and rates["random"]["real"]["value"] == 0.0
+    assert rates["expert"]["moved"]["value"] == 1.0  # success needs the block moved
     for d in rates.values():
         assert d["imagined"]["value"] == d["real"]["value"]
     assert rates["random"]["imagined"]["mode"] == "closed loop"  # it only looks, so it acts inside the model

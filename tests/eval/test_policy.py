@@ -38,3 +38,12 @@ def test_policy_names():
         get_policy("teleoperator")
     with pytest.raises(ValueError, match="closed loop needs a world a policy acts in"):
         run_policy("free_fall", 0, get_policy("random"))
+
+
+def test_moved_a_block_tells_standing_still_from_pushing():
+    from kinema.eval.closed_loop import moved_a_block
+
+    still = run_policy("push", 3, LookingPolicy(), size=32, frames=40)
+    assert not moved_a_block(still)
+    expert = run_policy("push", 3, get_policy("expert"), size=32)
+    assert expert.info["outcome"]["success"] and moved_a_block(expert)
