@@ -56,9 +56,10 @@ class GenerateRequest:
                                           "the last given frame held still (SDEdit); 1 = from pure noise (the "
                                           "default, but video2video's is 0.7)")
     num_steps: int | None = _field(None, "sampler steps; default 35 (text2image 50, action modes 30; 1 with draws)")
-    draws: int | None = _field(None, "inverse_dynamics: answer with the mean of this many samples of num_steps "
-                                     "steps (default 1 step each), the point estimate BENCHMARKS.md scores (16), "
-                                     "instead of one sample; the video is the given clip")
+    draws: int | None = _field(None, "inverse_dynamics and policy: answer with the mean of this many samples of "
+                                     "num_steps steps (default 1 step each), the point estimate BENCHMARKS.md scores "
+                                     "(16) and the closed-loop policy acts, instead of one sample; the video is the "
+                                     "given frames")
     shift: float | None = _field(None, "rectified-flow time shift; default from the resolution")
     sampler: str = _field("dpmpp_2m", f"one of {', '.join(SAMPLERS)}")
     enable_sound: bool = _field(False, "generate sound too (text2video, image2video, video2video)")
@@ -152,8 +153,8 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("strength", f"1 in {req.model_mode} (only a mode with given frames and a future starts from a frame)")
     if req.draws is not None and (not isinstance(req.draws, int) or not 1 <= req.draws <= 256):
         bad("draws", "an integer in [1, 256]")
-    if req.draws is not None and req.model_mode != "inverse_dynamics":
-        bad("draws", f"none in {req.model_mode} (only inverse_dynamics answers with a mean of samples)")
+    if req.draws is not None and req.model_mode not in ("inverse_dynamics", "policy"):
+        bad("draws", f"none in {req.model_mode} (only inverse_dynamics and policy answer with a mean of samples)")
     if req.shift is not None and not (isinstance(req.shift, (int, float)) and 0 < req.shift <= 100):
         bad("shift", "a number in (0, 100]")
     if req.sampler not in SAMPLERS:
@@ -250,10 +251,11 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
                              f"pixels; {req.vision_path} has {W}x{H}")
     pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype)
     t = time.time()
-    if req.draws:  # the point estimate: the given clip stays the video
+    if req.draws:  # the point estimate: the given frames stay the video
+        policy = dict(num_frames=req.num_frames, actions=need.get("actions")) if req.model_mode == "policy" else {}
         actions = pipe.infer_actions(context, draws=req.draws, seed=req.seed, num_steps=req.num_steps or 1,
-                                     domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps,
-                                     guidance=req.guidance, shift=req.shift, sampler=req.sampler)
+                                     mode=req.model_mode, domain_name=need.get("domain_name"), prompt=req.prompt,
+                                     fps=fps, guidance=req.guidance, shift=req.shift, sampler=req.sampler, **policy)
         result = {"frames": context, "actions": actions, "audio": None}
     else:
         result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),

@@ -54,7 +54,7 @@ def test_a_good_request_validates(files):
      "action_guidance: expected 1 in video2video"),
     (dict(resolution=40), ValueError, "resolution: expected a multiple of 16"),
     (dict(strength=0.0), ValueError, "strength: expected a number in \\(0, 1\\]"),
-    (dict(draws=16), ValueError, "draws: expected none in forward_dynamics"),
+    (dict(draws=16), ValueError, "draws: expected none in forward_dynamics \\(only inverse_dynamics and policy"),
     (dict(model_mode="inverse_dynamics", action_path=None, domain_name="single_arm", context_frames=17, draws=0),
      ValueError, "draws: expected an integer in \\[1, 256\\]"),
     (dict(model_mode="text2video", action_path=None, vision_path=None, strength=0.5), ValueError,
@@ -151,6 +151,23 @@ def test_inverse_dynamics_answers_with_the_mean_of_draws(files, saved, tmp_path)
         clip, draws=3, seed=2, domain_name="single_arm")
     assert got.shape == (16, 10) and np.allclose(got, want, atol=1e-6)  # actions.json rounds to 6 decimals
     assert decode_video(out / "video.mp4").shape == clip.shape
+
+
+def test_policy_answers_with_the_mean_of_draws(files, saved, tmp_path):
+    """draws in policy mode: the chunk the closed-loop policy acts (Pipeline.infer_actions(mode="policy"))."""
+    from kinema.model.pipeline import Pipeline
+
+    out = tmp_path / "pol"
+    req = _req(files, model_mode="policy", context_frames=5, draws=2, seed=1, prompt="push the red block")
+    need = validate(req, CFG)
+    generate(req, saved["model"], out, device="cpu", dtype="fp32", progress=False)
+    got = np.array(read_json(out / "actions.json")["actions"])
+    clip = decode_video(files / "clip.mp4")[:5]
+    want = Pipeline.from_pretrained(saved["model"], device="cpu", dtype="fp32").infer_actions(
+        clip, draws=2, seed=1, mode="policy", num_frames=17, actions=need["actions"], domain_name="single_arm",
+        prompt="push the red block")
+    assert got.shape == (16, 10) and np.allclose(got, want, atol=1e-6)
+    assert np.allclose(got[:4], need["actions"][:4], atol=1e-4)  # the history rows come back as given
 
 
 def test_every_request_field_is_a_flag_of_its_type():
