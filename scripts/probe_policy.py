@@ -12,12 +12,23 @@ held-out windows of scripts/policy_open_loop.py (frames 16, 32, 48, 64), against
 
   python scripts/probe_policy.py
   python scripts/probe_policy.py --extra 400   # with 400 more expert episodes a task (seed 5)
+
+Does a chunk error that small close the loop? `--save DIR` writes the probe as a checkpoint folder (safetensors +
+JSON, kind "policy-probe") and `--closed-loop N` runs it as a `Policy` in the real simulator on the closed-loop
+benchmark's N held-out seeds a task (kinema.eval.closed_loop, as `kinema eval closed-loop --policies`): it looks
+through the first camera and every 8 frames acts the 8 actions it predicts from the last 9 frames (the first frame
+repeated before there are 9, with zero actions between the repeats, as in its training windows) and the actions it
+took between them. It reads only which task the instruction names (its first word), not which block:
+
+  python scripts/probe_policy.py --model none --save outputs/probe-policy/probe --closed-loop 10 --out outputs/eval-probe
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +44,8 @@ from kinema.worlds.registry import get_world
 from kinema.worlds.rollout import rollout
 
 TASKS = ("push", "pick_place", "stack")
+WORDS = ("push", "pick", "stack")  # each task's instruction starts with its word (kinema.worlds.tabletop)
+KIND = "policy-probe"
 CTX, CHUNK, FIRST = 9, 8, 200  # given frames, actions predicted, scripts/policy_open_loop.py's held-out seeds
 
 
@@ -51,16 +64,27 @@ def windows(task_seeds, tokenizer, starts, desc):
         ep = rollout(get_world(w), s, size=64)
         frames = ep.frames[ep.cameras[0]]
         for st in starts:
-            clip = frames[st - CTX + 1 : st + 1]
+            clip, h = padded(frames[: st + 1], ep.action[:st])
             batch.append(to_model(clip))
-            hist.append(torch.as_tensor(ep.action[st - CTX + 1 : st]))
+            hist.append(torch.as_tensor(h))
             tgt.append(torch.as_tensor(ep.action[st : st + CHUNK]))
             task.append(k)
-            raw.append((clip, ep.action[st - CTX + 1 : st], ep.task))
+            raw.append((clip, h, ep.task))
             if len(batch) == 32:
                 flush()
     flush()
     return torch.cat(lat), torch.stack(hist).float(), torch.stack(tgt).float(), torch.tensor(task), raw
+
+
+def padded(frames: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frames seen so far [t, H, W, 3] and the t - 1 actions between them -> the last CTX frames [CTX, H, W, 3]
+    and the CTX - 1 actions between them; before there are CTX the first frame is repeated, with zero actions."""
+    miss = CTX - min(len(frames), CTX)
+    clip = np.concatenate([np.repeat(frames[:1], miss, 0), frames[len(frames) - CTX + miss :]])
+    h = np.zeros((CTX - 1, done.shape[1]), np.float32)
+    if CTX - 1 - miss:
+        h[miss:] = done[len(done) - (CTX - 1 - miss) :]
+    return clip, h
 
 
 class Probe(nn.Module):
@@ -80,6 +104,52 @@ class Probe(nn.Module):
         return self.out(self.body(x + self.pos)[:, 0]).view(len(z), CHUNK, -1)
 
 
+class ProbePolicy:
+    """The probe acting in closed loop (kinema.eval.policy's interface): every CHUNK frames it encodes the last CTX
+    frames of the first camera and acts the CHUNK actions it predicts."""
+
+    privileged = False
+    needs_frames = True
+
+    def __init__(self, path: Path):
+        from kinema.train.checkpoint import load_pretrained
+
+        cfg, state = load_pretrained(path, expected_kind=KIND)
+        m = cfg["model"]
+        self.probe = Probe(m["channels"], m["tokens"]).eval()
+        self.probe.load_state_dict({k: v for k, v in state.items() if not k.startswith("norm.")})
+        self.stats = {k[5:]: v for k, v in state.items() if k.startswith("norm.")}
+        self.tokenizer = load_tokenizer(m["tokenizer"]).eval()
+        digest = hashlib.sha1((Path(path) / "model.safetensors").read_bytes()).hexdigest()[:8]
+        self.name = f"{Path(path).name}@{digest}"
+        self.reset(0, "")
+
+    def reset(self, seed: int, instruction: str) -> None:
+        self._seen, self._done, self._queue = [], [], []
+
+    def act(self, obs) -> np.ndarray:
+        if not obs.frames:
+            raise ValueError(f"policy {self.name!r} looks at a camera: the observation carries no frames")
+        self._seen.append(next(iter(obs.frames.values())))
+        if not self._queue:
+            word = obs.instruction.split()[0] if obs.instruction.split() else ""
+            if word not in WORDS:
+                raise ValueError(f"policy {self.name!r}: expected an instruction starting with one of "
+                                 f"{', '.join(WORDS)}, got {obs.instruction!r}")
+            A = self.probe.act_in.in_features
+            clip, h = padded(np.stack(self._seen), np.array(self._done, np.float32).reshape(-1, A))
+            s = self.stats
+            with torch.no_grad():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    z = self.tokenizer.encode(to_model(clip)[None]).float()
+                y = self.probe((z - s["zmu"]) / s["zsd"], (torch.as_tensor(h)[None] - s["mu"]) / s["sd"],
+                               torch.tensor([WORDS.index(word)]))
+            self._queue = list((y[0] * s["sd"] + s["mu"]).numpy())
+        a = np.asarray(self._queue.pop(0), np.float32)
+        self._done.append(a)
+        return a
+
+
 def ratios(pred, true, mean) -> dict:
     return {g: float(((pred[..., a:b] - true[..., a:b]) ** 2).sum() / ((mean[a:b] - true[..., a:b]) ** 2).sum())
             for g, (a, b) in GROUPS["after"].items()}
@@ -93,7 +163,13 @@ def main(argv=None):
     ap.add_argument("--heldout", type=int, default=30, help="held-out episodes a task")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--save", help="write the probe here as a checkpoint folder (kind policy-probe)")
+    ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
+                    help="then run it in closed loop in the real simulator, N held-out seeds a task (needs --save)")
+    ap.add_argument("--out", default="outputs/eval-probe", help="the closed-loop benchmark's output folder")
     a = ap.parse_args(argv)
+    if a.closed_loop and not a.save:
+        ap.error("--closed-loop runs the saved probe: give --save DIR")
     torch.set_num_threads(2)
     torch.manual_seed(0)
     t0 = time.time()
@@ -101,7 +177,7 @@ def main(argv=None):
     train = [(k, w, episode_seed(s, i)) for k, w in enumerate(TASKS) for s, n in ((0, 16), (2, 120), (5, a.extra))
              for i in range(n)]
     held = [(k, w, heldout_seed(FIRST + i)) for k, w in enumerate(TASKS) for i in range(a.heldout)]
-    Z, H, Y, K, _ = windows(train, tok, range(CTX - 1, 97 - CHUNK, 8), "training windows")
+    Z, H, Y, K, _ = windows(train, tok, range(0, 97 - CHUNK, 8), "training windows")
     Zh, Hh, Yh, Kh, raw = windows(held, tok, (16, 32, 48, 64), "held-out windows")
     mu, sd = Y.reshape(-1, 10).mean(0), Y.reshape(-1, 10).std(0).clamp_min(1e-3)
     zmu, zsd = Z.mean((0, 2, 3, 4), keepdim=True), Z.std((0, 2, 3, 4), keepdim=True)
@@ -136,6 +212,21 @@ def main(argv=None):
         if wm is not None:
             line += " | world model " + ", ".join(f"{g} {v:.3f}" for g, v in ratios(wm[m], Yh[m], mu).items())
         print(line, flush=True)
+    if a.save:
+        from kinema.train.checkpoint import save_pretrained
+
+        norm_state = {"norm.mu": mu, "norm.sd": sd, "norm.zmu": zmu, "norm.zsd": zsd}
+        save_pretrained(a.save, {**probe.state_dict(), **norm_state}, dict(kind=KIND, model=dict(
+            channels=Z.shape[1], tokens=Z[0, 0].numel(), tokenizer=a.tokenizer)))
+        print(f"probe -> {a.save}")
+    if a.closed_loop:
+        from kinema.eval import closed_loop
+        from kinema.eval.policy import register_policy_loader
+        from kinema.eval.simulator import SimulatorOracle
+
+        register_policy_loader(KIND, lambda path, **_: ProbePolicy(path))
+        summary = closed_loop.run(SimulatorOracle(), a.out, n=a.closed_loop, policies=[a.save], chunk=CHUNK)
+        print(closed_loop.table(summary))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -93,6 +94,12 @@ def main() -> None:
         text = run / "tokenizer.json" if (run / "model.safetensors").exists() else run / "text" / "tokenizer.json"
         if text.resolve() != (dest / "tokenizer.json").resolve():
             shutil.copy(text, dest / "tokenizer.json")
+    for key in ("video_tokenizer", "audio_tokenizer"):  # a checkpoint finds its tokenizers beside it
+        name = json.loads((dest / "config.json").read_text())["model"][key]
+        beside, shipped = dest.parent / name, Path("checkpoints") / name
+        if not beside.exists() and shipped.is_dir():
+            beside.symlink_to(Path(os.path.relpath(shipped.resolve(), dest.parent.resolve())))
+            print(f"{beside} -> {shipped} (the model's {key.replace('_', ' ')}, linked beside it)")
     torch.set_num_threads(1)
     expected = regression_outputs(dest) | {"clip": REGRESSION, "trained_steps": step}
     write_json(dest / "expected.json", expected)
