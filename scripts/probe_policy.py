@@ -21,6 +21,13 @@ repeated before there are 9, with zero actions between the repeats, as in its tr
 took between them. It reads only which task the instruction names (its first word), not which block:
 
   python scripts/probe_policy.py --model none --save outputs/probe-policy/probe --closed-loop 10 --out outputs/eval-probe
+
+Behaviour cloning never sees the states its own errors lead to. `--dagger PROBE` is DAgger's first round: PROBE acts
+in the simulator (--dagger-episodes a task, seed 6) while the scripted expert, reading the same simulator, labels
+every frame with what it would do there; those windows join the expert's:
+
+  python scripts/probe_policy.py --model none --dagger outputs/probe-policy/probe --dagger-episodes 100 --steps 3000 \
+      --save outputs/probe-policy/dagger1 --closed-loop 10 --out outputs/eval-probe-dagger1
 """
 
 from __future__ import annotations
@@ -49,7 +56,45 @@ KIND = "policy-probe"
 CTX, CHUNK, FIRST = 9, 8, 200  # given frames, actions predicted, scripts/policy_open_loop.py's held-out seeds
 
 
-def windows(task_seeds, tokenizer, starts, desc):
+def expert_episodes(task_seeds):
+    """(task index, frames [T, H, W, 3] of the first camera, actions taken [T-1, A], the actions to learn, text)."""
+    for k, w, s in task_seeds:
+        ep = rollout(get_world(w), s, size=64)
+        yield k, ep.frames[ep.cameras[0]], ep.action, ep.action, ep.task
+
+
+class Labelled:
+    """DAgger's rollouts: the probe acts, and the scripted expert, reading the same simulator every frame (it is
+    closed loop: it recovers from where the probe leaves the arm), says what it would have done there."""
+
+    privileged = needs_frames = True
+
+    def __init__(self, probe):
+        from kinema.eval.policy import ScriptedExpert
+
+        self.probe, self.expert, self.name = probe, ScriptedExpert(), f"dagger-{probe.name}"
+
+    def reset(self, seed: int, instruction: str) -> None:
+        self.probe.reset(seed, instruction)
+        self.expert.reset(seed, instruction)
+        self.labels = []
+
+    def act(self, obs) -> np.ndarray:
+        self.labels.append(self.expert.act(obs))
+        return self.probe.act(obs)
+
+
+def dagger_episodes(probe, task_seeds):
+    """The probe's own episodes, labelled by the expert (same tuples as expert_episodes)."""
+    from kinema.eval.simulator import run_policy
+
+    pol = Labelled(probe)
+    for k, w, s in task_seeds:
+        ep = run_policy(w, s, pol, size=64)
+        yield k, ep.frames[ep.cameras[0]], ep.action, np.stack(pol.labels), ep.task
+
+
+def windows(episodes, total, tokenizer, starts, desc):
     """-> latents [N, C, 3, h, w], history [N, 8, A], target [N, 8, A], task [N], raw (frames, history, text) kept
     for the world model's comparison."""
     lat, hist, tgt, task, raw, batch = [], [], [], [], [], []
@@ -60,16 +105,14 @@ def windows(task_seeds, tokenizer, starts, desc):
                 lat.append(tokenizer.encode(torch.stack(batch)).float())
             batch.clear()
 
-    for k, w, s in tqdm(task_seeds, desc=desc, unit="episode"):
-        ep = rollout(get_world(w), s, size=64)
-        frames = ep.frames[ep.cameras[0]]
+    for k, frames, done, target, text in tqdm(episodes, total=total, desc=desc, unit="episode"):
         for st in starts:
-            clip, h = padded(frames[: st + 1], ep.action[:st])
+            clip, h = padded(frames[: st + 1], done[:st])
             batch.append(to_model(clip))
             hist.append(torch.as_tensor(h))
-            tgt.append(torch.as_tensor(ep.action[st : st + CHUNK]))
+            tgt.append(torch.as_tensor(target[st : st + CHUNK]))
             task.append(k)
-            raw.append((clip, h, ep.task))
+            raw.append((clip, h, text))
             if len(batch) == 32:
                 flush()
     flush()
@@ -167,6 +210,9 @@ def main(argv=None):
     ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
                     help="then run it in closed loop in the real simulator, N held-out seeds a task (needs --save)")
     ap.add_argument("--out", default="outputs/eval-probe", help="the closed-loop benchmark's output folder")
+    ap.add_argument("--dagger", metavar="PROBE", help="a saved probe (--save) whose own episodes, labelled by the "
+                    "expert, join the training windows (DAgger's first round)")
+    ap.add_argument("--dagger-episodes", type=int, default=100, help="with --dagger: its episodes a task (seed 6)")
     a = ap.parse_args(argv)
     if a.closed_loop and not a.save:
         ap.error("--closed-loop runs the saved probe: give --save DIR")
@@ -177,8 +223,14 @@ def main(argv=None):
     train = [(k, w, episode_seed(s, i)) for k, w in enumerate(TASKS) for s, n in ((0, 16), (2, 120), (5, a.extra))
              for i in range(n)]
     held = [(k, w, heldout_seed(FIRST + i)) for k, w in enumerate(TASKS) for i in range(a.heldout)]
-    Z, H, Y, K, _ = windows(train, tok, range(0, 97 - CHUNK, 8), "training windows")
-    Zh, Hh, Yh, Kh, raw = windows(held, tok, (16, 32, 48, 64), "held-out windows")
+    starts = range(0, 97 - CHUNK, 8)
+    Z, H, Y, K, _ = windows(expert_episodes(train), len(train), tok, starts, "training windows")
+    if a.dagger:  # and the episodes of a saved probe acting, labelled by the expert (seed 6)
+        runs = [(k, w, episode_seed(6, i)) for k, w in enumerate(TASKS) for i in range(a.dagger_episodes)]
+        more = windows(dagger_episodes(ProbePolicy(Path(a.dagger)), runs), len(runs), tok, starts, "DAgger windows")
+        Z, H, Y, K = (torch.cat([x, y]) for x, y in zip((Z, H, Y, K), more[:4]))
+        train += runs
+    Zh, Hh, Yh, Kh, raw = windows(expert_episodes(held), len(held), tok, (16, 32, 48, 64), "held-out windows")
     mu, sd = Y.reshape(-1, 10).mean(0), Y.reshape(-1, 10).std(0).clamp_min(1e-3)
     zmu, zsd = Z.mean((0, 2, 3, 4), keepdim=True), Z.std((0, 2, 3, 4), keepdim=True)
     norm = lambda z, h: ((z - zmu) / zsd, (h - mu) / sd)  # noqa: E731
