@@ -24,7 +24,8 @@ took between them. It reads only which task the instruction names (its first wor
 
 Behaviour cloning never sees the states its own errors lead to. `--dagger PROBE` is DAgger's first round: PROBE acts
 in the simulator (--dagger-episodes a task, seed 6) while the scripted expert, reading the same simulator, labels
-every frame with what it would do there; those windows join the expert's:
+every frame with what it would do there; those windows join the expert's (a second round gives both probes,
+`--dagger outputs/probe-policy/probe outputs/probe-policy/dagger1`, the second's episodes on seed 7):
 
   python scripts/probe_policy.py --model none --dagger outputs/probe-policy/probe --dagger-episodes 100 --steps 3000 \
       --save outputs/probe-policy/dagger1 --closed-loop 10 --out outputs/eval-probe-dagger1
@@ -210,8 +211,9 @@ def main(argv=None):
     ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
                     help="then run it in closed loop in the real simulator, N held-out seeds a task (needs --save)")
     ap.add_argument("--out", default="outputs/eval-probe", help="the closed-loop benchmark's output folder")
-    ap.add_argument("--dagger", metavar="PROBE", help="a saved probe (--save) whose own episodes, labelled by the "
-                    "expert, join the training windows (DAgger's first round)")
+    ap.add_argument("--dagger", metavar="PROBE", nargs="+", default=[],
+                    help="saved probes (--save) whose own episodes, labelled by the expert, join the training windows "
+                         "(DAgger: round r + 1 gives the probes of rounds 0..r)")
     ap.add_argument("--dagger-episodes", type=int, default=100, help="with --dagger: its episodes a task (seed 6)")
     a = ap.parse_args(argv)
     if a.closed_loop and not a.save:
@@ -225,9 +227,9 @@ def main(argv=None):
     held = [(k, w, heldout_seed(FIRST + i)) for k, w in enumerate(TASKS) for i in range(a.heldout)]
     starts = range(0, 97 - CHUNK, 8)
     Z, H, Y, K, _ = windows(expert_episodes(train), len(train), tok, starts, "training windows")
-    if a.dagger:  # and the episodes of a saved probe acting, labelled by the expert (seed 6)
-        runs = [(k, w, episode_seed(6, i)) for k, w in enumerate(TASKS) for i in range(a.dagger_episodes)]
-        more = windows(dagger_episodes(ProbePolicy(Path(a.dagger)), runs), len(runs), tok, starts, "DAgger windows")
+    for r, path in enumerate(a.dagger):  # and the episodes of saved probes acting, labelled by the expert (seed 6 + r)
+        runs = [(k, w, episode_seed(6 + r, i)) for k, w in enumerate(TASKS) for i in range(a.dagger_episodes)]
+        more = windows(dagger_episodes(ProbePolicy(Path(path)), runs), len(runs), tok, starts, f"DAgger windows {r}")
         Z, H, Y, K = (torch.cat([x, y]) for x, y in zip((Z, H, Y, K), more[:4]))
         train += runs
     Zh, Hh, Yh, Kh, raw = windows(expert_episodes(held), len(held), tok, (16, 32, 48, 64), "held-out windows")
