@@ -7,6 +7,8 @@
 # `kinema tokenizer eval` of the final EMA weights on the 270 held-out clips.
 #   bash recipes/tokenizer_ablation.sh     (CV, three arms: about 80 min on the 2-core machine)
 #   PRESET=dv4x8x8-small STEPS=3000 ARMS="wavelet nowavelet" bash recipes/tokenizer_ablation.sh   (DV, 35 min)
+#   ARMS="whiten whitenboth" bash recipes/tokenizer_ablation.sh   (Cosmos' patcher with each band divided by its RMS
+#   on training clips: before the encoder only, or the decoder's output too; --whiten)
 # Every run resumes where a killed one stopped.
 set -euo pipefail
 KINEMA=${KINEMA:-.venv/bin/kinema}
@@ -18,7 +20,8 @@ STEPS=${STEPS:-3000 5500}
 ARMS=${ARMS:-wavelet nowavelet orthonormal}
 KINEMA=$KINEMA bash "$(dirname "$0")/tokenizer_data.sh" "$DATA"
 common="--data $DATA/train --heldout $DATA/heldout --lr 0.001 --ckpt-every 250 --log-every 25 --eval-every 250 --dtype bf16"
-declare -A flag=([wavelet]="" [nowavelet]="--no-wavelet" [orthonormal]="--orthonormal-wavelet")
+declare -A flag=([wavelet]="" [nowavelet]="--no-wavelet" [orthonormal]="--orthonormal-wavelet"
+                [whiten]="--whiten encoder" [whitenboth]="--whiten both")
 mkdir -p $RUNS
 runs=()
 for arm in $ARMS; do

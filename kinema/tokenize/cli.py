@@ -41,9 +41,9 @@ def _train(args):
     if args.freeze_encoder and args.init is None:
         raise ValueError("--freeze-encoder trains the decoder of an existing tokenizer: give it with --init")
     if args.init is not None:
-        if args.preset is not None or args.no_wavelet or args.orthonormal_wavelet:
-            raise ValueError("--init takes the architecture from the checkpoint: leave out --preset, --no-wavelet "
-                             "and --orthonormal-wavelet")
+        if args.preset is not None or args.no_wavelet or args.orthonormal_wavelet or args.whiten:
+            raise ValueError("--init takes the architecture from the checkpoint: leave out --preset, --no-wavelet, "
+                             "--orthonormal-wavelet and --whiten")
         from kinema.train.checkpoint import read_json
 
         if read_json(Path(args.init) / "config.json").get("kind") == audio.KIND:
@@ -61,6 +61,7 @@ def _train(args):
             raise ValueError("--no-wavelet and --orthonormal-wavelet are two different ablations: give one")
         cfg.wavelet = not args.no_wavelet
         cfg.wavelet_rescale = not args.orthonormal_wavelet
+        cfg.whiten = args.whiten or "none"
         out = train_video_tokenizer(cfg, args.data, train, clip_len=args.clip_len, heldout=args.heldout,
                                     eval_every=args.eval_every)
     print(f"trained {args.preset or args.init} in {(time.time() - t) / 60:.1f} min -> {out}")
@@ -279,6 +280,9 @@ def add_parser(sub) -> None:
     tr.add_argument("--no-wavelet", action="store_true", help="ablation: plain space-to-depth patches instead of Haar")
     tr.add_argument("--orthonormal-wavelet", action="store_true",
                     help="ablation: Haar without Cosmos' 1/(2*sqrt2) rescaling per level (energy-preserving)")
+    tr.add_argument("--whiten", choices=("encoder", "both"), default=None,
+                    help="divide each patch channel by its RMS on training clips before the encoder (encoder), and "
+                         "have the decoder output them so scaled too (both)")
     tr.add_argument("--out", required=True, help=FLAG_HELP["out"])
     add_train_flags(tr, ("steps", "batch_size", "grad_accum", "lr", "warmup", "ema_decay", "dtype", "device", "seed",
                          "ckpt_every", "log_every", "num_workers"), unset=True)

@@ -93,6 +93,9 @@ def _start(init, kind: str, freeze_encoder: bool):
     return model
 
 
+WHITEN_CLIPS = 256  # training clips whose patch channels fix a whitened tokenizer's band_rms
+
+
 def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, heldout=None, eval_every: int = 200,
                           progress: bool = True, init=None, freeze_encoder: bool = False) -> Path:
     """Train a video tokenizer config on every camera stream under `data`; returns the exported final folder.
@@ -109,6 +112,11 @@ def train_video_tokenizer(cfg, data, train: TrainConfig, *, clip_len: int = 17, 
         raise ValueError(f"--clip-len must be 1 + k*{cfg.temporal_compression} for {cfg.compression}, got {clip_len}")
     streams, _ = load_streams(data, progress=progress)
     dataset = VideoClips(streams, clip_len, flip=True)
+    if cfg.whiten != "none" and not cfg.band_rms:  # a fresh whitened run: fit its divisors (its own generator)
+        from kinema.tokenize.video import fit_band_rms
+
+        pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:WHITEN_CLIPS]
+        cfg.band_rms = fit_band_rms(cfg, torch.stack([dataset[int(i)] for i in pick]))
     eval_fn = None
     if heldout:
         held, _ = load_streams(heldout, progress=progress, max_episodes=1)

@@ -47,6 +47,8 @@ from kinema.tokenize.layers import (
 )
 
 KIND = "video_tokenizer"
+PATCH_CHANNELS = 3 * wavelet.PATCH**3  # 192: the patcher's channels for an RGB clip
+WHITEN = ("none", "encoder", "both")
 
 
 @dataclass
@@ -62,11 +64,20 @@ class VideoTokenizerConfig(Config):
     dropout: float = 0.0
     wavelet: bool = True                # False: plain space-to-depth patches (the ablation)
     wavelet_rescale: bool = True        # Cosmos' 1/(2*sqrt2) per Haar level; False: orthonormal (an ablation)
+    whiten: str = "none"                # "encoder": the encoder reads each patch channel divided by band_rms;
+                                        # "both": the decoder also outputs them so (x band_rms before unpatching)
+    band_rms: tuple[float, ...] = ()    # RMS of each of the 192 patch channels on training clips (`fit_band_rms`)
     window: int = 33                    # frames per independent window for long videos (1 + k*tf)
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
         self.fsq_levels = tuple(self.fsq_levels)
+        self.band_rms = tuple(float(v) for v in self.band_rms)
+        if self.whiten not in WHITEN:
+            raise ValueError(f"whiten must be one of {', '.join(WHITEN)}, got {self.whiten!r}")
+        if self.whiten != "none" and (len(self.band_rms) != PATCH_CHANNELS or min(self.band_rms) <= 0):
+            raise ValueError(f"whiten={self.whiten!r} needs band_rms: {PATCH_CHANNELS} positive values "
+                             f"(fit_band_rms on training clips), got {len(self.band_rms)}")
         for name, v in (("temporal_compression", self.temporal_compression), ("spatial_compression", self.spatial_compression)):
             if v < wavelet.PATCH or v & (v - 1):
                 raise ValueError(f"{name} must be a power of two >= {wavelet.PATCH}, got {v}")
@@ -142,7 +153,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VideoTokenizerConfig):
         super().__init__()
         chans = [cfg.channels * m for m in cfg.channel_mult]
-        self.conv_in = FactorizedConv(3 * wavelet.PATCH**3, chans[0])
+        self.conv_in = FactorizedConv(PATCH_CHANNELS, chans[0])
         stages, cin = [], chans[0]
         for i, cout in enumerate(chans):
             blocks = []
@@ -179,7 +190,7 @@ class Decoder(nn.Module):
                 blocks.append(Upsample(cin, sup, tup))
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-        self.out = nn.Sequential(FrameNorm(cin), nn.SiLU(), FactorizedConv(cin, 3 * wavelet.PATCH**3))
+        self.out = nn.Sequential(FrameNorm(cin), nn.SiLU(), FactorizedConv(cin, PATCH_CHANNELS))
 
     def forward(self, z):
         return self.out(self.stages(self.middle(self.conv_in(z))))
@@ -200,11 +211,30 @@ class OrthonormalHaar:
         return wavelet.unpatch(y / OrthonormalHaar.GAIN)
 
 
+def patcher_of(cfg: VideoTokenizerConfig):
+    return (wavelet if cfg.wavelet_rescale else OrthonormalHaar) if cfg.wavelet else SpaceToDepth
+
+
+@torch.no_grad()
+def fit_band_rms(cfg: VideoTokenizerConfig, clips: torch.Tensor) -> tuple[float, ...]:
+    """RMS of each patch channel over clips [N, 3, T, H, W] in [-1, 1]: the divisors that give every wavelet band
+    unit scale. Cosmos' Haar packet leaves the low band near the pixels' scale and the high bands, on these
+    flat-shaded scenes, up to 180x smaller, while a per-coordinate optimizer (AdamW) steps every weight alike;
+    standardizing the bands as the encoder's inputs and the decoder's outputs (classic input and target
+    standardization) is what lets the wavelet beat plain space-to-depth (BENCHMARKS.md, Tokenizers)."""
+    y = patcher_of(cfg).patch(clips.float())  # [N, 192, t, h, w]
+    rms = y.square().mean(dim=(0, 2, 3, 4)).sqrt().clamp_min(1e-4)
+    return tuple(float(f"{v:.6g}") for v in rms.tolist())
+
+
 class VideoTokenizer(nn.Module):
     def __init__(self, cfg: VideoTokenizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.patcher = (wavelet if cfg.wavelet_rescale else OrthonormalHaar) if cfg.wavelet else SpaceToDepth
+        self.patcher = patcher_of(cfg)
+        # [1, 192, 1, 1, 1]; a constant of the config (saved in config.json), not a weight
+        scale = torch.tensor(cfg.band_rms or [1.0] * PATCH_CHANNELS).view(1, -1, 1, 1, 1)
+        self.register_buffer("band_scale", scale, persistent=False)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         if cfg.discrete:
@@ -242,7 +272,8 @@ class VideoTokenizer(nn.Module):
     # -- one window --------------------------------------------------------------------------
     def encode_window(self, x):
         """x [B, 3, 1+k*tf, H, W] -> continuous bottleneck [B, latent_channels, 1+k, h, w]."""
-        return self.encoder(self.patcher.patch(x))
+        y = self.patcher.patch(x)
+        return self.encoder(y / self.band_scale if self.cfg.whiten != "none" else y)
 
     def quantize(self, z):
         """Bottleneck -> (codes, indices) for DV; identity for CV (indices None)."""
@@ -252,7 +283,8 @@ class VideoTokenizer(nn.Module):
 
     def decode_window(self, latent):
         z = self.post_quant_conv(latent) if self.cfg.discrete else latent
-        return self.patcher.unpatch(self.decoder(z))
+        y = self.decoder(z)
+        return self.patcher.unpatch(y * self.band_scale if self.cfg.whiten == "both" else y)
 
     def forward(self, x):
         """Training pass on one window: x -> (reconstruction, codes or latent)."""

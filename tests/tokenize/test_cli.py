@@ -126,3 +126,19 @@ def test_ablation_flags_are_saved_in_the_config(data, tmp_path, capsys):
     assert main(["tokenizer", "train", "--preset", "cv4x8x8-tiny", "--orthonormal-wavelet", "--no-wavelet",
                  "--data", str(data), "--out", str(tmp_path / "both")]) == 2
     assert "one" in capsys.readouterr().err and not (tmp_path / "both").exists()
+
+
+def test_a_whitened_run_saves_its_band_rms_and_reloads_to_the_same_reconstruction(data, tmp_path):
+    from kinema.tokenize.load import load_tokenizer
+    from kinema.tokenize.video import PATCH_CHANNELS
+
+    out = tmp_path / "white"
+    assert main(["tokenizer", "train", "--preset", "cv4x8x8-tiny", "--whiten", "both", "--data", str(data),
+                 "--out", str(out), "--steps", "1", "--batch-size", "2", "--dtype", "fp32"]) == 0
+    model = json.loads((out / "final" / "config.json").read_text())["model"]
+    assert model["whiten"] == "both" and len(model["band_rms"]) == PATCH_CHANNELS
+    tok = load_tokenizer(out / "final")
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    assert torch.equal(tok.band_scale.flatten(), torch.tensor(model["band_rms"]))
+    with torch.no_grad():
+        assert torch.equal(tok(x)[0], load_tokenizer(out / "final")(x)[0])

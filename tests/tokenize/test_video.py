@@ -144,3 +144,31 @@ def test_tiny_forward_backward_learns():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_whitening_gives_every_band_unit_rms_and_keeps_the_parameter_count():
+    from kinema.tokenize.video import PATCH_CHANNELS, fit_band_rms
+
+    torch.manual_seed(0)
+    clips = torch.cat([video(9, 16, 16, seed=s) for s in range(4)])
+    cfg = get_preset("cv4x8x8-tiny")
+    cfg.band_rms = fit_band_rms(cfg, clips)
+    assert len(cfg.band_rms) == PATCH_CHANNELS
+    plain = VideoTokenizer(get_preset("cv4x8x8-tiny"))
+    for whiten in ("encoder", "both"):
+        cfg.whiten = whiten
+        m = VideoTokenizer(VideoTokenizerConfig.from_dict(cfg.to_dict()))  # the JSON round trip keeps the divisors
+        assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in plain.parameters())
+        rms = (m.patcher.patch(clips) / m.band_scale).square().mean(dim=(0, 2, 3, 4)).sqrt()
+        assert torch.allclose(rms, torch.ones(PATCH_CHANNELS), rtol=1e-4)
+    # the encoder of a whitened model is the plain encoder reading rescaled patches; "both" rescales the output too
+    m.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        y = m.patcher.patch(clips)
+        assert torch.allclose(m.encode_window(clips), plain.encoder(y / m.band_scale), atol=1e-5)
+        z = torch.randn(1, cfg.latent_channels, 3, 2, 2)
+        assert torch.allclose(m.decode_window(z), m.patcher.unpatch(plain.decoder(z) * m.band_scale), atol=1e-5)
+    with pytest.raises(ValueError, match="band_rms"):
+        VideoTokenizerConfig(whiten="encoder")
+    with pytest.raises(ValueError, match="whiten must be one of"):
+        VideoTokenizerConfig(whiten="pca")
