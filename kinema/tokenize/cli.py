@@ -175,6 +175,27 @@ def _decode(args):
     print(f"{args.input} -> {len(frames)} frames in {args.output}")
 
 
+def _reconstruct_input(args) -> tuple:
+    """(frames [T, H, W, 3] uint8, fps, output stem) of `reconstruct`'s input: an mp4, or one episode of a dataset
+    folder. A dataset's mp4 holds its episodes one after another, and a causal tokenizer run across an episode cut
+    mixes the two scenes in the latent frame that spans it; reading the episode alone avoids that."""
+    path = Path(args.input)
+    if not path.is_dir():
+        if args.episode is not None or args.camera is not None:
+            raise ValueError(f"--episode and --camera pick from a dataset folder; {path} is not one")
+        frames, fps = _read_video(path)
+        return frames, fps, path.stem
+    from kinema.data.reader import EpisodeStore
+
+    store = EpisodeStore(path)
+    episode = 0 if args.episode is None else args.episode
+    if not 0 <= episode < len(store):
+        raise ValueError(f"--episode {episode}: {path} holds episodes 0 to {len(store) - 1}")
+    camera = args.camera or store.cameras[0]  # read() names the cameras there are when this one is not
+    frames = store.read(episode, cameras=[camera], masks=False, audio=False)[f"frames/{camera}"]
+    return frames, store.fps, f"{path.name}_episode{episode}_{camera}"
+
+
 def _reconstruct(args):
     import numpy as np
     import torch
@@ -186,7 +207,7 @@ def _reconstruct(args):
     from kinema.worlds.preview import contact_sheet, write_png
 
     model = load_tokenizer(args.tokenizer, device=_device(args.device))
-    frames, fps = _read_video(args.input)
+    frames, fps, stem = _reconstruct_input(args)
     sc = model.cfg.spatial_compression
     H, W = frames.shape[1] // sc * sc, frames.shape[2] // sc * sc
     if (H, W) != frames.shape[1:3]:
@@ -200,7 +221,6 @@ def _reconstruct(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     side = np.concatenate([frames, recon], axis=2)  # original | reconstruction
-    stem = Path(args.input).stem
     mp4 = encode_video(out / f"{stem}_reconstruction.mp4", side, fps, codec="preview")
     err = np.clip(np.abs(frames.astype(np.int16) - recon.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
     png = write_png(out / f"{stem}_reconstruction.png",
@@ -304,7 +324,9 @@ def add_parser(sub) -> None:
     d.set_defaults(func=_decode)
 
     r = t.add_parser("reconstruct", help="encode + decode a video: side-by-side mp4, contact sheet, PSNR/SSIM")
-    r.add_argument("input", help="an mp4")
+    r.add_argument("input", help="an mp4, or a dataset folder (one episode of it: --episode, --camera)")
+    r.add_argument("--episode", type=int, default=None, help="with a dataset folder: which episode (default: 0)")
+    r.add_argument("--camera", default=None, help="with a dataset folder: which camera (default: its first)")
     r.add_argument("--tokenizer", default=DEFAULT_VIDEO, help="a tokenizer checkpoint folder (default: %(default)s)")
     r.add_argument("--out", default="outputs/reconstruct", help="output folder (default: %(default)s)")
     r.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="autocast precision (default: %(default)s)")

@@ -46,6 +46,17 @@ def test_encode_decode_reconstruct(data, trained, tmp_path, capsys):
         assert decode_video(tmp_path / preset / "clip_reconstruction.mp4").shape == (17, 32, 64, 3)  # side by side
         assert (tmp_path / preset / "clip_reconstruction.png").stat().st_size > 1000
         assert "PSNR" in capsys.readouterr().out
+    # one episode of a dataset folder, read alone (its mp4 holds both episodes back to back)
+    out = tmp_path / "episode"
+    assert main(["tokenizer", "reconstruct", str(data / "free_fall"), "--episode", "1", "--camera", "front",
+                 "--tokenizer", str(trained["cv4x8x8-tiny"]), "--out", str(out)]) == 0
+    assert decode_video(out / "free_fall_episode1_front_reconstruction.mp4").shape == (17, 32, 64, 3)
+    assert main(["tokenizer", "reconstruct", str(data / "free_fall"), "--episode", "2", "--out", str(out)]) == 2
+    assert "--episode 2" in capsys.readouterr().err
+    assert main(["tokenizer", "reconstruct", str(data / "free_fall"), "--camera", "back", "--out", str(out)]) == 2
+    assert "back" in capsys.readouterr().err
+    assert main(["tokenizer", "reconstruct", str(src), "--episode", "0", "--out", str(out)]) == 2
+    assert "dataset folder" in capsys.readouterr().err
 
 
 def test_audio_wav_round_trip(trained, tmp_path):
