@@ -67,7 +67,12 @@ class Episode:
         arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            # np.savez_compressed's layout at zlib level 1: twice as fast as its level 6 and still ~35x smaller than raw
+            # frames (a staging file lives only until the dataset is packed)
+            with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+                for name, a in arrays.items():
+                    with z.open(name + ".npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -387,7 +387,7 @@ def _image_stats(frames: np.ndarray) -> dict:
     # From each channel's histogram of the 256 uint8 values: exact, and 7x faster than numpy's mean and std over the
     # pixels (stats were a quarter of a physics world's generation time).
     x = frames.reshape(-1, 3)
-    h = np.bincount((x + np.array([0, 256, 512], np.int32)).ravel(), minlength=768).reshape(3, 256)
+    h = np.stack([np.bincount(x[:, c], minlength=256) for c in range(3)])
     v = np.arange(256, dtype=np.float64)
     n = h.sum(1)
     mean = h @ v / n

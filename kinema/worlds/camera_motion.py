@@ -15,7 +15,7 @@ import numpy as np
 
 from kinema.worlds.language import display
 from kinema.worlds.physics import SHAPES, count_word, dynamic, half_height, listing, random_size
-from kinema.worlds.scene import SceneBuilder, look_at_xyaxes, quat_from_axis_angle
+from kinema.worlds.scene import SceneBuilder, cross3, look_at_xyaxes, quat_from_axis_angle
 from kinema.worlds.world import World
 
 _CV_TO_MJ = np.diag([1.0, -1.0, -1.0])
@@ -47,7 +47,7 @@ class CameraPath:
         target = np.array([0.12 * w[3], 0.12 * np.cos(self.phase[3] + 2 * np.pi * self.freq[3] * t), 0.05])
         pos = target + r * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
         xy = np.asarray(look_at_xyaxes(pos, target)).reshape(2, 3)
-        R_mj = np.stack([xy[0], xy[1], np.cross(xy[0], xy[1])], axis=1)  # columns: camera axes in world
+        R_mj = np.stack([xy[0], xy[1], cross3(xy[0], xy[1])], axis=1)  # columns: camera axes in world
         T = np.eye(4)
         T[:3, :3], T[:3, 3] = R_mj @ _CV_TO_MJ, pos  # OpenCV camera axes
         return T

@@ -18,6 +18,7 @@ from kinema.data.episode import Episode
 from kinema.worlds.audio import synthesize_contacts
 from kinema.worlds.language import describe
 from kinema.worlds.render import MultiCameraRenderer
+from kinema.worlds.scene import cross3
 from kinema.worlds.twins import Violation, apply_violation, pick_violation
 
 SAMPLE_RATE = 16_000
@@ -151,7 +152,7 @@ class ContactTracker:
         v = np.zeros((2, 3))
         for i in range(2):
             mujoco.mj_objectVelocity(model, data, mujoco.mjtObj.mjOBJ_GEOM, g[i], self._vel[i], 0)
-            v[i] = self._vel[i, 3:] + np.cross(self._vel[i, :3], p - data.geom_xpos[g[i]])
+            v[i] = self._vel[i, 3:] + cross3(self._vel[i, :3], p - data.geom_xpos[g[i]])
         return float(abs(np.dot(v[1] - v[0], data.contact.frame[c][:3])))
 
     def finish(self) -> list[dict]:

@@ -55,7 +55,7 @@ import mujoco
 import numpy as np
 
 from kinema.worlds.language import display, yes_no
-from kinema.worlds.scene import SceneBuilder, fmt, quat_from_axis_angle
+from kinema.worlds.scene import SceneBuilder, cross3, fmt, quat_from_axis_angle
 from kinema.worlds.world import World
 
 POLICIES = ("expert", "random")
@@ -101,7 +101,7 @@ def rot_from_6d(v) -> np.ndarray:
     if n2 < 1e-9:
         return np.eye(3)
     b2 = u2 / n2
-    return np.column_stack([b1, b2, np.cross(b1, b2)])
+    return np.column_stack([b1, b2, cross3(b1, b2)])
 
 
 def rotvec(R: np.ndarray) -> np.ndarray:

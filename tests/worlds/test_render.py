@@ -37,3 +37,28 @@ def test_renderers_of_one_size_alive_together_each_draw_their_own_scene():
         np.testing.assert_array_equal(c.render(data_c)[0], alone_a[0])
     finally:
         c.close()
+
+
+def test_a_scene_without_round_geoms_draws_cylinder_sides_uncut_and_looks_the_same(monkeypatch):
+    import kinema.worlds.render as render
+
+    def frames(stacks):
+        monkeypatch.setattr(render, "FLAT_SIDE_STACKS", stacks)
+        r, data = _renderer("push", 0, size=64)  # boxes, cylinders (the arm) and the floor; no sphere
+        try:
+            return r.model.vis.quality.numstacks, r.render(data)
+        finally:
+            r.close()
+
+    flat = render.FLAT_SIDE_STACKS
+    stacks, (rgb, masks) = frames(flat)
+    full_stacks, (rgb_full, masks_full) = frames(1000)
+    assert stacks == flat < full_stacks
+    assert rgb.max() > 0 and (masks > 0).any()
+    assert (rgb != rgb_full).any(-1).mean() < 1e-3  # at most an edge pixel or two moves
+    assert (masks != masks_full).mean() < 1e-3
+    r, _ = _renderer("camera_motion", 0)  # spheres: their outline is drawn with numstacks rings, left as it is
+    try:
+        assert r.model.vis.quality.numstacks == full_stacks
+    finally:
+        r.close()
