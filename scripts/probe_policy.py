@@ -61,7 +61,7 @@ def expert_episodes(task_seeds):
     """(task index, frames [T, H, W, 3] of the first camera, actions taken [T-1, A], the actions to learn, text)."""
     for k, w, s in task_seeds:
         ep = rollout(get_world(w), s, size=64)
-        yield k, ep.frames[ep.cameras[0]], ep.action, ep.action, ep.task
+        yield k, ep.frames[ep.cameras[0]], ep.action, ep.action, ep.task, ep.state
 
 
 class Labelled:
@@ -92,13 +92,13 @@ def dagger_episodes(probe, task_seeds):
     pol = Labelled(probe)
     for k, w, s in task_seeds:
         ep = run_policy(w, s, pol, size=64)
-        yield k, ep.frames[ep.cameras[0]], ep.action, np.stack(pol.labels), ep.task
+        yield k, ep.frames[ep.cameras[0]], ep.action, np.stack(pol.labels), ep.task, ep.state
 
 
 def windows(episodes, total, tokenizer, starts, desc):
-    """-> latents [N, C, 3, h, w], history [N, 8, A], target [N, 8, A], task [N], raw (frames, history, text) kept
-    for the world model's comparison."""
-    lat, hist, tgt, task, raw, batch = [], [], [], [], [], []
+    """-> latents [N, C, 3, h, w], history [N, 8, A], target [N, 8, A], task [N], state at the last given frame
+    [N, S], raw (frames, history, text) kept for the world model's comparison."""
+    lat, hist, tgt, task, state, raw, batch = [], [], [], [], [], [], []
 
     def flush():
         if batch:
@@ -106,8 +106,9 @@ def windows(episodes, total, tokenizer, starts, desc):
                 lat.append(tokenizer.encode(torch.stack(batch)).float())
             batch.clear()
 
-    for k, frames, done, target, text in tqdm(episodes, total=total, desc=desc, unit="episode"):
+    for k, frames, done, target, text, obs_state in tqdm(episodes, total=total, desc=desc, unit="episode"):
         for st in starts:
+            state.append(torch.as_tensor(obs_state[st]))
             clip, h = padded(frames[: st + 1], done[:st])
             batch.append(to_model(clip))
             hist.append(torch.as_tensor(h))
@@ -117,7 +118,8 @@ def windows(episodes, total, tokenizer, starts, desc):
             if len(batch) == 32:
                 flush()
     flush()
-    return torch.cat(lat), torch.stack(hist).float(), torch.stack(tgt).float(), torch.tensor(task), raw
+    return (torch.cat(lat), torch.stack(hist).float(), torch.stack(tgt).float(), torch.tensor(task),
+            torch.stack(state).float(), raw)
 
 
 def padded(frames: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,19 +134,23 @@ def padded(frames: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 class Probe(nn.Module):
-    def __init__(self, C: int, tokens: int, A: int = 10, D: int = 128, depth: int = 4):
+    def __init__(self, C: int, tokens: int, A: int = 10, D: int = 128, depth: int = 4, state: int = 0):
         super().__init__()
         self.lat_in, self.act_in = nn.Linear(4 * C, D), nn.Linear(A, D)  # 2x2 latent patches a token
-        self.pos = nn.Parameter(torch.randn(1, 1 + tokens // 4 + CTX - 1, D) * 0.02)
+        self.state_in = nn.Linear(state, D) if state else None  # proprioception: observation.state, one token
+        self.pos = nn.Parameter(torch.randn(1, 1 + tokens // 4 + CTX - 1 + bool(state), D) * 0.02)
         self.task = nn.Embedding(len(TASKS), D)
         layer = nn.TransformerEncoderLayer(D, 4, 4 * D, dropout=0.0, batch_first=True, norm_first=True)
         self.body = nn.TransformerEncoder(layer, depth)
         self.out = nn.Linear(D, CHUNK * A)
 
-    def forward(self, z, hist, task):  # z [B, C, t, h, w], hist [B, 8, A], task [B] -> [B, 8, A]
+    def forward(self, z, hist, task, state=None):  # z [B, C, t, h, w], hist [B, 8, A], task [B], state [B, S] -> [B, 8, A]
         B, C, t, h, w = z.shape
         patches = z.view(B, C, t, h // 2, 2, w // 2, 2).permute(0, 2, 3, 5, 1, 4, 6).reshape(B, -1, 4 * C)
-        x = torch.cat([self.task(task)[:, None], self.lat_in(patches), self.act_in(hist)], 1)
+        parts = [self.task(task)[:, None], self.lat_in(patches), self.act_in(hist)]
+        if self.state_in is not None:
+            parts.append(self.state_in(state)[:, None])
+        x = torch.cat(parts, 1)
         return self.out(self.body(x + self.pos)[:, 0]).view(len(z), CHUNK, -1)
 
 
@@ -155,17 +161,23 @@ class ProbePolicy:
     privileged = False
     needs_frames = True
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, replan: int = CHUNK):
         from kinema.train.checkpoint import load_pretrained
 
+        if not 1 <= replan <= CHUNK:
+            raise ValueError(f"replan: expected 1..{CHUNK} actions acted between looks, got {replan}")
         cfg, state = load_pretrained(path, expected_kind=KIND)
         m = cfg["model"]
-        self.probe = Probe(m["channels"], m["tokens"]).eval()
+        self.replan = replan
+        self.probe = Probe(m["channels"], m["tokens"], state=m.get("state", 0)).eval()
+        # observation.state exists in the simulator only: inside a world model such a probe is replayed, as the
+        # privileged policies are
+        self.privileged = self.probe.state_in is not None
         self.probe.load_state_dict({k: v for k, v in state.items() if not k.startswith("norm.")})
         self.stats = {k[5:]: v for k, v in state.items() if k.startswith("norm.")}
         self.tokenizer = load_tokenizer(m["tokenizer"]).eval()
         digest = hashlib.sha1((Path(path) / "model.safetensors").read_bytes()).hexdigest()[:8]
-        self.name = f"{Path(path).name}@{digest}"
+        self.name = f"{Path(path).name}@{digest}" + (f"-replan{replan}" if replan != CHUNK else "")
         self.reset(0, "")
 
     def reset(self, seed: int, instruction: str) -> None:
@@ -186,9 +198,14 @@ class ProbePolicy:
             with torch.no_grad():
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     z = self.tokenizer.encode(to_model(clip)[None]).float()
+                st = None
+                if self.probe.state_in is not None:
+                    if obs.state is None:
+                        raise ValueError(f"policy {self.name!r} reads observation.state: the observation has none")
+                    st = (torch.as_tensor(obs.state, dtype=torch.float32)[None] - s["smu"]) / s["ssd"]
                 y = self.probe((z - s["zmu"]) / s["zsd"], (torch.as_tensor(h)[None] - s["mu"]) / s["sd"],
-                               torch.tensor([WORDS.index(word)]))
-            self._queue = list((y[0] * s["sd"] + s["mu"]).numpy())
+                               torch.tensor([WORDS.index(word)]), st)
+            self._queue = list((y[0] * s["sd"] + s["mu"]).numpy())[: self.replan]
         a = np.asarray(self._queue.pop(0), np.float32)
         self._done.append(a)
         return a
@@ -215,6 +232,11 @@ def main(argv=None):
                     help="saved probes (--save) whose own episodes, labelled by the expert, join the training windows "
                          "(DAgger: round r + 1 gives the probes of rounds 0..r)")
     ap.add_argument("--dagger-episodes", type=int, default=100, help="with --dagger: its episodes a task (seed 6)")
+    ap.add_argument("--state", action="store_true",
+                    help="give the probe proprioception too: observation.state at the last given frame, one token")
+    ap.add_argument("--every", type=int, default=8, help="a training window starts every this many frames")
+    ap.add_argument("--replan", type=int, default=CHUNK,
+                    help="in closed loop, act this many of the 8 predicted actions before looking again")
     a = ap.parse_args(argv)
     if a.closed_loop and not a.save:
         ap.error("--closed-loop runs the saved probe: give --save DIR")
@@ -225,32 +247,37 @@ def main(argv=None):
     train = [(k, w, episode_seed(s, i)) for k, w in enumerate(TASKS) for s, n in ((0, 16), (2, 120), (5, a.extra))
              for i in range(n)]
     held = [(k, w, heldout_seed(FIRST + i)) for k, w in enumerate(TASKS) for i in range(a.heldout)]
-    starts = range(0, 97 - CHUNK, 8)
-    Z, H, Y, K, _ = windows(expert_episodes(train), len(train), tok, starts, "training windows")
+    starts = range(0, 97 - CHUNK, a.every)
+    Z, H, Y, K, S, _ = windows(expert_episodes(train), len(train), tok, starts, "training windows")
     for r, path in enumerate(a.dagger):  # and the episodes of saved probes acting, labelled by the expert (seed 6 + r)
         runs = [(k, w, episode_seed(6 + r, i)) for k, w in enumerate(TASKS) for i in range(a.dagger_episodes)]
         more = windows(dagger_episodes(ProbePolicy(Path(path)), runs), len(runs), tok, starts, f"DAgger windows {r}")
-        Z, H, Y, K = (torch.cat([x, y]) for x, y in zip((Z, H, Y, K), more[:4]))
+        Z, H, Y, K, S = (torch.cat([x, y]) for x, y in zip((Z, H, Y, K, S), more[:5]))
         train += runs
-    Zh, Hh, Yh, Kh, raw = windows(expert_episodes(held), len(held), tok, (16, 32, 48, 64), "held-out windows")
+    Zh, Hh, Yh, Kh, Sh, raw = windows(expert_episodes(held), len(held), tok, (16, 32, 48, 64), "held-out windows")
     mu, sd = Y.reshape(-1, 10).mean(0), Y.reshape(-1, 10).std(0).clamp_min(1e-3)
     zmu, zsd = Z.mean((0, 2, 3, 4), keepdim=True), Z.std((0, 2, 3, 4), keepdim=True)
-    norm = lambda z, h: ((z - zmu) / zsd, (h - mu) / sd)  # noqa: E731
-    probe = Probe(Z.shape[1], Z[0, 0].numel())
+    smu, ssd = S.mean(0), S.std(0).clamp_min(1e-3)
+    n_state = S.shape[1] if a.state else 0
+    norm = lambda z, h, st: ((z - zmu) / zsd, (h - mu) / sd, (st - smu) / ssd if n_state else None)  # noqa: E731
+    probe = Probe(Z.shape[1], Z[0, 0].numel(), state=n_state)
     opt = torch.optim.AdamW(probe.parameters(), lr=3e-4, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-4, total_steps=a.steps, pct_start=0.05)
     for step in tqdm(range(a.steps), desc="probe", unit="step"):
         i = torch.randint(0, len(Z), (a.batch,))
-        z, h = norm(Z[i], H[i])
-        loss = ((probe(z, h, K[i]) - (Y[i] - mu) / sd) ** 2).mean()
+        z, h, st = norm(Z[i], H[i], S[i])
+        loss = ((probe(z, h, K[i], st) - (Y[i] - mu) / sd) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
     probe.eval()
     with torch.no_grad():
-        pred = torch.cat([probe(*norm(Zh[j : j + 256], Hh[j : j + 256]), Kh[j : j + 256])
-                          for j in range(0, len(Zh), 256)]) * sd + mu
+        pred = []
+        for j in range(0, len(Zh), 256):
+            z, h, st = norm(Zh[j : j + 256], Hh[j : j + 256], Sh[j : j + 256])
+            pred.append(probe(z, h, Kh[j : j + 256], st))
+        pred = torch.cat(pred) * sd + mu
     print(f"{len(train)} training episodes ({len(Z)} windows), final loss {loss.item():.3f}, {time.time() - t0:.0f} s")
     wm = None
     if a.model != "none":
@@ -269,16 +296,16 @@ def main(argv=None):
     if a.save:
         from kinema.train.checkpoint import save_pretrained
 
-        norm_state = {"norm.mu": mu, "norm.sd": sd, "norm.zmu": zmu, "norm.zsd": zsd}
+        norm_state = {"norm.mu": mu, "norm.sd": sd, "norm.zmu": zmu, "norm.zsd": zsd, "norm.smu": smu, "norm.ssd": ssd}
         save_pretrained(a.save, {**probe.state_dict(), **norm_state}, dict(kind=KIND, model=dict(
-            channels=Z.shape[1], tokens=Z[0, 0].numel(), tokenizer=a.tokenizer)))
+            channels=Z.shape[1], tokens=Z[0, 0].numel(), tokenizer=a.tokenizer, state=n_state)))
         print(f"probe -> {a.save}")
     if a.closed_loop:
         from kinema.eval import closed_loop
         from kinema.eval.policy import register_policy_loader
         from kinema.eval.simulator import SimulatorOracle
 
-        register_policy_loader(KIND, lambda path, **_: ProbePolicy(path))
+        register_policy_loader(KIND, lambda path, **_: ProbePolicy(path, replan=a.replan))
         summary = closed_loop.run(SimulatorOracle(), a.out, n=a.closed_loop, policies=[a.save], chunk=CHUNK)
         print(closed_loop.table(summary))
 
