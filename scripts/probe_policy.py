@@ -29,6 +29,13 @@ every frame with what it would do there; those windows join the expert's (a seco
 
   python scripts/probe_policy.py --model none --dagger outputs/probe-policy/probe --dagger-episodes 100 --steps 3000 \
       --save outputs/probe-policy/dagger1 --closed-loop 10 --out outputs/eval-probe-dagger1
+A robot knows its own pose: `--state` gives the probe observation.state at the last given frame (one more token;
+such a probe acts in the simulator only, so the benchmark replays it inside a world model). `--every N` starts a
+training window every N frames, `--replan N` acts N of the 8 predicted actions before looking again, and
+`--tokenizer pixels` shows it the frames themselves on the latents' 8x8 grid instead of a tokenizer's code:
+
+  python scripts/probe_policy.py --model none --state --save outputs/probe-policy/probe-state --closed-loop 10 \
+      --out outputs/eval-probe-state
 """
 
 from __future__ import annotations
@@ -93,6 +100,21 @@ def dagger_episodes(probe, task_seeds):
     for k, w, s in task_seeds:
         ep = run_policy(w, s, pol, size=64)
         yield k, ep.frames[ep.cameras[0]], ep.action, np.stack(pol.labels), ep.task, ep.state
+
+
+class PixelView:
+    """The frames themselves in the latents' place: keyframes 0, 4 and 8 of the 9 (one per latent frame), each 8x8
+    pixel cell one position of the same 8x8 grid, so the probe's tokens cover what they cover on the latents and
+    only the lossy code is gone. x [B, 3, 9, 64, 64] in [-1, 1] -> [B, 3 * 64, 3, 8, 8]."""
+
+    def encode(self, x):
+        B, C, _, H, W = x.shape
+        k = x[:, :, 0::4]
+        return k.reshape(B, C, 3, H // 8, 8, W // 8, 8).permute(0, 1, 4, 6, 2, 3, 5).reshape(B, C * 64, 3, H // 8, W // 8)
+
+
+def view_encoder(tokenizer: str):
+    return PixelView() if tokenizer == "pixels" else load_tokenizer(tokenizer).eval()
 
 
 def windows(episodes, total, tokenizer, starts, desc):
@@ -175,7 +197,7 @@ class ProbePolicy:
         self.privileged = self.probe.state_in is not None
         self.probe.load_state_dict({k: v for k, v in state.items() if not k.startswith("norm.")})
         self.stats = {k[5:]: v for k, v in state.items() if k.startswith("norm.")}
-        self.tokenizer = load_tokenizer(m["tokenizer"]).eval()
+        self.tokenizer = view_encoder(m["tokenizer"])
         digest = hashlib.sha1((Path(path) / "model.safetensors").read_bytes()).hexdigest()[:8]
         self.name = f"{Path(path).name}@{digest}" + (f"-replan{replan}" if replan != CHUNK else "")
         self.reset(0, "")
@@ -218,7 +240,8 @@ def ratios(pred, true, mean) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tokenizer", default="checkpoints/tokenizer-cv4x8x8")
+    ap.add_argument("--tokenizer", default="checkpoints/tokenizer-cv4x8x8",
+                    help="what the probe sees: a tokenizer's latents, or 'pixels' (the frames on the same 8x8 grid)")
     ap.add_argument("--model", default="checkpoints/world-model-small", help="the world model compared (none: skip)")
     ap.add_argument("--extra", type=int, default=0, help="more expert episodes a task (seed 5)")
     ap.add_argument("--heldout", type=int, default=30, help="held-out episodes a task")
@@ -243,7 +266,7 @@ def main(argv=None):
     torch.set_num_threads(2)
     torch.manual_seed(0)
     t0 = time.time()
-    tok = load_tokenizer(a.tokenizer).eval()
+    tok = view_encoder(a.tokenizer)
     train = [(k, w, episode_seed(s, i)) for k, w in enumerate(TASKS) for s, n in ((0, 16), (2, 120), (5, a.extra))
              for i in range(n)]
     held = [(k, w, heldout_seed(FIRST + i)) for k, w in enumerate(TASKS) for i in range(a.heldout)]
