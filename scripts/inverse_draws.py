@@ -11,6 +11,14 @@ bootstrap over episodes:
   python scripts/inverse_draws.py draw --episodes 0:30 --draws 32
   python scripts/inverse_draws.py score --episodes 30:90 --k 4,16
   python scripts/inverse_draws.py time --k 16     # the estimate's seconds a clip, against K separate samples
+
+The affine recalibration (kinema.model.calibration) is fit on the same clips of episodes from CALIBRATION_SEED,
+which nothing trains on or evaluates, and scored beside the raw estimate:
+
+  python scripts/inverse_draws.py draw --set calibration --episodes 0:300 --draws 16 --out outputs/inverse-calib
+  python scripts/inverse_draws.py fit --out outputs/inverse-calib --episodes 0:300 --k 16 \
+      --calibration checkpoints/world-model-small/inverse_dynamics_calibration.json
+  python scripts/inverse_draws.py score --episodes 180:270 --k 16 --calibration checkpoints/world-model-small/inverse_dynamics_calibration.json
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from tqdm import tqdm
 from kinema.eval.actions import GROUPS, SCENARIOS, clip_start
 from kinema.eval.baselines import MeanAction
 from kinema.eval.data import EpisodeCache, heldout_seed
+from kinema.model.calibration import CALIBRATION_SEED, ActionCalibration
 from kinema.eval.harness import action_timing, request_from_episode
 from kinema.eval.predictor import inverse_dynamics_targets
 from kinema.model.predictor import load_predictor
+from kinema.worlds.generate import episode_seed
 
 CLIP = 33
 
@@ -40,8 +50,12 @@ def _range(text: str) -> range:
     return range(lo, hi)
 
 
+def _seed(args, i: int) -> int:
+    return heldout_seed(i) if args.set == "heldout" else episode_seed(CALIBRATION_SEED, i)
+
+
 def draw(args):
-    pred = load_predictor(Path(args.model), device="cpu", inverse_samples=1)
+    pred = load_predictor(Path(args.model), device="cpu", calibrated=False)
     cache = EpisodeCache(Path(args.cache))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,55 +64,87 @@ def draw(args):
         path = out / f"{sc}_{i}.npz"
         if path.exists():
             continue
-        ep = cache.get(sc, heldout_seed(i), size=64)
+        ep = cache.get(sc, _seed(args, i), size=64)
         start, timing = clip_start(ep, CLIP), action_timing(ep)
         arrays = dict(target=inverse_dynamics_targets(ep.action[start : start + CLIP], timing), timing=timing,
                       cams=np.array(ep.cameras))
         for cam in ep.cameras:
             req = request_from_episode(ep, cam, context=CLIP, future=0, start=start, with_actions=False)
-            rows = []
-            for k in range(args.draws):  # seed k: the predictor's k-th draw
-                pred.seed = k
-                rows.append(pred.infer_actions(req))
-            arrays[f"draws/{cam}"] = np.stack(rows)  # [K, T-1, A]
+            arrays[f"draws/{cam}"] = pred.action_draws(req, args.draws)  # [K, T-1, A], seed k: the k-th draw
+            arrays[f"embodiment/{cam}"] = np.array(pred.embodiment(req))
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, path)
 
 
+def _clips(out: str, scenarios: str, episodes: str, k: int):
+    """(scenario, episode, embodiment, timing, estimate [T-1, A], target [T-1, A]) for every stored clip: the mean
+    of its first k draws."""
+    for sc in scenarios.split(","):
+        for i in _range(episodes):
+            z = np.load(Path(out) / f"{sc}_{i}.npz")
+            for cam in z["cams"]:
+                d = z[f"draws/{cam}"]
+                if k > len(d):
+                    raise ValueError(f"--k {k}: {sc} episode {i} has {len(d)} draws")
+                yield sc, i, str(z[f"embodiment/{cam}"]), str(z["timing"]), d[:k].mean(0), z["target"]
+
+
+def fit(args):
+    if not args.calibration:
+        raise ValueError("fit: --calibration FILE (where to write the fit) is required")
+    k = int(args.k.split(",")[-1])
+    pairs: dict[str, tuple[list, list]] = {}
+    for _, _, emb, _, est, target in _clips(args.out, args.scenarios, args.episodes, k):
+        pairs.setdefault(emb, ([], []))[0].append(est)
+        pairs[emb][1].append(target)
+    scale, offset, means = {}, {}, {}
+    for emb, (est, target) in sorted(pairs.items()):
+        s, o = ActionCalibration.line(np.concatenate(est), np.concatenate(target))
+        scale[emb], offset[emb] = [round(float(v), 6) for v in s], [round(float(v), 6) for v in o]
+        means[emb] = [round(float(v), 6) for v in np.concatenate(target).mean(0)]
+        print(f"{emb}: {len(est)} clips, scale {np.round(s, 3).tolist()}")
+    cal = ActionCalibration(scale, offset, fit=dict(
+        command=f"scripts/inverse_draws.py fit --episodes {args.episodes} --scenarios {args.scenarios} --k {k}",
+        seed=CALIBRATION_SEED, episodes=args.episodes, scenarios=args.scenarios, draws=k,
+        model=str(args.model), target_mean=means))
+    cal.save(Path(args.calibration))
+    print(f"wrote {args.calibration}")
+
+
 def score(args):
     ks = [int(k) for k in args.k.split(",")]
+    cal = ActionCalibration.load(Path(args.calibration)) if args.calibration else None
     mean_action, rng = MeanAction(), np.random.default_rng(0)
     for sc in args.scenarios.split(","):
         model, base = {}, {}  # per episode, the mean of its cameras' squared errors
-        for i in _range(args.episodes):
-            z = np.load(Path(args.out) / f"{sc}_{i}.npz")
-            timing, target = str(z["timing"]), z["target"]
-            m = mean_action.mean(sc, timing)
-            for g, (a, b) in GROUPS[timing].items():
-                base.setdefault(g, []).append(((m[a:b] - target[:, a:b]) ** 2).mean())
-                for k in ks:
-                    errs = []
-                    for cam in z["cams"]:
-                        d = z[f"draws/{cam}"]
-                        if k > len(d):
-                            raise ValueError(f"--k {k}: {sc} episode {i} has {len(d)} draws")
-                        errs.append(((d[:k].mean(0)[:, a:b] - target[:, a:b]) ** 2).mean())
-                    model.setdefault((g, k), []).append(np.mean(errs))
+        for k in ks:
+            for _, i, emb, timing, est, target in _clips(args.out, sc, args.episodes, k):
+                m = mean_action.mean(sc, timing)
+                variants = {f"K={k}": est} | ({f"K={k} cal": cal.apply(emb, est)} if cal else {})
+                if cal and k == ks[0]:  # the calibration set's mean action: the best constant it could have fit
+                    variants["cal mean"] = np.broadcast_to(np.float32(cal.fit["target_mean"][emb]), est.shape)
+                for g, (a, b) in GROUPS[timing].items():
+                    if k == ks[0]:
+                        base.setdefault(g, {}).setdefault(i, ((m[a:b] - target[:, a:b]) ** 2).mean())
+                    for name, e in variants.items():
+                        model.setdefault((g, name), {}).setdefault(i, []).append(((e[:, a:b] - target[:, a:b]) ** 2).mean())
         n = len(_range(args.episodes))
         print(f"\n{sc}, episodes {args.episodes} ({n}): MSE / the mean action's [95% bootstrap over episodes], "
               "fraction of episodes where the model's error is lower")
-        for g, b in base.items():
-            b = np.array(b)
+        for g, per in base.items():
+            b = np.array([per[i] for i in _range(args.episodes)])
             if b.sum() == 0:
                 print(f"  {g}: the mean action is exact (the expert never uses it)")
                 continue
-            for k in ks:
-                e = np.array(model[g, k])
-                idx = rng.integers(0, n, (2000, n))
+            idx = rng.integers(0, n, (2000, n))
+            for (g2, name), errs in model.items():
+                if g2 != g:
+                    continue
+                e = np.array([np.mean(errs[i]) for i in _range(args.episodes)])
                 lo, hi = np.percentile(e[idx].mean(1) / b[idx].mean(1), [2.5, 97.5])
-                print(f"  {g:11s} K={k:<3d} {e.mean() / b.mean():.3f} [{lo:.3f}, {hi:.3f}]  wins {np.mean(e < b):.2f}")
+                print(f"  {g:11s} {name:9s} {e.mean() / b.mean():.3f} [{lo:.3f}, {hi:.3f}]  wins {np.mean(e < b):.2f}")
 
 
 def timing(args):
@@ -106,7 +152,7 @@ def timing(args):
     import time
 
     k = int(args.k.split(",")[-1])
-    pred = load_predictor(Path(args.model), device="cpu", inverse_samples=k)
+    pred = load_predictor(Path(args.model), device="cpu", inverse_samples=k, calibrated=False)
     cache = EpisodeCache(Path(args.cache))
     pipe = pred.pipeline
     times = {"estimate": [], "separate": []}
@@ -134,8 +180,11 @@ def timing(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("draw", "score", "time"))
-    ap.add_argument("--episodes", default="0:30", help="held-out episode indices LO:HI")
+    ap.add_argument("command", choices=("draw", "fit", "score", "time"))
+    ap.add_argument("--episodes", default="0:30", help="episode indices LO:HI")
+    ap.add_argument("--set", choices=("heldout", "calibration"), default="heldout",
+                    help="draw: the evaluation's held-out episodes, or the calibration seed's")
+    ap.add_argument("--calibration", help="fit: where to write it; score: score it beside the raw estimate")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--draws", type=int, default=32)
     ap.add_argument("--k", default="1,2,4,8,16,32", help="draws averaged, to score")
@@ -144,7 +193,7 @@ def main():
     ap.add_argument("--out", default="outputs/inverse-draws")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    {"draw": draw, "score": score, "time": timing}[args.command](args)
+    {"draw": draw, "fit": fit, "score": score, "time": timing}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -64,10 +64,11 @@ def _physics(args):
 
 def _actions(args):
     from kinema.eval import actions as bench
+    from kinema.eval.baselines import MEAN_ACTION_EPISODES
     from kinema.eval.harness import run_dir
     from kinema.eval.predictor import get_predictor
 
-    episodes = 2 if args.quick else args.mean_episodes
+    episodes = 2 if args.quick else args.mean_episodes or MEAN_ACTION_EPISODES
     p = get_predictor("baseline:mean_action", episodes=episodes) if args.baseline == "mean_action" else _predictor(args)
     t0 = time.time()
     kw = dict(scenarios=_csv(args.scenarios) if args.scenarios else bench.SCENARIOS, context=args.context,
@@ -185,8 +186,8 @@ def add_parser(subparsers) -> None:
     a.add_argument("--samples", type=int, default=1,
                    help="forward-dynamics samples per clip, scored by their mean (seeds seed..seed+K-1, the same for "
                         "true and shuffled actions); results go to NAME_samplesK")
-    a.add_argument("--mean-episodes", type=int, default=16,
-                   help="training episodes the mean-action baseline averages (2 with --quick)")
+    a.add_argument("--mean-episodes", type=int, default=None,
+                   help="training episodes the mean-action baseline averages (default 256; 2 with --quick)")
     a.epilog = f"baselines: {', '.join(PREDICTORS)}"
     a.set_defaults(func=_actions)
 

@@ -228,6 +228,7 @@ def write_outputs(out_dir, result: dict, req: GenerateRequest, context: np.ndarr
 
 def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", *, device="auto", dtype="bf16",
              progress=True) -> dict:
+    from kinema.model.calibration import ActionCalibration
     from kinema.model.config import KIND, WorldModelConfig
     from kinema.model.pipeline import Pipeline
     from kinema.train.checkpoint import read_json
@@ -256,6 +257,9 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
         actions = pipe.infer_actions(context, draws=req.draws, seed=req.seed, num_steps=req.num_steps or 1,
                                      mode=req.model_mode, domain_name=need.get("domain_name"), prompt=req.prompt,
                                      fps=fps, guidance=req.guidance, shift=req.shift, sampler=req.sampler, **policy)
+        calibration = ActionCalibration.beside(model, "inverse_dynamics") if req.model_mode == "inverse_dynamics" else None
+        if calibration is not None:  # the point estimate `kinema eval actions` scores (kinema.model.calibration)
+            actions = calibration.apply(need["domain_name"], actions)
         result = {"frames": context, "actions": actions, "audio": None}
     else:
         result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),

@@ -166,13 +166,17 @@ class Pipeline:
                                strength=p.strength, progress=progress)
         return self._unpack(mode, p.tok, values, p.vision, p.k, p.T, p.streams, p.fps)
 
-    def infer_actions(self, context: np.ndarray, *, draws: int, seed: int = 0, num_steps: int = 1,
-                      mode: str = "inverse_dynamics", **request) -> np.ndarray:
-        """Actions as a point estimate: the mean of `draws` samples of `mode` (noise seeds seed .. seed + draws - 1),
-        equal to that many `run(mode, ...)` calls averaged, with the given frames encoded and their K/V cache built
-        once and no frames decoded. inverse_dynamics: context is the whole clip, uint8 [T, H, W, 3] -> f32 [T-1, A].
-        policy: context the Tc frames seen so far, request's actions their Tc - 1 history rows (and num_frames the
-        window) -> f32 [T-1, A], whose rows from Tc - 1 on are the chunk to act."""
+    def infer_actions(self, context: np.ndarray, *, draws: int, **request) -> np.ndarray:
+        """Actions as a point estimate: the mean of `action_draws` (the same arguments) -> f32 [T-1, A]."""
+        return self.action_draws(context, draws=draws, **request).mean(0)
+
+    def action_draws(self, context: np.ndarray, *, draws: int, seed: int = 0, num_steps: int = 1,
+                     mode: str = "inverse_dynamics", **request) -> np.ndarray:
+        """`draws` samples of `mode`'s actions (noise seeds seed .. seed + draws - 1), each equal to that seed's
+        `run(mode, ...)`, with the given frames encoded and their K/V cache built once and no frames decoded.
+        inverse_dynamics: context is the whole clip, uint8 [T, H, W, 3] -> f32 [draws, T-1, A]. policy: context
+        the Tc frames seen so far, request's actions their Tc - 1 history rows (and num_frames the window) ->
+        f32 [draws, T-1, A], whose rows from Tc - 1 on are the chunk to act."""
         if draws < 1:
             raise ValueError(f"draws: expected at least 1, got {draws}")
         if mode not in ("inverse_dynamics", "policy"):
@@ -186,7 +190,7 @@ class Pipeline:
                                    seed=seed + i, strength=p.strength, progress=False, cache=cache)
             rows.append(self._unpack(mode, p.tok, values, p.vision, p.k, p.T, p.streams, p.fps,
                                      frames=False)["actions"])
-        return np.mean(rows, 0)
+        return np.stack(rows)
 
     def _plan(self, mode: str, *, num_frames: int = 33, context: np.ndarray | None = None, actions=None,
               domain_name: str | None = None, action_names=(), prompt: str = "", fps: float = 16.0, size: int = 64,

@@ -10,7 +10,8 @@ instruction, and the model's policy mode fills in the rest of a T-frame window:
 future frames and the actions that lead to them. The policy acts the first
 REPLAN of those actions, then looks again (receding horizon). The actions are a
 point estimate, the mean of DRAWS one-step samples, as inverse dynamics reads
-them (kinema.model.predictor): no frame is decoded.
+them (kinema.model.predictor): no frame is decoded. Where the checkpoint ships a
+policy calibration (kinema.model.calibration), the chunk goes through it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinema.model.calibration import CALIBRATION_FILE, ActionCalibration
 from kinema.model.data import FAMILY_EMBODIMENT
 from kinema.model.pipeline import Pipeline
 from kinema.model.predictor import INVERSE_SAMPLES, INVERSE_STEPS
@@ -35,7 +37,7 @@ class WorldModelPolicy:
 
     def __init__(self, pipeline: Pipeline, *, camera: str | None = None, context: int = CONTEXT,
                  replan: int = REPLAN, draws: int = INVERSE_SAMPLES, num_steps: int = INVERSE_STEPS,
-                 fps: float = 16.0, name: str | None = None):
+                 fps: float = 16.0, name: str | None = None, calibration: ActionCalibration | None = None):
         tc = pipeline.config.temporal_compression
         if context < 1 or (context - 1) % tc or context >= WINDOW:
             raise ValueError(f"context: expected 1 + {tc}j given frames below {WINDOW}, got {context}")
@@ -49,6 +51,7 @@ class WorldModelPolicy:
         self.domain = FAMILY_EMBODIMENT["tabletop"]
         self.dim = pipeline.config.embodiments[pipeline._domain(self.domain, (), None)].dim
         self.name = name or "world_model_policy"
+        self.calibration = calibration
         self.plans = 0
         self.reset(0, "")
 
@@ -77,6 +80,8 @@ class WorldModelPolicy:
                                           mode="policy", num_frames=WINDOW, actions=actions,
                                           domain_name=self.domain, prompt=instruction, fps=self.fps)
         self.plans += 1
+        if self.calibration is not None:
+            out = self.calibration.apply(self.domain, out)
         return out[Tc - 1 :]
 
     def act(self, obs) -> np.ndarray:
@@ -95,11 +100,17 @@ class WorldModelPolicy:
         return a
 
 
-def load_policy(path: Path, *, device: str = "auto", name: str | None = None, **options) -> WorldModelPolicy:
-    """The checkpoint folder as a policy, named after the folder and its weights' digest (closed-loop episodes are
-    cached by policy name: other weights must not find these) and any option not left at its default."""
+def load_policy(path: Path, *, device: str = "auto", name: str | None = None, calibrated: bool = True,
+                **options) -> WorldModelPolicy:
+    """The checkpoint folder as a policy, named after the folder and its weights' (and policy calibration's)
+    digest (closed-loop episodes are cached by policy name: other weights must not find these) and any option not
+    left at its default."""
     path = Path(path)
+    calibration = ActionCalibration.beside(path, "policy") if calibrated else None
     if name is None:
-        digest = hashlib.sha1((path / "model.safetensors").read_bytes()).hexdigest()[:8]
-        name = f"{path.name}@{digest}" + "".join(f"_{k}{v}" for k, v in sorted(options.items()))
-    return WorldModelPolicy(Pipeline.from_pretrained(path, device=device), name=name, **options)
+        h = hashlib.sha1((path / "model.safetensors").read_bytes())
+        if calibration is not None:
+            h.update((path / CALIBRATION_FILE.format(mode="policy")).read_bytes())
+        name = f"{path.name}@{h.hexdigest()[:8]}" + "".join(f"_{k}{v}" for k, v in sorted(options.items()))
+    return WorldModelPolicy(Pipeline.from_pretrained(path, device=device), name=name, calibration=calibration,
+                            **options)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinema.model.calibration import ActionCalibration
 from kinema.model.pipeline import Pipeline
 
 DEFAULT_STEPS = 10  # benchmarks/generate.py: the fewest steps within 0.5 dB of 35 (see BENCHMARKS.md)
@@ -28,8 +29,10 @@ class WorldModelPredictor:
 
     def __init__(self, pipeline: Pipeline, *, num_steps: int = DEFAULT_STEPS, sampler: str = "dpmpp_2m",
                  seed: int = 0, action_guidance: float = 1.0, inverse_steps: int = INVERSE_STEPS,
-                 inverse_samples: int = INVERSE_SAMPLES, strength: float | None = None, name: str | None = None):
+                 inverse_samples: int = INVERSE_SAMPLES, strength: float | None = None, name: str | None = None,
+                 calibration: ActionCalibration | None = None):
         self.pipeline, self.num_steps, self.sampler, self.seed = pipeline, num_steps, sampler, seed
+        self.calibration = calibration  # applied to inverse dynamics' estimate (kinema.model.calibration)
         self.inverse_steps, self.inverse_samples = int(inverse_steps), int(inverse_samples)
         self.action_guidance = float(action_guidance)
         self.strength = None if strength is None else float(strength)  # None: each mode's default (pipeline)
@@ -45,7 +48,9 @@ class WorldModelPredictor:
 
         return dict(num_steps=self.num_steps, sampler=self.sampler, action_guidance=self.action_guidance,
                     strength=self.strength if self.strength is not None else dict(DEFAULT_STRENGTH),
-                    inverse_steps=self.inverse_steps, inverse_samples=self.inverse_samples)
+                    inverse_steps=self.inverse_steps, inverse_samples=self.inverse_samples,
+                    calibration=None if self.calibration is None else
+                    {"scale": self.calibration.scale, "offset": self.calibration.offset})
 
     def _kw(self, req) -> dict:
         return dict(prompt=req.prompt or "", fps=req.fps, action_names=tuple(req.action_names),
@@ -57,21 +62,33 @@ class WorldModelPredictor:
                                      action_guidance=self.action_guidance, strength=self.strength, **self._kw(req))
 
     def infer_actions(self, req) -> np.ndarray:
-        """The whole clip [T, H, W, 3] -> [T - 1, A]; a clip that is not 1 + 4k frames is padded with its
-        last frame and the extra rows dropped."""
+        """The whole clip [T, H, W, 3] -> [T - 1, A]: the mean of `inverse_samples` draws, recalibrated where the
+        checkpoint ships a calibration for the embodiment."""
+        actions = self.action_draws(req, self.inverse_samples).mean(0)
+        if self.calibration is not None:
+            actions = self.calibration.apply(self.embodiment(req), actions)
+        return actions
+
+    def embodiment(self, req) -> str:
+        e = self.pipeline._domain(None, tuple(req.action_names), None, req.action_timing)
+        return self.pipeline.config.embodiments[e].name
+
+    def action_draws(self, req, draws: int) -> np.ndarray:
+        """Inverse dynamics' one-step draws (noise seeds seed .. seed + draws - 1) -> [draws, T - 1, A]; a clip
+        that is not 1 + 4k frames is padded with its last frame and the extra rows dropped."""
         clip = req.context
         T = len(clip)
         tc = self.pipeline.config.temporal_compression
         Tp = 1 + tc * -(-(T - 1) // tc)
         if Tp > T:
             clip = np.concatenate([clip, np.repeat(clip[-1:], Tp - T, 0)])
-        timing = req.action_timing
-        e = self.pipeline._domain(None, tuple(req.action_names), None, timing)
         kw = dict(self._kw(req), num_steps=self.inverse_steps)
-        actions = self.pipeline.infer_actions(clip, draws=self.inverse_samples,
-                                              domain_name=self.pipeline.config.embodiments[e].name, **kw)
-        return actions[: T - 1]
+        return self.pipeline.action_draws(clip, draws=draws, domain_name=self.embodiment(req), **kw)[:, : T - 1]
 
 
-def load_predictor(path: Path, *, device: str = "auto", num_steps: int = DEFAULT_STEPS, **options):
-    return WorldModelPredictor(Pipeline.from_pretrained(path, device=device), num_steps=num_steps, **options)
+def load_predictor(path: Path, *, device: str = "auto", num_steps: int = DEFAULT_STEPS, calibrated: bool = True,
+                   **options):
+    """calibrated=False ignores the checkpoint's action calibration (to measure what it changes)."""
+    calibration = ActionCalibration.beside(path, "inverse_dynamics") if calibrated else None
+    return WorldModelPredictor(Pipeline.from_pretrained(path, device=device), num_steps=num_steps,
+                               calibration=calibration, **options)

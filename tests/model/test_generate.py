@@ -151,6 +151,19 @@ def test_inverse_dynamics_answers_with_the_mean_of_draws(files, saved, tmp_path)
         clip, draws=3, seed=2, domain_name="single_arm")
     assert got.shape == (16, 10) and np.allclose(got, want, atol=1e-6)  # actions.json rounds to 6 decimals
     assert decode_video(out / "video.mp4").shape == clip.shape
+    # a checkpoint that ships an action calibration answers through it, as `kinema eval actions` scores it
+    import shutil
+
+    from kinema.model.calibration import CALIBRATION_FILE, ActionCalibration
+
+    for key in ("model", "video", "audio"):
+        shutil.copytree(saved[key], tmp_path / "ckpt" / saved[key].name)
+    model = tmp_path / "ckpt" / saved["model"].name
+    cal = ActionCalibration({"single_arm": [0.5] * 10}, {"single_arm": [0.1] * 10})
+    cal.save(model / CALIBRATION_FILE.format(mode="inverse_dynamics"))
+    generate(req, model, tmp_path / "inv-cal", device="cpu", dtype="fp32", progress=False)
+    got = np.array(read_json(tmp_path / "inv-cal" / "actions.json")["actions"])
+    assert np.allclose(got, want * 0.5 + 0.1, atol=1e-6)
 
 
 def test_policy_answers_with_the_mean_of_draws(files, saved, tmp_path):

@@ -71,3 +71,22 @@ def test_a_world_model_checkpoint_acts_in_the_simulator_through_the_registry(sav
     ep = run_policy("push", 3, pol, size=SIZE, frames=13)
     assert pol.plans == 3 and ep.info["policy"] == pol.name
     assert np.isfinite(ep.action).all() and ep.action.shape == (13, 10)
+
+
+def test_a_policy_calibration_beside_the_checkpoint_goes_into_each_chunk_and_the_name(saved, tmp_path):
+    import shutil
+
+    from kinema.model.calibration import CALIBRATION_FILE, ActionCalibration
+
+    for key in ("model", "video", "audio"):
+        shutil.copytree(saved[key], tmp_path / saved[key].name)
+    model = tmp_path / saved["model"].name
+    raw = get_policy(str(model), device="cpu", draws=2)
+    ctx, history = frames(5), np.zeros((4, 10), np.float32)
+    want = raw.plan(ctx, history, "push it", seed=3)
+    ActionCalibration({"single_arm": [2.0] * 10}, {"single_arm": [0.5] * 10}).save(
+        model / CALIBRATION_FILE.format(mode="policy"))
+    cal = get_policy(str(model), device="cpu", draws=2)
+    np.testing.assert_allclose(cal.plan(ctx, history, "push it", seed=3), want * 2 + 0.5, atol=1e-5)
+    assert cal.name != raw.name  # closed-loop episodes cached under the raw policy's name are not reused
+    assert get_policy(str(model), device="cpu", draws=2, calibrated=False).name == raw.name
