@@ -17,8 +17,9 @@ which nothing trains on or evaluates, and scored beside the raw estimate:
 
   python scripts/inverse_draws.py draw --set calibration --episodes 0:300 --draws 16 --out outputs/inverse-calib
   python scripts/inverse_draws.py fit --out outputs/inverse-calib --episodes 0:300 --k 16 \
+      --keep-raw single_arm:translation,single_arm:gripper \
       --calibration checkpoints/world-model-small/inverse_dynamics_calibration.json
-  python scripts/inverse_draws.py score --episodes 180:270 --k 16 --calibration checkpoints/world-model-small/inverse_dynamics_calibration.json
+  python scripts/inverse_draws.py score --episodes 270:360 --k 16 --calibration checkpoints/world-model-small/inverse_dynamics_calibration.json
 """
 
 from __future__ import annotations
@@ -96,17 +97,27 @@ def fit(args):
         raise ValueError("fit: --calibration FILE (where to write the fit) is required")
     k = int(args.k.split(",")[-1])
     pairs: dict[str, tuple[list, list]] = {}
-    for _, _, emb, _, est, target in _clips(args.out, args.scenarios, args.episodes, k):
+    timings = {}
+    for _, _, emb, timing, est, target in _clips(args.out, args.scenarios, args.episodes, k):
+        timings[emb] = timing
         pairs.setdefault(emb, ([], []))[0].append(est)
         pairs[emb][1].append(target)
+    keep = {tuple(x.split(":")) for x in args.keep_raw.split(",")} if args.keep_raw else set()
+    unknown = keep - {(emb, g) for emb, t in timings.items() for g in GROUPS[t]}
+    if unknown:
+        raise ValueError(f"--keep-raw: no such embodiment:group among these clips: {sorted(unknown)}")
     scale, offset, means = {}, {}, {}
     for emb, (est, target) in sorted(pairs.items()):
         s, o = ActionCalibration.line(np.concatenate(est), np.concatenate(target))
+        for g, (a, b) in GROUPS[timings[emb]].items():
+            if (emb, g) in keep:  # left as the model gives it
+                s[a:b], o[a:b] = 1.0, 0.0
         scale[emb], offset[emb] = [round(float(v), 6) for v in s], [round(float(v), 6) for v in o]
         means[emb] = [round(float(v), 6) for v in np.concatenate(target).mean(0)]
         print(f"{emb}: {len(est)} clips, scale {np.round(s, 3).tolist()}")
     cal = ActionCalibration(scale, offset, fit=dict(
-        command=f"scripts/inverse_draws.py fit --episodes {args.episodes} --scenarios {args.scenarios} --k {k}",
+        command=f"scripts/inverse_draws.py fit --episodes {args.episodes} --scenarios {args.scenarios} --k {k}"
+                + (f" --keep-raw {args.keep_raw}" if args.keep_raw else ""),
         seed=CALIBRATION_SEED, episodes=args.episodes, scenarios=args.scenarios, draws=k,
         model=str(args.model), target_mean=means))
     cal.save(Path(args.calibration))
@@ -135,8 +146,10 @@ def score(args):
               "fraction of episodes where the model's error is lower")
         for g, per in base.items():
             b = np.array([per[i] for i in _range(args.episodes)])
-            if b.sum() == 0:
-                print(f"  {g}: the mean action is exact (the expert never uses it)")
+            if b.sum() == 0:  # no ratio to give, but the model can still be wrong there: its MSE
+                mse = ", ".join(f"{name} {np.mean([np.mean(errs[i]) for i in _range(args.episodes)]):.2e}"
+                                for (g2, name), errs in model.items() if g2 == g)
+                print(f"  {g}: the mean action is exact (the expert never uses it); model MSE {mse}")
                 continue
             idx = rng.integers(0, n, (2000, n))
             for (g2, name), errs in model.items():
@@ -185,6 +198,7 @@ def main():
     ap.add_argument("--set", choices=("heldout", "calibration"), default="heldout",
                     help="draw: the evaluation's held-out episodes, or the calibration seed's")
     ap.add_argument("--calibration", help="fit: where to write it; score: score it beside the raw estimate")
+    ap.add_argument("--keep-raw", default="", help="fit: EMBODIMENT:GROUP,... left raw (scale 1, offset 0)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--draws", type=int, default=32)
     ap.add_argument("--k", default="1,2,4,8,16,32", help="draws averaged, to score")

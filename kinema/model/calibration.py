@@ -6,8 +6,10 @@ that guess is noisy, and the squared-error-optimal answer pulls it toward what t
 dimension d, the calibrated answer is `scale[d] * estimate[d] + offset[d]`, the least-squares line of the true
 actions on the estimates over clips of episodes the model never trained on and no evaluation uses
 (CALIBRATION_SEED). A dimension with no signal gets scale 0 and the calibration set's mean; one the model reads
-well keeps scale near 1. `scripts/inverse_draws.py fit` writes inverse dynamics' file; BENCHMARKS.md, "Inverse
-dynamics recalibrated".
+well keeps scale near 1. One line serves every task of an embodiment, so a dimension whose tasks use it
+differently can lose on one task what it gains on another (the arm's gripper: push holds it still): such groups
+are left raw (scale 1, offset 0). `scripts/inverse_draws.py fit` writes inverse dynamics' file; BENCHMARKS.md,
+"Inverse dynamics recalibrated".
 
 Legend: N rows (clip frames pooled over clips), A action dims.
 """

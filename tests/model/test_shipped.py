@@ -34,3 +34,19 @@ def test_demo_runs_and_scores(tmp_path, capsys):
         assert np.isfinite(s["psnr"]) and 0 <= s["iou"] <= 1
     assert (tmp_path / "forward_dynamics.mp4").stat().st_size > 0
     assert (tmp_path / "forward_dynamics.png").stat().st_size > 0
+
+
+def test_the_shipped_inverse_dynamics_calibration_fits_the_shipped_embodiments():
+    from kinema.model.calibration import CALIBRATION_SEED, ActionCalibration
+    from kinema.model.config import WorldModelConfig
+
+    cal = ActionCalibration.beside(SHIPPED, "inverse_dynamics")
+    cfg = WorldModelConfig.from_dict(json.loads((SHIPPED / "config.json").read_text())["model"])
+    dims = {e.name: e.dim for e in cfg.embodiments}
+    assert set(cal.scale) == {"single_arm", "camera"}
+    assert all(len(cal.scale[name]) == dims[name] for name in cal.scale)
+    assert cal.fit["seed"] == CALIBRATION_SEED and cal.fit["draws"] == 16
+    # one line for three tasks lifted push's still gripper: the arm's translation and gripper stay raw
+    scale, offset = np.array(cal.scale["single_arm"]), np.array(cal.offset["single_arm"])
+    assert (scale[[0, 1, 2, 9]] == 1).all() and (offset[[0, 1, 2, 9]] == 0).all()
+    assert ActionCalibration.beside(SHIPPED, "policy") is None  # tried, not shipped (BENCHMARKS.md)
