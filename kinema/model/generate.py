@@ -220,6 +220,7 @@ def write_outputs(out_dir, result: dict, req: GenerateRequest, context: np.ndarr
     paths["contact_sheet"] = write_png(out / "contact.png", contact_sheet(rows, columns=min(8, len(frames)), scale=2))
     if result["actions"] is not None:
         write_json(out / "actions.json", {"model_mode": req.model_mode, "rows_belong_to_frames": "1..T-1",
+                                          "calibrated": bool(result.get("calibrated")),  # kinema.model.calibration
                                           "actions": np.round(result["actions"], 6).tolist()})
         paths["actions"] = out / "actions.json"
     write_json(out / "request.json", asdict(req))
@@ -257,10 +258,11 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
         actions = pipe.infer_actions(context, draws=req.draws, seed=req.seed, num_steps=req.num_steps or 1,
                                      mode=req.model_mode, domain_name=need.get("domain_name"), prompt=req.prompt,
                                      fps=fps, guidance=req.guidance, shift=req.shift, sampler=req.sampler, **policy)
-        calibration = ActionCalibration.beside(model, "inverse_dynamics") if req.model_mode == "inverse_dynamics" else None
-        if calibration is not None:  # the point estimate `kinema eval actions` scores (kinema.model.calibration)
-            actions = calibration.apply(need["domain_name"], actions)
-        result = {"frames": context, "actions": actions, "audio": None}
+        cal = ActionCalibration.beside(model, "inverse_dynamics") if req.model_mode == "inverse_dynamics" else None
+        calibrated = cal is not None and need["domain_name"] in cal.scale
+        if calibrated:  # the point estimate `kinema eval actions` scores (kinema.model.calibration)
+            actions = cal.apply(need["domain_name"], actions)
+        result = {"frames": context, "actions": actions, "audio": None, "calibrated": calibrated}
     else:
         result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),
                           domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,

@@ -162,8 +162,9 @@ def test_inverse_dynamics_answers_with_the_mean_of_draws(files, saved, tmp_path)
     cal = ActionCalibration({"single_arm": [0.5] * 10}, {"single_arm": [0.1] * 10})
     cal.save(model / CALIBRATION_FILE.format(mode="inverse_dynamics"))
     generate(req, model, tmp_path / "inv-cal", device="cpu", dtype="fp32", progress=False)
-    got = np.array(read_json(tmp_path / "inv-cal" / "actions.json")["actions"])
-    assert np.allclose(got, want * 0.5 + 0.1, atol=1e-6)
+    written = read_json(tmp_path / "inv-cal" / "actions.json")
+    assert written["calibrated"] and not read_json(out / "actions.json")["calibrated"]
+    assert np.allclose(np.array(written["actions"]), want * 0.5 + 0.1, atol=1e-6)
 
 
 def test_policy_answers_with_the_mean_of_draws(files, saved, tmp_path):
