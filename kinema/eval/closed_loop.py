@@ -101,7 +101,7 @@ def run(predictor, out, *, n: int = 10, tasks=TASKS, policies=POLICIES, size: in
     """Real and imagined success of `policies`; results go to <out>/closed-loop/<predictor.name>/."""
     n, size = check_positive("--n", n), check_size(size)
     tasks = check_subset("--tasks", tasks, TASKS)
-    pols = [get_policy(p) for p in policies]
+    pols = [get_policy(p) if isinstance(p, str) else p for p in policies]  # names, or policies made with options
     if not pols:
         raise ValueError("policies: expected at least one policy")
     folder = run_dir(out, BENCHMARK, predictor.name)

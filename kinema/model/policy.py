@@ -37,7 +37,9 @@ class WorldModelPolicy:
 
     def __init__(self, pipeline: Pipeline, *, camera: str | None = None, context: int = CONTEXT,
                  replan: int = REPLAN, draws: int = INVERSE_SAMPLES, num_steps: int = INVERSE_STEPS,
-                 fps: float = 16.0, name: str | None = None, calibration: ActionCalibration | None = None):
+                 fps: float = 16.0, name: str | None = None, calibration: ActionCalibration | None = None,
+                 plan_from: str = "actions", frame_steps: int = 10,
+                 inverse_calibration: ActionCalibration | None = None):
         tc = pipeline.config.temporal_compression
         if context < 1 or (context - 1) % tc or context >= WINDOW:
             raise ValueError(f"context: expected 1 + {tc}j given frames below {WINDOW}, got {context}")
@@ -46,12 +48,17 @@ class WorldModelPolicy:
                              f"{context} given frames), got {replan}")
         if draws < 1 or num_steps < 1:
             raise ValueError(f"draws and num_steps: expected at least 1, got {draws} and {num_steps}")
+        if plan_from not in ("actions", "frames"):
+            raise ValueError(f"plan_from: expected 'actions' (the policy mode's action estimate) or 'frames' "
+                             f"(inverse dynamics on the frames it imagines), got {plan_from!r}")
         self.pipeline, self.camera, self.context, self.replan = pipeline, camera, int(context), int(replan)
         self.draws, self.num_steps, self.fps = int(draws), int(num_steps), float(fps)
         self.domain = FAMILY_EMBODIMENT["tabletop"]
         self.dim = pipeline.config.embodiments[pipeline._domain(self.domain, (), None)].dim
         self.name = name or "world_model_policy"
         self.calibration = calibration
+        self.plan_from, self.frame_steps = plan_from, int(frame_steps)
+        self.inverse_calibration = inverse_calibration  # plan_from="frames": inverse dynamics' line
         self.plans = 0
         self.reset(0, "")
 
@@ -76,9 +83,16 @@ class WorldModelPolicy:
         Tc = len(frames)
         actions = np.zeros((WINDOW, self.dim), np.float32)
         actions[: Tc - 1] = history
-        out = self.pipeline.infer_actions(frames, draws=self.draws, seed=seed, num_steps=self.num_steps,
-                                          mode="policy", num_frames=WINDOW, actions=actions,
-                                          domain_name=self.domain, prompt=instruction, fps=self.fps)
+        kw = dict(domain_name=self.domain, prompt=instruction, fps=self.fps)
+        if self.plan_from == "frames":  # imagine the window, then read its actions back (inverse dynamics)
+            clip = self.pipeline.run("policy", seed=seed, num_frames=WINDOW, context=frames, actions=actions,
+                                     num_steps=self.frame_steps, **kw)["frames"]
+            out = self.pipeline.infer_actions(clip, draws=self.draws, seed=seed, num_steps=self.num_steps, **kw)
+            if self.inverse_calibration is not None:
+                out = self.inverse_calibration.apply(self.domain, out)
+        else:
+            out = self.pipeline.infer_actions(frames, draws=self.draws, seed=seed, num_steps=self.num_steps,
+                                              mode="policy", num_frames=WINDOW, actions=actions, **kw)
         self.plans += 1
         if self.calibration is not None:
             out = self.calibration.apply(self.domain, out)
@@ -112,5 +126,6 @@ def load_policy(path: Path, *, device: str = "auto", name: str | None = None, ca
         if calibration is not None:
             h.update((path / CALIBRATION_FILE.format(mode="policy")).read_bytes())
         name = f"{path.name}@{h.hexdigest()[:8]}" + "".join(f"_{k}{v}" for k, v in sorted(options.items()))
+    inverse = ActionCalibration.beside(path, "inverse_dynamics") if calibrated else None
     return WorldModelPolicy(Pipeline.from_pretrained(path, device=device), name=name, calibration=calibration,
-                            **options)
+                            inverse_calibration=inverse, **options)

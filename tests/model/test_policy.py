@@ -90,3 +90,17 @@ def test_a_policy_calibration_beside_the_checkpoint_goes_into_each_chunk_and_the
     np.testing.assert_allclose(cal.plan(ctx, history, "push it", seed=3), want * 2 + 0.5, atol=1e-5)
     assert cal.name != raw.name  # closed-loop episodes cached under the raw policy's name are not reused
     assert get_policy(str(model), device="cpu", draws=2, calibrated=False).name == raw.name
+
+
+def test_a_plan_from_imagined_frames_is_inverse_dynamics_on_them(tiny_pipeline):
+    """plan_from="frames": the policy mode imagines the window, inverse dynamics reads its actions back."""
+    pol = WorldModelPolicy(tiny_pipeline, draws=2, plan_from="frames", frame_steps=2)
+    ctx, history = frames(5), np.zeros((4, 10), np.float32)
+    got = pol.plan(ctx, history, "push it", seed=3)
+    actions = np.zeros((33, 10), np.float32)
+    kw = dict(domain_name="single_arm", prompt="push it", fps=16.0)
+    clip = tiny_pipeline.run("policy", seed=3, num_frames=33, context=ctx, actions=actions, num_steps=2, **kw)["frames"]
+    want = tiny_pipeline.infer_actions(clip, draws=2, seed=3, **kw)[4:]
+    assert got.shape == (28, 10) and np.array_equal(got, want)
+    with pytest.raises(ValueError, match="plan_from: expected 'actions'"):
+        WorldModelPolicy(tiny_pipeline, plan_from="pixels")
