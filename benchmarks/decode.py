@@ -192,8 +192,10 @@ def reasoner_row(path: str, runs: int, new_tokens: int) -> dict:
     t_full, ids_full = median_time(lambda: list(r.generate_ids(prompt, params, use_cache=False)), runs)
     assert ids == ids_full, "cached and recomputed reasoner decoding disagree"
     t_prefill, _ = median_time(lambda: r._run(prompt, None), runs)
+    # past the prefill, generate_ids runs one forward per yielded token, the last one's included (it would be
+    # read for the token after it), so the decoding time holds new_tokens forwards (and samplings)
     return dict(prompt_tokens=len(prompt), new_tokens=new_tokens, ttft_s=ttft, prefill_s=t_prefill,
-                cache_tok_s=(new_tokens - 1) / (t_cache - t_prefill), nocache_tok_s=(new_tokens - 1) / (t_full - t_prefill),
+                cache_tok_s=new_tokens / (t_cache - t_prefill), nocache_tok_s=new_tokens / (t_full - t_prefill),
                 cache_speedup=(t_full - t_prefill) / (t_cache - t_prefill))
 
 
@@ -285,7 +287,6 @@ def main() -> None:
               f"frames): {real['end_to_end_fps']:.2f} generated frames/s")
     reason = reasoner_rows([p for p in args.reasoner if (Path(p) / "model.safetensors").exists()], args.runs,
                            args.reasoner_tokens)
-    print(f"[{time.time() - t_start:.0f} s]")
     print(f"[{time.time() - t_start:.0f} s]")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The large world model (~1.4B; PRESET=base for ~170M) on one GPU node with FSDP (`kinema train --sharding fsdp`):
+# The large world model (1.58B parameters; PRESET=base for 229M) on one GPU node with FSDP (`kinema train --sharding fsdp`):
 # each of the GPUS ranks holds 1/GPUS of the weights, gradients and AdamW state (FSDP2, one unit per MoT layer),
 # computes in bf16 autocast on fp32 weights, and checkpoints gather into the usual full safetensors, so a run
 # resumes on another GPU count, under DDP or in one process. Same data and mixture as recipes/world_model.sh.

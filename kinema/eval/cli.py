@@ -86,7 +86,12 @@ def _closed_loop(args):
     policies = _csv(args.policies) if args.policies else list(bench.POLICIES)
     if args.quick:
         tasks, policies = (tasks if args.tasks else ["push"]), (policies if args.policies else ["expert", "random"])
-    s = bench.run(p, args.out, tasks=tasks, policies=policies, context=args.context, chunk=args.chunk,
+    judge = None
+    if args.success_judge:  # loaded before any episode runs, so a bad path fails at once
+        from kinema.eval.judge import get_judge
+
+        judge = get_judge(args.success_judge, device=args.device)
+    s = bench.run(p, args.out, tasks=tasks, policies=policies, context=args.context, chunk=args.chunk, judge=judge,
                   progress=not args.no_progress, **_sizes(args))
     _finish("closed-loop", run_dir(args.out, bench.BENCHMARK, p.name), bench.table(s), t0)
 
@@ -198,6 +203,9 @@ def add_parser(subparsers) -> None:
                    help="comma-separated: expert, noisy_expert:EPS, random, or a policy checkpoint folder")
     c.add_argument("--context", type=int, default=1, help="real frames the imagination starts from")
     c.add_argument("--chunk", type=int, default=32, help="frames imagined per world-model call")
+    c.add_argument("--success-judge", default=None, metavar="PATH",
+                   help="a learned success judge (a reward model: the reasoner's checkpoint folder) scored on every "
+                        "real and imagined episode, against the simulator's test")
     c.epilog = "the world model (--model/--baseline) is what the policies are imagined in; default baseline:simulator"
     c.set_defaults(func=_closed_loop)
 

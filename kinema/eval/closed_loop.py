@@ -25,6 +25,14 @@ ceiling of what imagination can be held to.
 Report: success rates per task and policy, real vs imagined, and Pearson's r
 and Spearman's rank correlation between imagined and real rates across all
 (task, policy) pairs, as IRASim does (it reports r = 0.99).
+
+A learned success judge (a reward model: anything with `success(frames, fps) ->
+float`, higher = more likely success, 0 the threshold; the reasoner's is
+kinema.model.reasoner.ReasonerJudge, loaded with `--success-judge PATH`) can be
+given as well: it scores every real and every imagined episode from its frames,
+and the report adds its ROC AUC and accuracy against the simulator's test on the
+real episodes (the frame judge's agreement is that of a fixed rule) and the
+success rates it gives real and imagined episodes.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from tqdm import tqdm
 
 from kinema.eval.data import EpisodeCache, heldout_seed
 from kinema.eval.harness import check_positive, check_size, check_subset, describe_predictor, run_dir
+from kinema.eval.metrics import roc_auc
 from kinema.eval.plots import comparison_sheet
 from kinema.eval.policy import Observation, get_policy
 from kinema.eval.predictor import OracleInfo, PredictionRequest, predict_checked
@@ -97,16 +106,22 @@ def moved_a_block(ep) -> bool:
 
 
 def run(predictor, out, *, n: int = 10, tasks=TASKS, policies=POLICIES, size: int = 64, context: int = CONTEXT,
-        chunk: int = CHUNK, progress: bool = True) -> dict:
-    """Real and imagined success of `policies`; results go to <out>/closed-loop/<predictor.name>/."""
+        chunk: int = CHUNK, judge=None, progress: bool = True) -> dict:
+    """Real and imagined success of `policies`; results go to <out>/closed-loop/<predictor.name>/.
+    judge: an optional learned success judge (module docstring), scored against the simulator."""
     n, size = check_positive("--n", n), check_size(size)
     tasks = check_subset("--tasks", tasks, TASKS)
     pols = [get_policy(p) if isinstance(p, str) else p for p in policies]  # names, or policies made with options
     if not pols:
         raise ValueError("policies: expected at least one policy")
+    if judge is not None and not callable(getattr(judge, "success", None)):
+        raise ValueError(f"judge: expected a success judge with success(frames, fps) -> float, got {type(judge).__name__}")
     folder = run_dir(out, BENCHMARK, predictor.name)
-    check_run(folder, dict(benchmark=BENCHMARK, predictor=describe_predictor(predictor), n=n, tasks=tasks,
-                           policies=[p.name for p in pols], size=size, context=context, chunk=chunk))
+    config = dict(benchmark=BENCHMARK, predictor=describe_predictor(predictor), n=n, tasks=tasks,
+                  policies=[p.name for p in pols], size=size, context=context, chunk=chunk)
+    if judge is not None:  # only then, so runs made before judges existed still resume
+        config["judge"] = judge.name
+    check_run(folder, config)
     log = ResultLog(folder / "results.jsonl")
     cache = EpisodeCache(folder.parent.parent / "cache")
     units = [(task, p, i) for task in tasks for p in pols for i in range(n)]
@@ -116,13 +131,16 @@ def run(predictor, out, *, n: int = 10, tasks=TASKS, policies=POLICIES, size: in
             continue
         real = cache.get_closed_loop(task, heldout_seed(i), pol, size=size)
         imagined, mode = imagine(predictor, pol, real, context=context, chunk=chunk)
-        log.add(dict(key=key, task=task, policy=pol.name, index=i, seed=real.seed, mode=mode,
-                     real=bool(real.info["outcome"]["success"]), moved=moved_a_block(real),
-                     real_frames=judge_episode(real),
-                     imagined=judge_episode(real, imagined)))
+        record = dict(key=key, task=task, policy=pol.name, index=i, seed=real.seed, mode=mode,
+                      real=bool(real.info["outcome"]["success"]), moved=moved_a_block(real),
+                      real_frames=judge_episode(real), imagined=judge_episode(real, imagined))
+        if judge is not None:
+            record["judge"] = dict(real=judge.success(real.frames, real.fps), imagined=judge.success(imagined, real.fps))
+        log.add(record)
     records = [r for r in log.values() if r["task"] in tasks and r["index"] < n
                and r["policy"] in [p.name for p in pols]]
-    summary = summarize(records, predictor, tasks, [p.name for p in pols], n, size, context, chunk)
+    summary = summarize(records, predictor, tasks, [p.name for p in pols], n, size, context, chunk,
+                        judge=None if judge is None else judge.name)
     write_json(folder / "summary.json", summary)
     (folder / "table.md").write_text(table(summary))
     _plot(folder, summary)
@@ -147,7 +165,7 @@ def _pearson(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def summarize(records, predictor, tasks, policies, n, size, context, chunk) -> dict:
+def summarize(records, predictor, tasks, policies, n, size, context, chunk, judge: str | None = None) -> dict:
     rate_conv = "fraction of the N held-out seeds on which the task succeeded"
     rates, pairs = {}, []
     for task in tasks:
@@ -172,6 +190,11 @@ def summarize(records, predictor, tasks, policies, n, size, context, chunk) -> d
                 judge_agreement=figure(agree, "fraction of real episodes where the frame judge agrees with the "
                                                "simulator's test"),
             )
+            if judge is not None:
+                for side in ("real", "imagined"):
+                    rates[task][pol][f"judge_{side}"] = figure(
+                        float(np.mean([r["judge"][side] > 0 for r in rs])),
+                        f"fraction of the N {side} episodes the success judge {judge} calls a success (log-odds > 0)")
             pairs.append((real, imag))
     real_v, imag_v = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     per_task_rho = {}
@@ -188,6 +211,29 @@ def summarize(records, predictor, tasks, policies, n, size, context, chunk) -> d
         spearman_rho_per_task={t: figure(v, "Spearman's rho across policies within the task") for t, v in
                                per_task_rho.items()},
         published=dict(irasim_pearson_r=0.99, note="IRASim's correlation is on its own robot data: the data differ"),
+        **({} if judge is None else dict(judge=judge_figures(records, judge))),
+    )
+
+
+def judge_figures(records, judge: str) -> dict:
+    """How well the learned success judge tells the real episodes that succeeded (simulator's test) from the rest."""
+    scores = np.array([r["judge"]["real"] for r in records], float)
+    labels = np.array([r["real"] for r in records], int)
+    frame = np.array([r["real_frames"]["success"] for r in records], int)
+    conv = f"over the {len(records)} real episodes, against the simulator's test ({int(labels.sum())} successes)"
+    pairs = sorted({(r["task"], r["policy"]) for r in records})
+    real = np.array([np.mean([r["real"] for r in records if (r["task"], r["policy"]) == k]) for k in pairs])
+    said = np.array([np.mean([r["judge"]["real"] > 0 for r in records if (r["task"], r["policy"]) == k]) for k in pairs])
+    per = f"between the success rates the judge gives the real episodes and the simulator's, over {len(pairs)} " \
+          "(task, policy) pairs: how well it would rank policies as a reward model"
+    return dict(
+        name=judge,
+        pearson_r=figure(_pearson(real, said), "Pearson's r " + per),
+        spearman_rho=figure(_pearson(_rank(real), _rank(said)), "Spearman's rank correlation (ties averaged) " + per),
+        roc_auc=figure(roc_auc(scores, labels).value, "ROC AUC of the judge's log-odds " + conv),
+        accuracy=figure(float(np.mean((scores > 0) == labels)), "fraction the judge gets right at log-odds 0, " + conv),
+        frame_judge_accuracy=figure(float(np.mean(frame == labels)), "the frame judge's agreement, " + conv),
+        majority_accuracy=figure(float(max(labels.mean(), 1 - labels.mean())), "always the commoner answer, " + conv),
     )
 
 
@@ -204,8 +250,19 @@ def table(summary: dict) -> str:
     foot = (f"\nImagined vs real success rate over {summary['pearson_r']['pairs']} (task, policy) pairs: "
             f"Pearson r = {fmt(summary['pearson_r']['value'])}, Spearman rho = {fmt(summary['spearman_rho']['value'])} "
             "(IRASim reports r = 0.99 on its own data).\n")
-    return head + markdown_table(["task", "policy", "real success", "real: moved a block", "imagined success", "imagination",
-                                  "frame judge on real", "judge agreement"], rows) + foot
+    cols = ["task", "policy", "real success", "real: moved a block", "imagined success", "imagination",
+            "frame judge on real", "judge agreement"]
+    if (j := summary.get("judge")) is not None:
+        cols += [f"{j['name']} on real", f"{j['name']} on imagined"]
+        rows = [r + [fmt(d["judge_real"]["value"], 2), fmt(d["judge_imagined"]["value"], 2)]
+                for r, d in zip(rows, (d for pols in summary["rates"].values() for d in pols.values()))]
+        foot += (f"\nSuccess judge {j['name']} on the real episodes, against the simulator's test: ROC AUC "
+                 f"{fmt(j['roc_auc']['value'])}, accuracy {fmt(j['accuracy']['value'])} (frame judge "
+                 f"{fmt(j['frame_judge_accuracy']['value'])}, always the commoner answer "
+                 f"{fmt(j['majority_accuracy']['value'])}); its success rates against the real ones over the "
+                 f"(task, policy) pairs: Pearson r = {fmt(j['pearson_r']['value'])}, Spearman rho = "
+                 f"{fmt(j['spearman_rho']['value'])}.\n")
+    return head + markdown_table(cols, rows) + foot
 
 
 def _plot(folder, summary):

@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from kinema.model import embodiments as emb
 from kinema.model.autoregressive import ARTokens, sequence
-from kinema.model.data import FAMILY_EMBODIMENT, dataset_shards, shard_done
+from kinema.model.data import action_statistics, clip_embodiment, dataset_shards, shard_done
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
 
 FAMILIES = ("tabletop", "physics")
@@ -92,23 +91,6 @@ def build_codes(roots, out, video_tokenizer, *, clip_frames: int = 33, stride: i
     return shards
 
 
-def action_statistics(shards, config) -> None:
-    """Fill each embodiment's action mean/std (in config, in place) from the shards' raw actions."""
-    rows = {}
-    for path in shards:
-        meta = read_json(Path(path).with_suffix(".json"))["clips"]
-        fam = FAMILY_EMBODIMENT.get(meta[0]["family"])
-        t = load_tensors(Path(path))
-        if fam and "actions" in t:
-            rows.setdefault(fam, []).append(t["actions"].reshape(-1, t["actions"].shape[-1]))
-    for name, r in rows.items():
-        e = config.embodiments[emb.index(config.embodiments, name)]
-        x = torch.cat(r)
-        if x.shape[1] != e.dim:
-            raise ValueError(f"{name} actions have {x.shape[1]} numbers per row; the embodiment registry says {e.dim}")
-        e.mean, e.std = x.mean(0).tolist(), x.std(0).clamp_min(emb.STD_FLOOR).tolist()
-
-
 class CodeClips(torch.utils.data.Dataset):
     """Stored clips -> token sequences (ARTokens [L]), actions normalised by the config's embodiment statistics."""
 
@@ -122,11 +104,10 @@ class CodeClips(torch.utils.data.Dataset):
             if len(meta) != len(t["indices"]):
                 raise ValueError(f"{path}: {len(t['indices'])} clips of codes but {len(meta)} in its JSON")
             for j, m in enumerate(meta):
-                fam = FAMILY_EMBODIMENT.get(m["family"])
-                has = fam is not None and "actions" in t
-                self.clips.append(dict(m, row=base + j, action_row=len(self.actions) if has else None,
-                                       domain=emb.index(config.embodiments, fam) if has else None))
-                if has:
+                slot = clip_embodiment(config.embodiments, m, t["actions"].shape[-1]) if "actions" in t else None
+                self.clips.append(dict(m, row=base + j, action_row=len(self.actions) if slot is not None else None,
+                                       domain=slot))
+                if slot is not None:
                     self.actions.append(t["actions"][j])
             self.indices.append(t["indices"])
             base += len(t["indices"])

@@ -15,6 +15,10 @@ rendered in ChatML with the tokenizer's special tokens (ids fixed in kinema/toke
     <|im_start|>system\n...<|im_end|>\n<|im_start|>user\n<video>[vision tokens]Does ...?<|im_end|>\n
     <|im_start|>assistant\nyes<|im_end|>
 
+Text may not hold a special token's string (SPECIAL_TOKENS, or any other token the
+tokenizer adds): the tokenizer would read it as that token, so a user's text could
+close its turn and open an assistant's, or leave a media marker with no media.
+
 An image is a one-frame video. `render` returns segments for
 sequence.build_interleaved with media parts left for the caller to encode, and
 the indices of the assistant segments (the text the reasoner is trained to
@@ -26,6 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from kinema.tokenize.text import SPECIAL_TOKENS
 
 ROLES = ("system", "user", "assistant")
 MEDIA = ("video", "image")
@@ -61,8 +67,31 @@ def _check_part(part, where: str) -> None:
         raise ValueError(f"{where}: unknown part type {kind!r}; expected 'text', 'video' or 'image'")
 
 
-def validate(messages, *, for_generation: bool = True) -> list[dict]:
-    """Check the structure; -> messages with string contents turned into one text part."""
+def _check_text(parts: list[dict], where: str, special) -> None:
+    """No special token's string in the text. Consecutive text parts are checked joined, as render writes
+    them ("<|im_" + "end|>" is one token); none of SPECIAL_TOKENS can straddle the template around them (each
+    starts with its only "<" and holds no newline)."""
+    j = 0
+    while j < len(parts):
+        k = j
+        while k < len(parts) and parts[k]["type"] == "text":
+            k += 1
+        run = "".join(p["text"] for p in parts[j:k])
+        hits = [(run.find(s), s) for s in special if s in run]
+        if hits:
+            at, token = min(hits)
+            ends = np.cumsum([len(p["text"]) for p in parts[j:k]])  # where each part ends in the run
+            first, last = (j + int(np.searchsorted(ends, c, "right")) for c in (at, at + len(token) - 1))
+            idx = f"{first}" if first == last else f"{first}..{last}"
+            raise ValueError(f"{where}.content[{idx}]: text may not contain the special token {token!r} (the "
+                             f"tokenizer would read it as the chat format's own token, not as text), got "
+                             f"{run[max(0, at - 20) : at + len(token) + 20]!r}")
+        j = k + 1
+
+
+def validate(messages, *, for_generation: bool = True, special=SPECIAL_TOKENS) -> list[dict]:
+    """Check the structure, and that no text holds one of the `special` token strings; -> messages with string
+    contents turned into one text part."""
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages: expected a non-empty list of {'role', 'content'} dicts")
     if len(messages) > MAX_MESSAGES:
@@ -84,6 +113,7 @@ def validate(messages, *, for_generation: bool = True) -> list[dict]:
             _check_part(part, f"{where}.content[{j}]")
             if part["type"] in MEDIA and role != "user":
                 raise ValueError(f"{where}.content[{j}]: only user messages may hold a {part['type']}")
+        _check_text(parts, where, special)
         out.append({"role": role, "content": parts})
     turns = [m["role"] for m in out if m["role"] != "system"]
     if not turns or turns[0] != "user" or any(a == b for a, b in zip(turns, turns[1:])):
@@ -96,7 +126,9 @@ def validate(messages, *, for_generation: bool = True) -> list[dict]:
 
 def render(messages, text, *, add_generation_prompt: bool = True):
     """-> (segments, scored): segments are ("text", ids) or ("media", part); scored = assistant segment indices."""
-    messages = validate(messages, for_generation=add_generation_prompt)
+    # a loaded tokenizer.json may mark more tokens special (plain added tokens are ordinary text)
+    added = {t.content for t in text.tokenizer.get_added_tokens_decoder().values() if t.special}
+    messages = validate(messages, for_generation=add_generation_prompt, special=sorted(added | set(SPECIAL_TOKENS)))
     segments, scored, pending = [], set(), ""
 
     def flush():

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 
 def add_parsers(sub) -> None:
-    from kinema.model import reason_cli, train
+    from kinema.model import generate, reason_cli, train
 
     train.add_parser(sub)
     reason_cli.add_parser(sub)
-    try:
-        from kinema.model import generate
-    except ImportError:  # generate arrives with its module
-        return
     generate.add_parser(sub)

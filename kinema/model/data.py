@@ -28,7 +28,33 @@ from kinema.model.modes import plan_tokens, sample_task
 from kinema.model.sequence import audio_latent_frames
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
 
-FAMILY_EMBODIMENT = {"tabletop": "single_arm", "camera": "camera"}
+FAMILY_EMBODIMENT = {"tabletop": "single_arm", "camera": "camera"}  # the built-in worlds' embodiments
+
+
+def clip_embodiment(embodiments, meta: dict, width: int) -> int | None:
+    """The slot of the embodiment whose actions a clip carries (width numbers a row), None for a family whose
+    actions no mode reads (physics): the one with the clip's action names, else its family's built-in one when
+    the width fits (shards written before clips kept their action names), else the only one of that width.
+    A user's robot is a registered embodiment (`kinema train --embodiment NAME:DIM`) whose episodes, of the
+    tabletop family, record their action names."""
+    if meta["family"] not in FAMILY_EMBODIMENT:
+        return None
+    names = tuple(meta.get("action_names") or ())
+    for i, e in enumerate(embodiments):
+        if names and e.action_names == names:
+            if e.dim != width:
+                raise ValueError(f"a clip's actions {list(names)} have {width} numbers a row; embodiment {e.name} "
+                                 f"has {e.dim}")
+            return i
+    fam = FAMILY_EMBODIMENT[meta["family"]]
+    if embodiments[emb.index(embodiments, fam)].dim == width:
+        return emb.index(embodiments, fam)
+    hits = [i for i, e in enumerate(embodiments) if e.dim == width]
+    if len(hits) == 1:
+        return hits[0]
+    raise ValueError(f"a {meta['family']!r} clip has {width}-D actions {list(names) or ''} that no registered embodiment "
+                     f"takes ({', '.join(f'{e.name} {e.dim}-D' for e in embodiments)}); register one with "
+                     f"`kinema train --embodiment NAME:{width}`")
 
 
 def audio_to_model(a: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -157,11 +183,16 @@ class ClipTasks(torch.utils.data.Dataset):
             meta = read_json(Path(path).with_suffix(".json"))["clips"]
             base_audio = sum(len(a) for a in self.audio)
             if meta and meta[0]["family"] not in MIXTURES[mixture]:
+                if not any(meta[0]["family"] in table for table in MIXTURES.values()):
+                    raise ValueError(f"{path}: world family {meta[0]['family']!r} has no training mixture; expected "
+                                     f"one of {sorted({f for t in MIXTURES.values() for f in t})} (a robot arm's "
+                                     "episodes are 'tabletop', a moving camera's 'camera')")
                 continue  # a family this mixture does not train on
             for j, m in enumerate(meta):
+                slot = clip_embodiment(config.embodiments, m, t["actions"].shape[-1]) if "actions" in t else None
                 m = dict(m, row=len(self.clips), audio=base_audio + m["audio"],
-                         action_row=(len(self.actions) if "actions" in t else None))
-                if "actions" in t:
+                         action_row=len(self.actions) if slot is not None else None, slot=slot)
+                if slot is not None:
                     self.actions.append(t["actions"][j])
                 self.clips.append(m)
             self.vision.append(t["vision"])
@@ -194,9 +225,8 @@ class ClipTasks(torch.utils.data.Dataset):
         out = dict(meta=m, vision=(self.vision[i].float() - self.latent_mean) / self.latent_std,
                    audio=audio_to_model(self.audio[m["audio"]].float(), self.audio_mean, self.audio_std), actions=None,
                    domain=None, keys=None if self.keys is None else self.keys[i])
-        fam = FAMILY_EMBODIMENT.get(m["family"])
-        if fam is not None and m["action_row"] is not None:
-            slot = emb.index(self.config.embodiments, fam)
+        if m["action_row"] is not None:
+            slot = m["slot"]
             e = self.config.embodiments[slot]
             a = self.actions[m["action_row"]]
             out["actions"] = (a - torch.tensor(e.mean)) / torch.tensor(e.std)
@@ -218,19 +248,35 @@ class ClipTasks(torch.utils.data.Dataset):
 
 def statistics(shards, config) -> None:
     """Fill config's per-channel latent/audio statistics and each embodiment's action mean/std from the shards."""
-    vis, aud, acts = [], [], {}
+    vis, aud = [], []
     for path in shards:
         t = load_tensors(Path(path))
-        meta = read_json(Path(path).with_suffix(".json"))["clips"]
         vis.append(t["vision"].float().transpose(0, 1).reshape(t["vision"].shape[1], -1))
         aud.append(t["audio"].float().transpose(0, 1).reshape(t["audio"].shape[1], -1))
-        fam = FAMILY_EMBODIMENT.get(meta[0]["family"])
-        if fam and "actions" in t:
-            acts.setdefault(fam, []).append(t["actions"].reshape(-1, t["actions"].shape[-1]))
     v, a = torch.cat(vis, 1), torch.cat(aud, 1)
     config.latent_mean, config.latent_std = v.mean(1).tolist(), v.std(1).clamp_min(1e-3).tolist()
     config.audio_mean, config.audio_std = a.mean(1).tolist(), a.std(1).clamp_min(1e-3).tolist()
-    for name, rows in acts.items():
-        e = config.embodiments[emb.index(config.embodiments, name)]
-        x = torch.cat(rows)
+    action_statistics(shards, config)
+
+
+def action_statistics(shards, config, only=None) -> None:
+    """Fill each embodiment's (or only those named) action mean/std (in config, in place) from the shards' raw
+    actions [N, T, A]. An embodiment registered without action names takes its episodes' (when they all agree),
+    so later data and requests find it by name."""
+    rows, names = {}, {}
+    for path in shards:
+        t = load_tensors(Path(path))
+        if "actions" not in t:
+            continue
+        meta = read_json(Path(path).with_suffix(".json"))["clips"]
+        for j, m in enumerate(meta):
+            slot = clip_embodiment(config.embodiments, m, t["actions"].shape[-1])
+            if slot is not None and (only is None or config.embodiments[slot].name in only):
+                rows.setdefault(slot, []).append(t["actions"][j])
+                names.setdefault(slot, set()).add(tuple(m.get("action_names") or ()))
+    for slot, r in rows.items():
+        e = config.embodiments[slot]
+        x = torch.cat(r)
         e.mean, e.std = x.mean(0).tolist(), x.std(0).clamp_min(emb.STD_FLOOR).tolist()
+        if not e.action_names and len(names[slot]) == 1 and len(found := next(iter(names[slot]))) == e.dim:
+            e.action_names = found

@@ -6,6 +6,7 @@ Shared by the reasoner (text) and the autoregressive world model (FSQ codes).
 Greedy is temperature 0. Top-k keeps the k largest logits; top-p keeps the
 smallest set of tokens whose probability sums to at least p (the most likely
 token always survives). A `torch.Generator` makes sampling reproducible.
+Stop strings are for text (the reasoner); the world model's codes have none.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class SamplingParams:
     top_p: float = 1.0        # 1 = off
     max_new_tokens: int = 64
     seed: int = 0
+    # text: the answer ends before the first of these it holds (a str or a list of them; kept as a tuple)
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -34,6 +37,10 @@ class SamplingParams:
             raise ValueError(f"top_p: expected in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: expected >= 1, got {self.max_new_tokens}")
+        stop = (self.stop,) if isinstance(self.stop, str) else self.stop
+        if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
+            raise ValueError(f"stop: expected a non-empty string or a list of them, got {self.stop!r:.80}")
+        self.stop = tuple(stop)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

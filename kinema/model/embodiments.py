@@ -46,6 +46,11 @@ class Embodiment:
         if len(self.mean) != self.dim or len(self.std) != self.dim:
             raise ValueError(f"embodiment {self.name!r}: mean/std must have {self.dim} entries")
 
+    @property
+    def fitted(self) -> bool:
+        """Whether its statistics came from data (a registered embodiment starts at mean 0, std 1)."""
+        return not (all(m == 0.0 for m in self.mean) and all(x == 1.0 for x in self.std))
+
     def constant_dims(self) -> list[bool]:
         """Dimensions whose training std sat at the floor: they carry no signal to predict."""
         return [s <= STD_FLOOR * (1 + 1e-6) for s in self.std]

@@ -8,6 +8,11 @@ costs nothing and says exactly which field is wrong.
 
 Outputs in --out: video.mp4 (sound muxed in when generated), actions.json
 (generated or given actions), contact.png (given | generated frames), request.json.
+
+Clips longer than the video tokenizer's window (33 frames) are made by
+`Pipeline.rollout` in chunks of at most one window, each conditioned on the
+last max(9, context_frames) frames made so far: forward_dynamics and
+video2video only, the modes a rollout continues, and without sound.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,9 @@ from kinema.model.modes import ACTION_MODES, MODES
 DEFAULT_MODEL = "checkpoints/world-model-small"
 VISION_MODES = ("image2video", "video2video", "forward_dynamics", "inverse_dynamics", "policy")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEFAULT_FPS = 16.0
+ROLLOUT_MODES = ("forward_dynamics", "video2video")  # what Pipeline.rollout continues past one window
+ROLLOUT_CONTEXT = 9  # given frames a rollout's later chunks see at least (Pipeline.rollout's max_context)
 
 
 def _field(default, help: str):
@@ -45,8 +53,10 @@ class GenerateRequest:
                                            "action width")
     context_frames: int | None = _field(None, "given frames read from vision_path; default 9 (image2video 1, "
                                               "inverse_dynamics all)")
-    fps: float = _field(16.0, "frames per second")
-    num_frames: int = _field(33, "frames in the clip: 1 + 4k")
+    fps: float | None = _field(None, f"frames per second; default: the given video's, else {DEFAULT_FPS:g} (a "
+                                     "given video's fps cannot be overridden)")
+    num_frames: int = _field(33, "frames in the clip: 1 + 4k; past the tokenizer's 33-frame window only "
+                                 "forward_dynamics and video2video, which roll out in chunks")
     seed: int = _field(0, "noise seed")
     guidance: float | None = _field(None, "classifier-free guidance scale; 1 = off; default 3 for text2image and "
                                           "text2video, else 1")
@@ -114,6 +124,8 @@ def load_vision(path, count: int | None) -> tuple[np.ndarray, float | None]:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         import cv2
 
+        if count not in (None, 1):
+            raise ValueError(f"vision_path: {path} is an image, 1 frame; the request needs {count}")
         img = cv2.imread(str(path))
         if img is None:
             raise ValueError(f"vision_path: {path} is not a readable image")
@@ -133,11 +145,17 @@ def validate(req: GenerateRequest, config) -> dict:
 
     if req.model_mode not in MODES:
         bad("model_mode", f"one of {', '.join(MODES)}")
-    tc = config.temporal_compression
+    tc, window = config.temporal_compression, config.tokenizer_window
     if req.model_mode != "text2image" and (not isinstance(req.num_frames, int) or req.num_frames < 1
                                            or (req.num_frames - 1) % tc or req.num_frames > 401):
         bad("num_frames", f"1 + {tc}k frames the tokenizer can take (1, {1 + tc}, ..., 33, ..., at most 401)")
-    if not (isinstance(req.fps, (int, float)) and math.isfinite(req.fps) and 1 <= req.fps <= 120):
+    # one run makes at most one tokenizer window; longer clips are a rollout's chunks (`_roll_out`)
+    long = req.model_mode != "text2image" and req.num_frames > window
+    if long and req.model_mode not in ROLLOUT_MODES:
+        bad("num_frames", f"at most {window} in {req.model_mode} (the video tokenizer's window; only "
+                          f"{', '.join(ROLLOUT_MODES)} continue past it, in chunks)")
+    if req.fps is not None and not (isinstance(req.fps, (int, float)) and math.isfinite(req.fps)
+                                    and 1 <= req.fps <= 120):
         bad("fps", "a number of frames per second in [1, 120]")
     if req.num_steps is not None and (not isinstance(req.num_steps, int) or not 1 <= req.num_steps <= 1000):
         bad("num_steps", "an integer in [1, 1000]")
@@ -165,10 +183,12 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("prompt", "a string of at most 2000 characters")
     if req.enable_sound and req.model_mode not in ("text2video", "image2video", "video2video"):
         bad("enable_sound", "false unless model_mode is text2video, image2video or video2video")
+    if req.enable_sound and long:
+        bad("enable_sound", f"false when num_frames > {window} (a rollout's chunks make frames only)")
     step = config.spatial_compression * config.patch[0]
     if not isinstance(req.resolution, int) or req.resolution % step or not step <= req.resolution <= 512:
         bad("resolution", f"a multiple of {step} pixels in [{step}, 512]")
-    need = {}
+    need = {"rollout": True} if long else {}
     T = 1 if req.model_mode == "text2image" else req.num_frames
     if req.model_mode in VISION_MODES:
         if not req.vision_path:
@@ -179,9 +199,19 @@ def validate(req: GenerateRequest, config) -> dict:
             bad("context_frames", f"{T} (inverse_dynamics reads the whole clip)")
         if req.model_mode != "inverse_dynamics" and (count < 1 or (count - 1) % tc or count >= T):
             bad("context_frames", f"1 + {tc}j given frames, fewer than num_frames={T}")
+        if long and count >= window:  # every chunk must leave frames to generate
+            bad("context_frames", f"1 + {tc}j given frames, fewer than the tokenizer's window of {window} "
+                                  f"(num_frames={T} rolls out in chunks of at most {window})")
         need["context_frames"] = count
         if not Path(req.vision_path).is_file():
             raise FileNotFoundError(f"vision_path: {req.vision_path} does not exist")
+        if Path(req.vision_path).suffix.lower() in IMAGE_SUFFIXES and count != 1:
+            bad("vision_path", f"a video of at least {count} frames ({req.model_mode} reads context_frames={count} "
+                               "given frames; an image is 1 frame: give a video, or context_frames 1)")
+        if req.model_mode == "policy" and count > 1 and not req.action_path:
+            # the rows between given frames are history the model conditions on, not something to fill with zeros
+            bad("action_path", f"a JSON file of the {count - 1} actions taken between the {count} given frames, "
+                               "one row per frame (policy conditions on them; or context_frames 1)")
     if req.model_mode in ("forward_dynamics",) and not req.action_path:
         bad("action_path", "a JSON file of actions, one row per frame (forward_dynamics is driven by actions)")
     if req.action_path:
@@ -203,6 +233,52 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("domain_name", f"one of {', '.join(e.name for e in config.embodiments)} "
                            f"({req.model_mode} without action_path must name the embodiment)")
     return need
+
+
+def load_given(req: GenerateRequest, config, count: int) -> tuple[np.ndarray, float]:
+    """The request's given frames, checked against the model before it loads: -> (uint8 [count, H, W, 3], the
+    clip's fps: the video's own, else the request's or the default)."""
+    context, file_fps = load_vision(req.vision_path, count)
+    H, W = context.shape[1:3]
+    step = config.spatial_compression * config.patch[0]
+    if H != W or H % step:
+        raise ValueError(f"vision_path: the generator takes square frames whose side is a multiple of {step} "
+                         f"pixels; {req.vision_path} has {W}x{H}")
+    if file_fps is None:  # an image has no frame rate
+        return context, float(req.fps or DEFAULT_FPS)
+    if req.fps is not None and not math.isclose(req.fps, file_fps, rel_tol=1e-3):
+        # the given frames' timing is the clip's: generating at another rate would misplace them in time
+        raise ValueError(f"fps: expected {file_fps:g} (the given video's; or leave fps out), got {req.fps!r}: "
+                         f"{req.vision_path} plays at {file_fps:g} fps and its frames keep their timing (resample "
+                         "the video to change it)")
+    if not 1 <= file_fps <= 120:
+        raise ValueError(f"vision_path: {req.vision_path} plays at {file_fps:g} fps; the model takes [1, 120]")
+    return context, float(file_fps)
+
+
+def given_rows(config, domain_name: str, actions: np.ndarray) -> np.ndarray:
+    """Raw actions [T, A] -> the T - 1 rows of frames 1..T-1 as forward dynamics hands given actions back
+    (modes.plan_tokens' rows, constant dimensions at the embodiment's mean, as Pipeline._unpack writes them)."""
+    from kinema.model import embodiments as emb
+
+    e = config.embodiments[emb.index(config.embodiments, domain_name)]
+    rows = np.array(actions[:-1] if e.timing == "after" else actions[1:], np.float32)
+    const = np.array(e.constant_dims())
+    rows[:, const] = np.asarray(e.mean, np.float32)[const]
+    return rows
+
+
+def _roll_out(pipe, req: GenerateRequest, need: dict, context: np.ndarray, progress: bool) -> dict:
+    """A clip past the tokenizer's window (ROLLOUT_MODES): `Pipeline.rollout`'s chunks after the given frames,
+    exactly num_frames frames; forward_dynamics' actions rows are the given ones (one per frame 1..T-1)."""
+    actions = need.get("actions")
+    future = pipe.rollout(context, req.num_frames - len(context), actions=actions,
+                          window=pipe.config.tokenizer_window, max_context=max(ROLLOUT_CONTEXT, len(context)),
+                          domain_name=need.get("domain_name"), prompt=req.prompt, fps=req.fps, seed=req.seed,
+                          guidance=req.guidance, num_steps=req.num_steps, shift=req.shift, sampler=req.sampler,
+                          action_guidance=req.action_guidance, strength=req.strength, progress=progress)
+    rows = None if actions is None else given_rows(pipe.config, need["domain_name"], actions)
+    return {"frames": np.concatenate([context, future]), "actions": rows, "audio": None}
 
 
 def write_outputs(out_dir, result: dict, req: GenerateRequest, context: np.ndarray | None, sample_rate: int) -> dict:
@@ -242,15 +318,10 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
         raise ValueError(f"model: {model} holds a {raw.get('kind')!r}, not a {KIND}")
     cfg = WorldModelConfig.from_dict(raw["model"])
     need = validate(req, cfg)
-    context = None
-    fps = req.fps
+    context, fps = None, float(req.fps or DEFAULT_FPS)
     if "context_frames" in need:
-        context, _ = load_vision(req.vision_path, need["context_frames"])
-        H, W = context.shape[1:3]
-        step = cfg.spatial_compression * cfg.patch[0]
-        if H != W or H % step:
-            raise ValueError(f"vision_path: the generator takes square frames whose side is a multiple of {step} "
-                             f"pixels; {req.vision_path} has {W}x{H}")
+        context, fps = load_given(req, cfg, need["context_frames"])
+    req = replace(req, fps=fps)  # request.json records the rate the clip was made at
     pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype)
     t = time.time()
     if req.draws:  # the point estimate: the given frames stay the video
@@ -263,6 +334,8 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
         if calibrated:  # the point estimate `kinema eval actions` scores (kinema.model.calibration)
             actions = cal.apply(need["domain_name"], actions)
         result = {"frames": context, "actions": actions, "audio": None, "calibrated": calibrated}
+    elif need.get("rollout"):
+        result = _roll_out(pipe, req, need, context, progress)
     else:
         result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),
                           domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,

@@ -201,6 +201,9 @@ class Pipeline:
         check_mode(mode)
         c = self.config
         tc, sc = c.temporal_compression, c.spatial_compression
+        if num_frames > c.tokenizer_window:  # one window of latents per sample; longer clips continue in chunks
+            raise ValueError(f"num_frames: one sample makes at most {c.tokenizer_window} frames (the tokenizer's "
+                             f"window), got {num_frames}; Pipeline.rollout continues longer clips")
         t = 1 if mode == "text2image" else latent_frames(num_frames, tc)
         T = 1 + tc * (t - 1)
         guidance = DEFAULT_GUIDANCE.get(mode, 1.0) if guidance is None else float(guidance)
@@ -213,6 +216,8 @@ class Pipeline:
         if size % (sc * c.patch[0]):
             raise ValueError(f"size: frames must be a multiple of {sc * c.patch[0]} pixels, got {size}")
         vision = torch.zeros(c.latent_channels, t, size // sc, size // sc)
+        if shift is None and c.schedule != "edm":  # rectified flow's time shift grows with the frame's tokens
+            shift = schedule_for(c, size=size).shift
         k, Tc, keys = None, 0, None
         if context is not None and mode not in ("text2image", "text2video"):
             Tc = len(context) if mode != "image2video" else 1

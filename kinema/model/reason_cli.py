@@ -15,7 +15,8 @@ def _reason(args):
     from kinema.model.reasoner import Reasoner
 
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens, seed=args.seed)  # validates before loading
+                            max_new_tokens=args.max_new_tokens, seed=args.seed,
+                            stop=args.stop or ())  # validates before loading
     content = []
     for kind in ("video", "image"):
         path = getattr(args, kind)
@@ -72,6 +73,9 @@ def add_parser(sub) -> None:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with this much probability")
     p.add_argument("--max-new-tokens", type=int, default=128, help="stop after this many tokens (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (with --temperature > 0)")
+    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="end the answer before this text (repeatable; the text itself is not printed; "
+                        "a newline in bash: --stop $'\\n')")
     p.add_argument("--no-stream", action="store_true", help="print the whole answer at the end")
     _common(p)
     p.set_defaults(func=_reason)

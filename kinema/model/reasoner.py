@@ -132,20 +132,27 @@ class Reasoner:
                 logits, _ = self._run(seq, None)
 
     def stream(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True) -> Iterator[str]:
-        """Yield the answer's text as it grows (pieces join to exactly `answer`'s string)."""
-        ids, said = [], ""
+        """Yield the answer's text as it grows (pieces join to exactly `answer`'s string). With params.stop the
+        answer ends before the first stop string it holds (no more tokens are drawn), and text that may begin
+        one is held back until the next tokens tell."""
+        params = params or SamplingParams()
+        ids, said, text = [], "", ""
         for i in self.generate_ids(self.prompt(messages), params, use_cache=use_cache):
             ids.append(i)
             text = self.text.decode(ids)
+            cut = _stop_at(text, params.stop)
+            if cut is not None:
+                text = text[:cut]
+                break
             if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-                yield text[len(said):]
-                said = text
-        text = self.text.decode(ids)
+                ready = len(text) - _may_begin_stop(text, params.stop)
+                yield text[len(said) : ready]
+                said = text[:ready]
         if len(text) > len(said):
             yield text[len(said):]
 
     def answer(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True) -> str:
-        return self.text.decode(list(self.generate_ids(self.prompt(messages), params, use_cache=use_cache)))
+        return "".join(self.stream(messages, params, use_cache=use_cache))  # the same text, streamed or not
 
     def choice_logprobs(self, messages, choices: list[str]) -> list[float]:
         """log P(answer = choice) for each choice string (its tokens, then <|im_end|>)."""
@@ -191,6 +198,16 @@ class Reasoner:
         return out
 
 
+def _stop_at(text: str, stop) -> int | None:
+    """Where the earliest stop string in `text` begins; None when it holds none."""
+    return min((i for i in (text.find(s) for s in stop) if i >= 0), default=None)
+
+
+def _may_begin_stop(text: str, stop) -> int:
+    """How many characters at the end of `text` are the beginning of a stop string (0: none)."""
+    return max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+
+
 def _text_token(cfg, token_id: int, pos: float, group: int) -> Tokens:
     return Tokens(kind=torch.tensor([TEXT]), gen=torch.zeros(1, dtype=torch.bool), group=torch.tensor([group]),
                   pos=torch.full((1, 3), pos), text=torch.tensor([token_id]), value=torch.zeros(1, cfg.value_dim),
@@ -215,21 +232,36 @@ def episode_video(ep, camera: str) -> dict:
 
 
 PLAUSIBILITY_QUESTION = "Is the motion in this video physically plausible?"  # as kinema.worlds.language asks it
+SUCCESS_QUESTION = "Did the robot succeed?"  # as kinema.worlds.tabletop asks it
 
 
 class ReasonerJudge:
-    """The plausibility judge of the evaluation harness (kinema.eval.judge): log P("yes") - log P("no")
-    to PLAUSIBILITY_QUESTION about the first camera's video."""
+    """The reasoner as a judge for the evaluation harness: log P("yes") - log P("no") to a yes/no question.
+
+    `score` is the plausibility judge (kinema.eval.judge): PLAUSIBILITY_QUESTION about the first camera's video.
+    `success` is the success judge, a reward model for the closed loop (kinema.eval.closed_loop): SUCCESS_QUESTION
+    about every camera's video, the log-odds averaged over cameras. It is asked of silent video, so real and
+    imagined episodes (which have no sound) are judged alike."""
 
     def __init__(self, reasoner: Reasoner, name: str = "reasoner"):
         self.reasoner, self.name = reasoner, name
 
+    def _log_odds(self, video: dict, question: str) -> float:
+        msgs = [{"role": "user", "content": [video, {"type": "text", "text": question}]}]
+        yes, no = self.reasoner.choice_logprobs(msgs, ["yes", "no"])
+        return yes - no
+
     def score(self, item) -> float:
         video = {"type": "video", "video": item, "fps": DEFAULT_FPS} if isinstance(item, np.ndarray) \
             else episode_video(item, item.cameras[0])
-        msgs = [{"role": "user", "content": [video, {"type": "text", "text": PLAUSIBILITY_QUESTION}]}]
-        yes, no = self.reasoner.choice_logprobs(msgs, ["yes", "no"])
-        return yes - no
+        return self._log_odds(video, PLAUSIBILITY_QUESTION)
+
+    def success(self, frames: dict, fps: float) -> float:
+        """frames: camera -> uint8 [T, H, W, 3] (a real or an imagined episode) -> log-odds that the task succeeded."""
+        if not frames:
+            raise ValueError("success: expected the frames of at least one camera, got none")
+        return float(np.mean([self._log_odds({"type": "video", "video": np.asarray(f), "fps": float(fps)},
+                                             SUCCESS_QUESTION) for f in frames.values()]))
 
 
 def load_judge(path, *, device: str = "auto", **_):

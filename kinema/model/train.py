@@ -13,13 +13,14 @@ with the resolution-dependent shift.
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from kinema.diffusion.schedules import get_schedule, resolution_shift
 from kinema.model.lm_loss import keep_loss, lm_loss
+from kinema.model import embodiments as emb
 from kinema.model.config import KIND, WorldModelConfig, get_preset
 from kinema.model.sequence import ACTION, AUDIO, VISION, Tokens, collate
 from kinema.model.world_model import WorldModel
@@ -33,11 +34,13 @@ NEW_PARTS = {"text_out.": "the reasoner's text head", "frame_in.": "the given-fr
              "pixel_in.": "the reasoner's pixel input (pixel_cell)", ".lora.": "the reasoner's adapter (reason_adapter)"}
 
 
-def schedule_for(config: WorldModelConfig, shift: float | None = None):
-    """The config's schedule; rectified flow shifted for its tokens per latent frame (64x64: 16)."""
+def schedule_for(config: WorldModelConfig, shift: float | None = None, size: int = 64):
+    """The config's schedule; rectified flow shifted for the tokens per latent frame of size x size video
+    (64x64: 16 tokens, base_shift; 128x128: 64 tokens, twice it)."""
     if config.schedule == "edm":
         return get_schedule("edm")
-    tokens = (64 // config.spatial_compression // config.patch[0]) * (64 // config.spatial_compression // config.patch[1])
+    grid = size // config.spatial_compression
+    tokens = max(1, grid // config.patch[0]) * max(1, grid // config.patch[1])
     return get_schedule("rectified_flow", shift=shift or resolution_shift(config.base_shift, tokens))
 
 
@@ -87,9 +90,10 @@ def world_model_loss(model, batch: Tokens, schedule, teacher=None, keep: float =
 
 
 def prepare(data, out: Path, config: WorldModelConfig, video_tokenizer: str, audio_tokenizer: str,
-            stride: int = 32, progress: bool = True):
-    """Latents, text tokenizer and data statistics for a run folder; reused when the run resumes."""
-    from kinema.model.data import build_latents, statistics
+            stride: int = 32, progress: bool = True, fill=()):
+    """Latents, text tokenizer and data statistics for a run folder; reused when the run resumes.
+    fill: embodiments registered on a starting checkpoint, whose action statistics come from this data."""
+    from kinema.model.data import action_statistics, build_latents, statistics
     from kinema.tokenize.load import load_tokenizer
     from kinema.tokenize.text import TextTokenizer, corpus_from_datasets
 
@@ -102,12 +106,42 @@ def prepare(data, out: Path, config: WorldModelConfig, video_tokenizer: str, aud
     saved = out / "model_config.json"
     if saved.exists():  # a resumed run keeps its statistics and registry exactly
         config = WorldModelConfig.from_dict(read_json(saved))
+        # but embodiments registered on a starting checkpoint (--init --embodiment) get theirs from this data
+        unfitted = [e.name for e in config.embodiments if e.name in fill and not e.fitted]
+        if unfitted:
+            action_statistics(shards, config, only=unfitted)
     else:
         config = replace(config, vocab_size=text.vocab_size, video_tokenizer=Path(video_tokenizer).name,
                          audio_tokenizer=Path(audio_tokenizer).name)
         statistics(shards, config)
-        write_json(saved, config.to_dict())
+    missing = [e.name for e in config.embodiments if e.name in fill and not e.fitted]
+    if missing:
+        raise ValueError(f"--embodiment {', '.join(missing)}: no episode in --data has their actions (matched by "
+                         "action names, else by width)")
+    write_json(saved, config.to_dict())
     return shards, text, config
+
+
+def parse_embodiment(spec: str) -> tuple[str, int, str]:
+    """--embodiment NAME:DIM[:after|at] -> (name, dim, timing)."""
+    parts = spec.split(":")
+    try:
+        if not 2 <= len(parts) <= 3 or not parts[0]:
+            raise ValueError
+        name, dim, timing = parts[0], int(parts[1]), parts[2] if len(parts) == 3 else "after"
+    except ValueError:
+        raise ValueError(f"--embodiment {spec!r}: expected NAME:DIM[:after|at], e.g. my_arm:7") from None
+    if timing not in emb.TIMINGS:
+        raise ValueError(f"--embodiment {spec!r}: timing must be one of {emb.TIMINGS}, got {timing!r}")
+    return name, dim, timing
+
+
+def dataset_size(dataset, config: WorldModelConfig) -> int:
+    """The pixel size of a training mixture's generator clips (64 when it holds none: questions only)."""
+    from kinema.model.data import ClipTasks
+
+    clips = getattr(dataset, "generator", dataset)  # reason_data.draws wraps the generator's ClipTasks
+    return int(clips.vision.shape[-1]) * config.spatial_compression if isinstance(clips, ClipTasks) else 64
 
 
 def train(args) -> Path:
@@ -140,11 +174,20 @@ def train(args) -> Path:
     pixels = getattr(args, "reason_pixels", 0)
     config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False),
                         pixel_cell=pixels, reason_adapter=adapter)
+    new_embodiments = [parse_embodiment(e) for e in getattr(args, "embodiment", [])]
+    for name, dim, timing in new_embodiments:
+        emb.register_embodiment(config.embodiments, name, dim, timing=timing, max_action_dim=config.max_action_dim,
+                                max_embodiments=config.max_embodiments)
     init_state = None
     if args.init:  # post-training: the initial checkpoint's config (statistics, vocabulary) and text tokenizer
         from kinema.train.checkpoint import load_pretrained
 
         raw, init_state = load_pretrained(args.init, expected_kind=KIND)
+        init_embodiments = [emb.Embodiment(**e) for e in raw["model"]["embodiments"]]
+        for name, dim, timing in new_embodiments:  # its slots stay: a new robot takes the next free one
+            emb.register_embodiment(init_embodiments, name, dim, timing=timing,
+                                    max_action_dim=raw["model"]["max_action_dim"],
+                                    max_embodiments=raw["model"]["max_embodiments"])
         if adapter and raw["model"].get("pixel_cell") and not raw["model"].get("reason_adapter"):
             raise ValueError(f"--reason-adapter: {args.init}'s pixel view is read by its generator too (pixel_cell "
                              f"{raw['model']['pixel_cell']} without an adapter); with an adapter only questions read "
@@ -168,12 +211,14 @@ def train(args) -> Path:
                 model_cfg.update(pixel_cell=pixels)
             if adapter:
                 model_cfg.update(reason_adapter=adapter)
+            if new_embodiments:  # registered without statistics: prepare fills them from the data
+                model_cfg.update(embodiments=[asdict(e) for e in init_embodiments])
             write_json(out / "model_config.json", model_cfg)
             shutil.copytree(Path(args.init), out / "text", dirs_exist_ok=True,
                             ignore=lambda d, names: [n for n in names if n != "tokenizer.json"])
         if args.data:
             shards, text, cfg = prepare(args.data, out, config, args.video_tokenizer, args.audio_tokenizer,
-                                        args.stride, progress=show)
+                                        args.stride, progress=show, fill=[e[0] for e in new_embodiments])
         else:  # questions only: the checkpoint's config and text tokenizer, copied in above
             from kinema.tokenize.text import TextTokenizer
 
@@ -257,12 +302,13 @@ def train(args) -> Path:
             teacher.to(b.value.device)
         return world_model_loss(m, b, schedule, teacher, keep)
 
-    schedule = schedule_for(config)
-    trainer = Trainer(model, loss_fn, dataset, tc, config, kind=KIND,
-                      collate_fn=collate, find_unused_parameters=True)
+    # shifted for the data's resolution (every shard's latents share one grid: ClipTasks concatenates them)
+    schedule = schedule_for(config, size=dataset_size(dataset, config))
+    # the run's text tokenizer goes into every checkpoint folder, so Pipeline.from_pretrained loads any of them
+    text_file = Path(text.save(out / "text")) if rank == 0 else out / "text" / "tokenizer.json"
+    trainer = Trainer(model, loss_fn, dataset, tc, config, kind=KIND, collate_fn=collate,
+                      find_unused_parameters=True, extra_files={"tokenizer.json": text_file})
     final = trainer.fit()
-    if rank == 0:
-        shutil.copy(Path(text.save(out / "text")), final / "tokenizer.json")
     del trainer
     cleanup_distributed()
     return final
@@ -356,6 +402,11 @@ def add_parser(sub) -> None:
     p.add_argument("--audio-tokenizer", default="checkpoints/tokenizer-audio", help="the audio tokenizer (default: %(default)s)")
     p.add_argument("--schedule", default="rectified_flow", choices=["rectified_flow", "edm"], help="the diffusion schedule (default: %(default)s)")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (post-training)")
+    p.add_argument("--embodiment", action="append", default=[], metavar="NAME:DIM[:after|at]",
+                   help="register a new embodiment (your robot: DIM numbers an action, 'after' = row t acts after "
+                        "frame t is seen, the default; 'at' = row t is frame t's pose), fresh or with --init; its "
+                        "episodes (family 'tabletop' or 'camera') are matched by their action names, else by DIM, "
+                        "and its action statistics come from them. Repeatable")
     p.add_argument("--frame-condition", action="store_true",
                    help="with --init from a checkpoint without them (or with fewer action rows): add the preset's "
                         "given-frame inputs (zero-initialised)")

@@ -106,12 +106,14 @@ def _summarise(per_clip: dict[str, list[dict]]) -> dict:
 def evaluate_video(model, clips: dict, *, dtype: str = "fp32", batch: int = 8, progress: bool = True) -> dict:
     """Reconstruction quality of a video tokenizer on held-out clips, per scenario."""
     cfg = model.cfg
+    device = next(model.parameters()).device
     per_clip = defaultdict(list)
     bar = tqdm(total=sum(len(v) for v in clips.values()), desc="tokenizer eval", unit="clip", disable=not progress)
     for scen, vids in clips.items():
         for s in range(0, len(vids), batch):
-            x = torch.stack([to_model(v) for v in vids[s : s + batch]])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            x = torch.stack([to_model(v) for v in vids[s : s + batch]]).to(device)  # [B, 3, T, H, W]
+            # autocast on the model's device: a "cpu" autocast leaves a GPU run in fp32 whatever --dtype says
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
                 z = model.encode(x)
                 y = model.decode(z[0] if cfg.discrete else z, num_frames=x.shape[2])  # DV decodes from indices
             for v, r in zip(vids[s : s + batch], y):

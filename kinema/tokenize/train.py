@@ -8,7 +8,7 @@ near-perfect background pixel still pushes with a full-size sign gradient, which
 drowns the few object pixels; MSE's gradient grows with the error, so objects are
 learned (measured: a conv autoencoder overfitting one dominoes clip stays at
 25 dB with L1 or L1+MSE and reaches 32 dB with MSE in 600 steps). Perceptual and
-adversarial terms need pretrained networks or large compression and are left out. Audio:
+adversarial terms need pretrained networks or large compression and are left out.
 Audio: the waveform error normalised by the signal energy (1/SNR, the figure
 reported) plus a small multi-resolution STFT magnitude loss for the spectral shape
 of decays. Sparse impact sounds have the same L1 trap as sparse objects.
@@ -67,7 +67,9 @@ def audio_loss(model, x):
 
 
 def _eval_fn(batch: torch.Tensor, metric):
-    """A closure reconstructing a fixed held-out batch with the EMA-free live weights."""
+    """A closure reconstructing a fixed held-out batch. The trainer calls it inside `Trainer._evaluate`, which
+    loads the EMA weights (the ones that ship) when the run keeps an EMA (ema_decay > 0, the default), and the
+    live weights only with ema_decay 0; so the logged held-out curve is the EMA's."""
 
     def run(model) -> dict:
         was = model.training

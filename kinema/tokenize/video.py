@@ -22,6 +22,12 @@ back. Long videos are cut into independent windows of `window` frames (a
 its first frame as a key latent, and the latents concatenated along time; no
 overlap, so memory is bounded by one window and latents of earlier windows
 never change. `decode` splits latents back into windows of 1 + (window-1)/tf.
+The count (`latent_frames`): T is padded to T' = 1 + ceil((T-1)/tf)*tf, cut into
+n = T' // window full windows of 1 + (window-1)/tf latents each and a rest of
+r = T' % window frames, padded again on its own to 1 + ceil((r-1)/tf)*tf (its
+own key frame), so t = n*(1 + (window-1)/tf) + (1 + ceil((r-1)/tf) if r else 0).
+For T <= window that is 1 + ceil((T-1)/tf); beyond it each later window adds a
+key latent (tf=4, window 33: T=34 -> 11, 65 -> 18, 66 -> 20).
 """
 
 from __future__ import annotations
@@ -260,14 +266,28 @@ class VideoTokenizer(nn.Module):
         sc = self.cfg.spatial_compression
         if x.shape[3] % sc or x.shape[4] % sc:
             raise ValueError(f"{name} height and width must be multiples of {sc}, got {x.shape[3]}x{x.shape[4]}")
+        if x.numel() == 0:
+            raise ValueError(f"{name} is empty: shape {tuple(x.shape)}; expected B, T, H and W all >= 1")
+        if not bool(torch.isfinite(x).all()):  # NaN compares false with any bound, so the range check misses it
+            raise ValueError(f"{name} has {int((~torch.isfinite(x)).sum())} NaN or infinite values; expected "
+                             "finite values in [-1, 1]")
         lo, hi = float(x.min()), float(x.max())
         if lo < -1.001 or hi > 1.001:
             raise ValueError(f"{name} values must lie in [-1, 1], got [{lo:.3g}, {hi:.3g}] "
                              "(for frames in [0, 1] use 2x - 1; for 0..255 use x / 127.5 - 1)")
 
     def latent_frames(self, num_frames: int) -> int:
-        """Latent frames for a clip of `num_frames` (after padding to 1 + k*tf)."""
-        return 1 + math.ceil((num_frames - 1) / self.cfg.temporal_compression)
+        """Latent frames `encode` makes of a clip of `num_frames` (padding and windows as in the module docstring)."""
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        tf, win = self.cfg.temporal_compression, self.cfg.window
+
+        def one_window(n: int) -> int:  # n frames, padded to 1 + k*tf, their first frame a key latent
+            return 1 + math.ceil((n - 1) / tf)
+
+        padded = 1 + math.ceil((num_frames - 1) / tf) * tf  # encode pads the whole clip before cutting windows
+        full, rest = divmod(padded, win)
+        return full * one_window(win) + (one_window(rest) if rest else 0)
 
     # -- one window --------------------------------------------------------------------------
     def encode_window(self, x):

@@ -170,11 +170,13 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------ pretrained folders
 
 
-def save_pretrained(path, state_dict: dict[str, torch.Tensor], config: dict, dtype: torch.dtype | None = None) -> Path:
+def save_pretrained(path, state_dict: dict[str, torch.Tensor], config: dict, dtype: torch.dtype | None = None,
+                    extra_files: dict[str, Path] | None = None) -> Path:
     """Write `config.json` + `model.safetensors` into the folder `path`, atomically.
 
     `config` is the whole config.json (by convention {"kind": ..., "model": {...}});
-    `dtype` (e.g. torch.bfloat16) casts the floating tensors, halving shipped weights.
+    `dtype` (e.g. torch.bfloat16) casts the floating tensors, halving shipped weights;
+    `extra_files` (name -> file) are copied in, inside the same atomic write.
     """
     try:
         config_text = json.dumps(config)
@@ -185,7 +187,14 @@ def save_pretrained(path, state_dict: dict[str, torch.Tensor], config: dict, dty
     with atomic_directory(Path(path)) as tmp:
         write_json(tmp / "config.json", json.loads(config_text))
         save_tensors(tmp / "model.safetensors", state_dict)
+        copy_files(tmp, extra_files)
     return Path(path)
+
+
+def copy_files(folder: Path, files: dict[str, Path] | None) -> None:
+    """Copy each file to folder/name (files a model needs beside its weights, e.g. its text tokenizer)."""
+    for name, src in (files or {}).items():
+        shutil.copyfile(src, folder / name)
 
 
 def load_pretrained(path, expected_kind: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -351,8 +360,10 @@ def save_train_checkpoint(
     param_names: list[str],
     rng: dict[str, torch.Tensor],
     trainer_state: dict,
+    extra_files: dict[str, Path] | None = None,
 ) -> Path:
-    """Write one training checkpoint folder atomically (layout in the module docstring)."""
+    """Write one training checkpoint folder atomically (layout in the module docstring); extra_files as
+    save_pretrained's."""
     opt_tensors, opt_meta = flatten_optimizer_state(optimizer_state, param_names)
     with atomic_directory(Path(path)) as tmp:
         write_json(tmp / "config.json", config)
@@ -364,6 +375,7 @@ def save_train_checkpoint(
         write_json(tmp / "optimizer.json", opt_meta)
         save_tensors(tmp / "rng.safetensors", rng)
         write_json(tmp / "trainer_state.json", trainer_state)
+        copy_files(tmp, extra_files)
     return Path(path)
 
 

@@ -358,6 +358,7 @@ class Trainer:
         eval_every: int = 0,
         find_unused_parameters: bool = False,
         fsdp_units: Callable[[nn.Module], Iterable[nn.Module]] = layer_units,
+        extra_files: dict[str, Path] | None = None,
     ):
         # Given as its dataclass, a run saved before a field was added resumes with that field's default,
         # as its checkpoint loads (the convention: a new field's default is the behaviour before it).
@@ -372,6 +373,7 @@ class Trainer:
                 f"the Trainer keeps weights in fp32 (bf16 is autocast): parameters {not_fp32[:5]} are not fp32"
             )
         self.config, self.kind = config, kind
+        self.extra_files = dict(extra_files or {})  # name -> file, in every checkpoint folder and final/
         self.loss_fn, self.dataset, self.collate_fn = loss_fn, dataset, collate_fn
         self.eval_fn, self.eval_every = eval_fn, eval_every
         self.out = Path(config.out)
@@ -425,7 +427,7 @@ class Trainer:
         final = self.out / "final"
         weights = self._ema_state() if self.ema is not None else self._model_state()  # FSDP: a collective
         if self.rank == 0:
-            save_pretrained(final, weights, self._config_json())
+            save_pretrained(final, weights, self._config_json(), extra_files=self.extra_files)
             self._say(f"final weights ({'EMA' if self.ema is not None else 'raw'}) in {final}")
         barrier()
         return final
@@ -585,6 +587,7 @@ class Trainer:
                 optimizer_state=optimizer_state,
                 param_names=self.param_names,
                 rng=rng,
+                extra_files=self.extra_files,
                 trainer_state={
                     "step": step,
                     "world_size": self.world_size,

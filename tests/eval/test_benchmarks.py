@@ -109,6 +109,45 @@ def test_closed_loop_simulator_as_world_model_agrees_with_reality(eval_out):
     assert s["pearson_r"]["value"] == pytest.approx(1.0)
 
 
+class _Judge:
+    """A success judge (reward model) that reads frames: log-odds from how much the first camera's last frame
+    differs from its first, minus a threshold, so an arm that moved things scores high."""
+
+    name = "frame_change"
+
+    def __init__(self):
+        self.calls = 0
+
+    def success(self, frames, fps):
+        self.calls += 1
+        f = next(iter(frames.values())).astype(float)
+        return float(abs(f[-1] - f[0]).mean() - 1.0)
+
+
+def test_closed_loop_scores_a_success_judge_against_the_simulator(eval_out, tmp_path):
+    from kinema.eval import closed_loop
+
+    sim, judge = get_predictor("baseline:simulator"), _Judge()
+    s = closed_loop.run(sim, tmp_path, n=1, size=32, tasks=["push"], policies=["expert", "random"], judge=judge,
+                        progress=False)
+    assert judge.calls == 4  # each of the 2 episodes, real and imagined
+    assert not _conventions(s)
+    j = s["judge"]
+    assert j["name"] == "frame_change" and j["majority_accuracy"]["value"] == 0.5  # one success, one failure
+    rates = s["rates"]["push"]
+    called = {p: rates[p]["judge_real"]["value"] for p in rates}
+    assert j["accuracy"]["value"] == (called["expert"] + 1 - called["random"]) / 2
+    assert j["roc_auc"]["value"] in (0.0, 0.5, 1.0)
+    for d in rates.values():  # the simulator imagines what happened, so the judge sees the same frames twice
+        assert d["judge_imagined"]["value"] == d["judge_real"]["value"]
+    table = (tmp_path / "closed-loop" / "simulator" / "table.md").read_text()
+    assert "frame_change on real" in table and "Success judge frame_change" in table
+    with pytest.raises(ValueError, match="judge: expected a success judge"):
+        closed_loop.run(sim, tmp_path / "other", n=1, size=32, tasks=["push"], judge=object(), progress=False)
+    with pytest.raises(ValueError, match="other settings"):  # a run made with a judge is not resumed without one
+        closed_loop.run(sim, tmp_path, n=1, size=32, tasks=["push"], policies=["expert", "random"], progress=False)
+
+
 def test_plausibility_state_checker_separates_twins(eval_out):
     _run(["plausibility", "--quick", "--out", str(eval_out)])
     s = _summary(eval_out, "plausibility", "state_checker")

@@ -98,10 +98,18 @@ def test_sampling_with_a_seed_reproduces():
 
 @pytest.mark.parametrize("kw, match", [(dict(temperature=-1), "temperature"), (dict(top_k=-2), "top_k"),
                                        (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
-                                       (dict(max_new_tokens=0), "max_new_tokens")])
+                                       (dict(max_new_tokens=0), "max_new_tokens"),
+                                       (dict(stop=[""]), "stop"), (dict(stop=["a", 3]), "stop"),
+                                       (dict(stop=""), "stop"), (dict(stop=[None]), "stop"),
+                                       (dict(stop={"a": 1}), "stop")])
 def test_bad_sampling_params_are_named(kw, match):
     with pytest.raises(ValueError, match=match):
         SamplingParams(**kw)
+
+
+def test_stop_strings_are_kept_as_a_tuple_and_a_single_one_is_a_list_of_one():
+    assert SamplingParams().stop == ()
+    assert SamplingParams(stop="\n").stop == ("\n",) and SamplingParams(stop=["a", "b"]).stop == ("a", "b")
 
 
 @pytest.mark.parametrize("top_p", [0.3, 0.9, 0.999])

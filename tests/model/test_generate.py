@@ -2,10 +2,11 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
-from kinema.data.video_io import decode_video, encode_video_with_audio
+from kinema.data.video_io import decode_audio, decode_video, encode_video_with_audio, probe_video
 from kinema.model.generate import GenerateRequest, generate, validate
 from kinema.train.checkpoint import read_json, write_json
 from tests.model.helpers import SIZE, random_frames, tiny_config
@@ -20,6 +21,9 @@ def files(tmp_path_factory):
     encode_video_with_audio(clip, random_frames(17), 16.0, None)
     write_json(d / "actions.json", {"actions": np.random.default_rng(0).normal(size=(17, 10)).round(4).tolist()})
     write_json(d / "narrow.json", np.zeros((17, 7)).tolist())
+    write_json(d / "long_actions.json", np.random.default_rng(1).normal(size=(65, 10)).round(4).tolist())
+    encode_video_with_audio(d / "slow.mp4", random_frames(9, seed=2), 8.0, None)  # plays at 8 fps
+    cv2.imwrite(str(d / "frame.png"), random_frames(1)[0])
     return d
 
 
@@ -59,6 +63,24 @@ def test_a_good_request_validates(files):
      ValueError, "draws: expected an integer in \\[1, 256\\]"),
     (dict(model_mode="text2video", action_path=None, vision_path=None, strength=0.5), ValueError,
      "strength: expected 1 in text2video"),
+    (dict(fps=0.5), ValueError, "fps: expected a number of frames per second in \\[1, 120\\]"),
+    # past the tokenizer's 33-frame window only the modes Pipeline.rollout continues (chunk by chunk)
+    (dict(model_mode="text2video", action_path=None, vision_path=None, num_frames=37), ValueError,
+     "num_frames: expected at most 33 in text2video .*forward_dynamics, video2video"),
+    (dict(model_mode="image2video", action_path=None, num_frames=37), ValueError, "num_frames: expected at most 33"),
+    (dict(model_mode="policy", action_path="long_actions.json", context_frames=5, num_frames=37), ValueError,
+     "num_frames: expected at most 33 in policy"),
+    (dict(model_mode="video2video", action_path=None, num_frames=37, enable_sound=True), ValueError,
+     "enable_sound: expected false when num_frames > 33"),
+    (dict(action_path="long_actions.json", num_frames=65, context_frames=33), ValueError,
+     "context_frames: expected 1 \\+ 4j given frames, fewer than the tokenizer's window of 33"),
+    # policy conditions on the actions between its given frames: made-up zeros are not history
+    (dict(model_mode="policy", action_path=None, domain_name="single_arm", context_frames=5), ValueError,
+     "action_path: expected a JSON file of the 4 actions taken between the 5 given frames"),
+    # an image is one given frame: not the 9 the request asks for
+    (dict(model_mode="video2video", action_path=None, vision_path="frame.png"), ValueError,
+     "vision_path: expected a video of at least 9 frames .*context_frames=9.*an image is 1 frame"),
+    (dict(vision_path="frame.png"), ValueError, "vision_path: expected a video of at least 9 frames"),
 ])
 def test_bad_requests_fail_with_the_field_named(files, kw, error, match):
     for key in ("vision_path", "action_path"):
@@ -66,6 +88,20 @@ def test_bad_requests_fail_with_the_field_named(files, kw, error, match):
             kw[key] = str(files / kw[key])
     with pytest.raises(error, match=match):
         validate(_req(files, **kw), CFG)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(model_mode="image2video", action_path=None, vision_path="frame.png"),
+    dict(model_mode="video2video", action_path=None, vision_path="frame.png", context_frames=1),
+    dict(model_mode="policy", action_path=None, domain_name="single_arm", context_frames=1),
+    dict(model_mode="video2video", action_path=None, num_frames=37),
+    dict(action_path="long_actions.json", num_frames=401 - 4 * 84),
+])
+def test_good_requests_at_the_edges_validate(files, kw):
+    for key in ("vision_path", "action_path"):
+        if kw.get(key):
+            kw[key] = str(files / kw[key])
+    validate(_req(files, **kw), CFG)
 
 
 def test_validation_runs_before_any_model_is_loaded(files, tmp_path):
@@ -80,6 +116,10 @@ def test_validation_runs_before_any_model_is_loaded(files, tmp_path):
     encode_video_with_audio(wide, np.zeros((17, SIZE, 2 * SIZE, 3), np.uint8), 16.0, None)
     with pytest.raises(ValueError, match=f"vision_path: the generator takes square frames.*{2 * SIZE}x{SIZE}"):
         generate(_req(files, vision_path=str(wide)), tmp_path, tmp_path / "out", device="cpu", progress=False)
+    # the given video's fps is the clip's: a request that says otherwise is refused (clip.mp4 plays at 16 fps)
+    with pytest.raises(ValueError, match="fps: expected 16 \\(the given video's; or leave fps out\\), got 10.0: "
+                                         ".*clip.mp4 plays at 16 fps"):
+        generate(_req(files, fps=10.0), tmp_path, tmp_path / "out", device="cpu", progress=False)
     assert not (tmp_path / "out").exists()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):  # a good request does reach the loading
         generate(_req(files), tmp_path, tmp_path / "out", device="cpu", progress=False)
@@ -89,14 +129,15 @@ def test_validation_runs_before_any_model_is_loaded(files, tmp_path):
 @pytest.mark.parametrize("mode", ["inverse_dynamics", "policy"])
 def test_generated_actions_need_an_embodiment(files, tmp_path, mode):
     """Without actions nothing tells the action width: the embodiment must be named, and that is checked up front."""
-    req = _req(files, model_mode=mode, action_path=None,
-               context_frames=17 if mode == "inverse_dynamics" else None)
+    context_frames = 17 if mode == "inverse_dynamics" else 1  # policy from one frame: no past actions to give
+    req = _req(files, model_mode=mode, action_path=None, context_frames=context_frames)
     with pytest.raises(ValueError, match="domain_name: expected one of single_arm, camera, toy_gripper"):
         validate(req, CFG)
     write_json(tmp_path / "config.json", {"kind": "world_model", "model": CFG.to_dict()})
     with pytest.raises(ValueError, match="domain_name"):
         generate(req, tmp_path, tmp_path / "out", device="cpu", progress=False)
-    named = validate(_req(files, model_mode=mode, action_path=None, domain_name="camera"), CFG)
+    named = validate(_req(files, model_mode=mode, action_path=None, domain_name="camera",
+                          context_frames=context_frames), CFG)
     assert named["domain_name"] == "camera"
 
 
@@ -136,6 +177,39 @@ def test_generate_end_to_end(files, saved, tmp_path):
              progress=False)
     assert read_json(warm / "request.json")["strength"] == 0.5
     assert not np.array_equal(decode_video(warm / "video.mp4"), video)
+
+
+def test_longer_than_the_window_rolls_out_to_exactly_num_frames(files, saved, tmp_path):
+    """65 frames (two 33-frame windows and then some): chunks of Pipeline.rollout, the given frames first, one
+    action row per frame 1..64 as forward dynamics hands them back."""
+    out = tmp_path / "long"
+    generate(_req(files, action_path=str(files / "long_actions.json"), num_frames=65, num_steps=1), saved["model"],
+             out, device="cpu", dtype="fp32", progress=False)
+    video = decode_video(out / "video.mp4")
+    assert video.shape == (65, SIZE, SIZE, 3)
+    actions = np.array(read_json(out / "actions.json")["actions"])
+    given = np.array(read_json(files / "long_actions.json"))
+    assert actions.shape == (64, 10) and np.allclose(actions, given[:64], atol=1e-4)  # single_arm: row t after frame t
+
+
+def test_video2video_rollout_at_the_given_videos_fps(files, saved, tmp_path):
+    """No fps in the request: the given video's own (slow.mp4: 8 fps, 9 frames) is the clip's, written back."""
+    out = tmp_path / "slow"
+    generate(_req(files, model_mode="video2video", vision_path=str(files / "slow.mp4"), action_path=None,
+                  num_frames=37, num_steps=1), saved["model"], out, device="cpu", dtype="fp32", progress=False)
+    assert decode_video(out / "video.mp4").shape == (37, SIZE, SIZE, 3)
+    assert probe_video(out / "video.mp4")["fps"] == 8 and read_json(out / "request.json")["fps"] == 8.0
+
+
+def test_sound_is_muxed_into_the_video(files, saved, tmp_path):
+    """image2video from an image, with sound: the mp4 carries an audio stream."""
+    out = tmp_path / "sound"
+    generate(_req(files, model_mode="image2video", vision_path=str(files / "frame.png"), action_path=None,
+                  num_frames=9, num_steps=1, enable_sound=True), saved["model"], out, device="cpu", dtype="fp32",
+             progress=False)
+    assert decode_video(out / "video.mp4").shape == (9, SIZE, SIZE, 3)
+    sound = decode_audio(out / "video.mp4", 16000)
+    assert sound is not None and len(sound) > 0
 
 
 def test_inverse_dynamics_answers_with_the_mean_of_draws(files, saved, tmp_path):
@@ -195,3 +269,16 @@ def test_every_request_field_is_a_flag_of_its_type():
         17, 8.0, "inverse_dynamics", True, 2.0)
     assert args.seed is None  # unset flags leave the request file's (or the default) value
     assert all(hasattr(args, f.name) for f in fields(GenerateRequest))
+
+
+def test_an_import_error_in_generate_surfaces(monkeypatch):
+    """A broken import must fail loudly, not silently drop the `kinema generate` command."""
+    import sys
+
+    import kinema.model
+    from kinema.cli import build_parser
+
+    monkeypatch.delattr(kinema.model, "generate", raising=False)
+    monkeypatch.setitem(sys.modules, "kinema.model.generate", None)  # importing it now raises ImportError
+    with pytest.raises(ImportError):
+        build_parser()

@@ -386,3 +386,20 @@ def test_inverse_dynamics_predictor_returns_the_mean_of_one_step_draws(saved):
     assert not np.allclose(draws[0], draws[1])  # the draws differ; their mean is the estimate
     with pytest.raises(ValueError, match="draws: expected at least 1"):
         pred.pipeline.infer_actions(clip, draws=0, domain_name="single_arm")
+
+
+def test_the_time_shift_follows_the_resolution_and_one_sample_stays_in_one_window(tiny_pipeline):
+    """SD3's resolution-dependent shift: base_shift at 16 tokens a latent frame, x sqrt(tokens / 16) otherwise,
+    in training (schedule_for's size) and by default in sampling (the request's size); a shift given wins."""
+    from kinema.model.train import schedule_for
+
+    c = tiny_pipeline.config
+    grid = 64 // c.spatial_compression // c.patch[0]
+    assert schedule_for(c).shift == pytest.approx(c.base_shift * grid / 4)
+    assert schedule_for(c, size=128).shift == pytest.approx(2 * schedule_for(c).shift)
+    small = tiny_pipeline._plan("text2video", num_frames=5, size=32)
+    large = tiny_pipeline._plan("text2video", num_frames=5, size=64)
+    assert large.shift == pytest.approx(2 * small.shift) and large.shift == pytest.approx(schedule_for(c).shift)
+    assert tiny_pipeline._plan("text2video", num_frames=5, size=32, shift=3.0).shift == 3.0
+    with pytest.raises(ValueError, match="Pipeline.rollout continues longer clips"):
+        tiny_pipeline._plan("text2video", num_frames=c.tokenizer_window + 4)

@@ -154,6 +154,21 @@ def test_judge_scores_episodes_and_videos(reasoner):
     assert judge.score(random_frames(9)) == pytest.approx(yes - no, abs=1e-5)
 
 
+def test_success_judge_averages_the_log_odds_over_cameras(reasoner):
+    judge = ReasonerJudge(reasoner)
+    front, side = random_frames(9), random_frames(9)[::-1].copy()
+    each = []
+    for f in (front, side):
+        msgs = [{"role": "user", "content": [{"type": "video", "video": f, "fps": 8.0},
+                                             {"type": "text", "text": "Did the robot succeed?"}]}]
+        yes, no = reasoner.choice_logprobs(msgs, ["yes", "no"])
+        each.append(yes - no)
+    assert judge.success({"front": front, "side": side}, 8.0) == pytest.approx(np.mean(each), abs=1e-5)
+    assert judge.success({"front": front}, 8.0) == pytest.approx(each[0], abs=1e-5)
+    with pytest.raises(ValueError, match="at least one camera"):
+        judge.success({}, 8.0)
+
+
 def test_long_videos_are_subsampled_in_time_and_cut_to_1_plus_4k():
     frames = np.zeros((97, 8, 8, 3), np.uint8)
     clip, fps = reasoner_clip(frames, 16.0)

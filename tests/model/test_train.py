@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -163,8 +164,11 @@ def test_mode_weights_scale_the_mixture_and_bad_ones_are_refused():
 def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, capsys):
     """`kinema train` end to end on a few episodes with the shipped tokenizers; then `--init` from a checkpoint
     without the given-frame inputs (an older model) with --frame-condition: they start at zero, the rest loads."""
+    import shutil
+
     from kinema.cli import main
-    from kinema.train.checkpoint import load_pretrained, save_pretrained
+    from kinema.model.pipeline import Pipeline
+    from kinema.train.checkpoint import load_pretrained, save_tensors, write_json
     from kinema.worlds.generate import generate
 
     data = tmp_path / "data"
@@ -174,9 +178,22 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     assert main(["train", *common, "--out", str(tmp_path / "run")]) == 0
     raw, state = load_pretrained(tmp_path / "run" / "final")
     assert raw["model"]["frame_condition"] and "frame_in.weight" in state
+    # every checkpoint folder it wrote, step checkpoints too, holds the text tokenizer and loads on its own
+    steps = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert steps
+    for folder in (tmp_path / "run" / "final", *steps):
+        assert (folder / "tokenizer.json").read_bytes() == (tmp_path / "run" / "text" / "tokenizer.json").read_bytes()
+    Pipeline.from_pretrained(steps[-1], device="cpu", dtype="fp32", video_tokenizer="checkpoints/tokenizer-cv4x8x8",
+                             audio_tokenizer="checkpoints/tokenizer-audio")
+
+    def older(name, weights, model_cfg):
+        """The final checkpoint (tokenizer.json and all) with an older model's weights and config."""
+        shutil.copytree(tmp_path / "run" / "final", tmp_path / name)
+        save_tensors(tmp_path / name / "model.safetensors", weights)
+        write_json(tmp_path / name / "config.json", {**raw, "model": model_cfg})
+
     old = {k: v for k, v in state.items() if not k.startswith(("frame_in.", "moved_in."))}
-    save_pretrained(tmp_path / "old", old, {**raw, "model": {**raw["model"], "frame_condition": False}})
-    (tmp_path / "old" / "tokenizer.json").write_bytes((tmp_path / "run" / "text" / "tokenizer.json").read_bytes())
+    older("old", old, {**raw["model"], "frame_condition": False})
     assert main(["train", *common, "--out", str(tmp_path / "post"), "--init", str(tmp_path / "old"),
                  "--frame-condition", "--steps", "1"]) == 0
     raw2, state2 = load_pretrained(tmp_path / "post" / "final")
@@ -185,8 +202,7 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     # a checkpoint with the older two-row action input: --frame-condition widens it, the old rows kept
     A = raw["model"]["max_action_dim"]
     two = {**state, "moved_in.weight": state["moved_in.weight"][:, : 2 * A]}
-    save_pretrained(tmp_path / "two", two, {**raw, "model": {**raw["model"], "cond_rows": 2}})
-    (tmp_path / "two" / "tokenizer.json").write_bytes((tmp_path / "run" / "text" / "tokenizer.json").read_bytes())
+    older("two", two, {**raw["model"], "cond_rows": 2})
     assert main(["train", *common, "--out", str(tmp_path / "wide"), "--init", str(tmp_path / "two"),
                  "--frame-condition", "--steps", "1", "--lr", "1e-9"]) == 0
     raw3, state3 = load_pretrained(tmp_path / "wide" / "final")
@@ -368,3 +384,56 @@ def test_reason_adapter_layers_trains_only_the_first_layers_adapter():
     names = {n for n, _ in model.adapter_parameters(first_layers=1)}
     assert names and all(n.startswith("backbone.layers.0.und.lora.") for n in names)
     assert names < {n for n, _ in model.adapter_parameters()}
+
+
+def test_a_registered_embodiment_trains_from_its_episodes(tmp_path, capsys):
+    """A user's robot: 7-D actions no built-in embodiment takes. Refused with a clear error until registered with
+    --embodiment; then its slot gets statistics (and action names) from its episodes, fresh or with --init, where
+    the starting checkpoint's embodiments keep theirs."""
+    from kinema.cli import main
+    from kinema.data.lerobot import write_dataset
+    from kinema.data.reader import EpisodeStore
+    from kinema.train.checkpoint import load_pretrained
+    from kinema.worlds.generate import generate
+
+    generate("push", 2, 0, tmp_path / "src", size=32, frames=33, progress=False)
+    store, eps = EpisodeStore(tmp_path / "src"), []
+    for i in range(len(store)):
+        ep = store.episode(i)
+        ep.action = (ep.action[:, :7] * 3 + 1).astype("float32")  # not the arm's numbers any more
+        ep.info = dict(ep.info, action_names=[f"joint_{j}" for j in range(7)])
+        eps.append(ep)
+    write_dataset(tmp_path / "data" / "my_arm", eps, progress=False)
+    common = ["--preset", "tiny", "--data", str(tmp_path / "data"), "--steps", "1", "--batch-size", "2",
+              "--reason-weight", "0", "--dtype", "fp32", "--device", "cpu"]
+    assert main(["train", *common, "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert "7-D actions" in err and "--embodiment NAME:7" in err
+    assert main(["train", *common, "--embodiment", "my_arm:7:at:x", "--out", str(tmp_path / "bad")]) == 2
+    assert "expected NAME:DIM[:after|at]" in capsys.readouterr().err
+
+    assert main(["train", *common, "--embodiment", "my_arm:7", "--out", str(tmp_path / "run")]) == 0
+    raw, _ = load_pretrained(tmp_path / "run" / "final")
+    arm = raw["model"]["embodiments"][2]
+    assert (arm["name"], arm["dim"], arm["timing"]) == ("my_arm", 7, "after")
+    assert arm["action_names"] == [f"joint_{j}" for j in range(7)]  # taken from its episodes
+    # statistics over the clips' rows: the one 33-frame clip of each episode
+    assert np.allclose(arm["mean"], np.concatenate([ep.action[:33] for ep in eps]).mean(0), atol=1e-5)
+
+    # --init: a checkpoint that has never seen it (trained on the built-in arm) gains it; its own statistics stay
+    generate("push", 2, 1, tmp_path / "arm" / "push", size=32, frames=33, progress=False)
+    base = [*common[:2], "--data", str(tmp_path / "arm"), *common[4:]]
+    assert main(["train", *base, "--out", str(tmp_path / "base")]) == 0
+    before, _ = load_pretrained(tmp_path / "base" / "final")
+    assert main(["train", *common, "--init", str(tmp_path / "base" / "final"), "--embodiment", "my_arm:7",
+                 "--out", str(tmp_path / "post")]) == 0
+    after, _ = load_pretrained(tmp_path / "post" / "final")
+    assert after["model"]["embodiments"][:2] == before["model"]["embodiments"][:2]
+    assert np.allclose(after["model"]["embodiments"][2]["mean"], arm["mean"], atol=1e-5)
+    capsys.readouterr()
+    assert main(["train", *common, "--init", str(tmp_path / "post" / "final"), "--embodiment", "other:5",
+                 "--out", str(tmp_path / "none")]) == 2  # the episodes are my_arm's (by name): none is other's
+    assert "--embodiment other: no episode in --data has their actions" in capsys.readouterr().err
+    assert main(["train", *common, "--init", str(tmp_path / "post" / "final"), "--embodiment", "my_arm:7",
+                 "--out", str(tmp_path / "again")]) == 2
+    assert "embodiment 'my_arm' is already registered" in capsys.readouterr().err

@@ -1,7 +1,12 @@
+import contextlib
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from kinema.tokenize.evaluate import _nal_payload_bytes, h264_at_bpp, h264_roundtrip
+from kinema.tokenize.evaluate import _nal_payload_bytes, evaluate_video, h264_at_bpp, h264_roundtrip
 
 
 def test_sei_units_are_not_counted():
@@ -28,3 +33,35 @@ def test_rate_interpolation():
     assert mid["psnr"] == pytest.approx(35.0) and not mid["at_lowest_rate"]
     low = h264_at_bpp(curve, 0.05)
     assert low["at_lowest_rate"] and low["psnr"] == 30.0 and low["bpp"] == 0.1
+
+
+def test_video_eval_runs_on_the_models_device_under_its_autocast(monkeypatch):
+    """`tokenizer eval --device cuda --dtype bf16`: the clips must reach the model's device and bf16 autocast must
+    be that device's (a "cpu" autocast leaves a GPU model in fp32). "meta" stands in for a GPU here."""
+    seen = []
+
+    def autocast(device_type, dtype=None, enabled=True):
+        seen.append(("autocast", device_type, enabled))
+        return contextlib.nullcontext()
+
+    class Elsewhere(nn.Module):  # a stand-in tokenizer whose weights are not on the CPU
+        cfg = SimpleNamespace(discrete=False, spatial_compression=8, code_dim=16)
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1, device="meta"))
+
+        def encode(self, x):
+            seen.append(("encode", x.device.type))
+            return x
+
+        def decode(self, z, num_frames):
+            return torch.zeros(z.shape[0], 3, num_frames, 16, 16)
+
+        def latent_frames(self, T):
+            return 1 + (T - 1) // 4
+
+    monkeypatch.setattr(torch, "autocast", autocast)
+    out = evaluate_video(Elsewhere(), {"s": [np.full((5, 16, 16, 3), 128, np.uint8)]}, dtype="bf16", progress=False)
+    assert seen == [("autocast", "meta", True), ("encode", "meta")]
+    assert out["latent_shape"] == [16, 2, 2, 2]

@@ -89,6 +89,26 @@ def test_odd_lengths_are_padded_and_cropped_back_and_long_videos_windowed():
     assert torch.allclose(z[:, :, :3], m.encode(x[:, :, :9]), atol=1e-6)
 
 
+LENGTHS = [1, 2, 3, 5, 8, 9, 10, 17, 18, 33, 34, 37, 41, 42, 65, 66, 70, 100]
+
+
+@pytest.mark.parametrize("name,window", [("cv4x8x8-tiny", 33), ("cv4x8x8-tiny", 9), ("dv8x16x16-tiny", 17)])
+def test_latent_frames_counts_what_encode_makes_for_every_length(name, window):
+    cfg = get_preset(name)
+    cfg.window = window
+    torch.manual_seed(0)
+    m = VideoTokenizer(cfg).eval()
+    x = video(max(LENGTHS), 16, 16)
+    for T in LENGTHS:
+        z = m.encode(x[:, :, :T])
+        t = (z[0] if cfg.discrete else z).shape[-3]  # CV [B, Z, t, h, w]; DV indices [B, t, h, w]
+        assert t == m.latent_frames(T), (T, window)
+        assert m.decode(z, num_frames=T).shape == (1, 3, T, 16, 16), (T, window)
+    assert m.latent_frames(window) == 1 + (window - 1) // cfg.temporal_compression  # decode's latents per window
+    with pytest.raises(ValueError, match="num_frames must be >= 1"):
+        m.latent_frames(0)
+
+
 def test_bad_inputs_get_clear_errors():
     m = model("cv4x8x8-tiny")
     with pytest.raises(ValueError, match=r"\[B, 3, T, H, W\]"):
@@ -107,6 +127,20 @@ def test_bad_inputs_get_clear_errors():
         VideoTokenizerConfig(spatial_compression=12)
     with pytest.raises(ValueError, match="unknown VideoTokenizerConfig keys"):
         VideoTokenizerConfig.from_dict({"chanels": 8})
+
+
+def test_non_finite_and_empty_videos_get_clear_errors():
+    m = model("cv4x8x8-tiny")
+    for bad in (float("nan"), float("inf"), -float("inf")):  # NaN slips past a min/max range check
+        x = torch.zeros(1, 3, 17, 32, 32)
+        x[0, 1, 5, 3, 4] = bad
+        with pytest.raises(ValueError, match="1 NaN or infinite values"):
+            m.encode(x)
+    for shape in ((1, 3, 0, 32, 32), (0, 3, 17, 32, 32)):  # no frames, no clips
+        with pytest.raises(ValueError, match="video is empty"):
+            m.encode(torch.zeros(shape))
+    with pytest.raises(ValueError, match="video is empty"):
+        m.encode_image(torch.zeros(0, 3, 32, 32))
 
 
 @pytest.mark.parametrize("field", ["wavelet", "wavelet_rescale"])
