@@ -3,7 +3,7 @@
 # Data: recipes/tokenizer_data.sh + recipes/world_model_data.sh (the tabletop and physics worlds; camera-motion
 # clips are left out). Codes are encoded once into $OUT/codes. Resumable: rerun after a kill.
 # Shipped run (2026-12-01): 800 steps of batch 8 (about 45 min, 1-2 torch threads, restarted from its checkpoints twice)
-# + 80 steps of the Medusa heads alone, the backbone frozen (2 min). 1.3 epochs of 4,848 clips: held-out top-1 55%
+# + 80 steps of the Medusa heads alone, the backbone frozen but for its final norm (2 min). 1.3 epochs of 4,848 clips: held-out top-1 55%
 # against 66% for copying the previous frame. (The first shipped run: 480 steps, heads + last layer: 17%.)
 set -euo pipefail
 KINEMA=${KINEMA:-kinema}
