@@ -59,6 +59,9 @@ class WorldModelConfig(Config):
     # diffusion
     schedule: str = "rectified_flow"   # or "edm"
     base_shift: float = 2.0            # rectified-flow time shift at 16 tokens per latent frame (64x64 video)
+    # EDM's learned uncertainty (REFERENCE §2): a log-variance u(sigma) weights the diffusion loss as
+    # loss * exp(-u) + u; `kinema train --schedule edm` turns it on (off: the behaviour before it existed)
+    loss_uncertainty: bool = False
     # data statistics (per channel), filled from the training data: the model sees standardised latents
     latent_mean: list = field(default_factory=list)
     latent_std: list = field(default_factory=list)

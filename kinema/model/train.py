@@ -63,19 +63,25 @@ def world_model_loss(model, batch: Tokens, schedule, teacher=None, keep: float =
     noise = torch.randn_like(batch.value) * real  # padding entries stay exactly 0, as at sampling
     tok, level = noised(schedule, batch, t, noise)
     scored = batch.target >= 0
-    if scored.any():
-        out, logits = model(tok, level, text_at=scored)
-    else:
-        out, logits = model(tok, level), None
+    uncertain = getattr(getattr(model, "module", model), "loss_logvar", None) is not None  # DDP/FSDP wrap the model
+    outs = model(tok, level, **({"text_at": scored} if scored.any() else {}), **({"logvar": True} if uncertain else {}))
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    out, logits = outs[0], (outs[1] if scored.any() else None)
     per = schedule.loss(out.float(), batch.value, noise, t.view(B, 1, 1))  # [B, L, V]
     total, metrics = per.new_zeros(()), {}
+    if uncertain:  # EDM's learned uncertainty: each sample's loss * exp(-u) + u, u its noise level's log-variance
+        u = outs[-1].float()
+        metrics["loss/logvar"] = float(u.detach().mean())
     for kind, (name, w) in LOSS_WEIGHTS.items():
         m = real & (batch.gen & (batch.kind == kind))[..., None]
         n = m.sum()
         if n:
             loss_k = (per * m).sum() / n
+            metrics[f"loss/{name}"] = float(loss_k.detach())  # unweighted, comparable across runs
+            if uncertain:
+                per_sample, share = (per * m).sum((1, 2)), m.sum((1, 2)) / n  # [B]
+                loss_k = (per_sample * (-u).exp()).sum() / n + (u * share).sum()
             total = total + w * loss_k
-            metrics[f"loss/{name}"] = float(loss_k.detach())
     if logits is not None:
         ce, parts = lm_loss(logits, batch.target[scored])
         total = total + TEXT_WEIGHT * ce
@@ -173,7 +179,7 @@ def train(args) -> Path:
     out = Path(args.out)
     pixels = getattr(args, "reason_pixels", 0)
     config = get_preset(args.preset, schedule=args.schedule, reason_audio=getattr(args, "reason_audio", False),
-                        pixel_cell=pixels, reason_adapter=adapter)
+                        pixel_cell=pixels, reason_adapter=adapter, loss_uncertainty=args.schedule == "edm")
     new_embodiments = [parse_embodiment(e) for e in getattr(args, "embodiment", [])]
     for name, dim, timing in new_embodiments:
         emb.register_embodiment(config.embodiments, name, dim, timing=timing, max_action_dim=config.max_action_dim,

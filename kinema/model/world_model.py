@@ -35,7 +35,7 @@ from torch import nn
 from kinema.model.config import WorldModelConfig
 from kinema.model.mot import MoT, Cache
 from kinema.model.sequence import ACTION, AUDIO, TEXT, VISION, Tokens
-from kinema.nn.timestep import TimestepEmbedding
+from kinema.nn.timestep import TimestepEmbedding, sinusoidal
 
 
 class DomainLinear(nn.Module):
@@ -52,6 +52,19 @@ class DomainLinear(nn.Module):
             idx = (slot == s).nonzero().squeeze(1)
             out = out.index_copy(0, idx, (x[idx] @ self.weight[s].to(x.dtype) + self.bias[s].to(x.dtype)))
         return out
+
+
+class LossLogVariance(nn.Module):
+    """EDM's learned uncertainty (Karras et al. 2024, EDM2; REFERENCE §2): noise level [B] -> log-variance u [B],
+    sinusoidal features of the level through one linear layer, so the loss weights itself per noise level."""
+
+    def __init__(self, features: int = 128):
+        super().__init__()
+        self.features = features
+        self.out = nn.Linear(features, 1)
+
+    def forward(self, level: torch.Tensor) -> torch.Tensor:
+        return self.out(sinusoidal(level.float() * 1000.0, self.features)).squeeze(-1)
 
 
 class WorldModel(nn.Module):
@@ -74,12 +87,15 @@ class WorldModel(nn.Module):
         self.audio_out = nn.Linear(D, c.audio_dim)
         self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
         self.text_out = nn.Linear(D, c.vocab_size, bias=False)
+        self.loss_logvar = LossLogVariance() if c.loss_uncertainty else None
         self.apply(init_weights)
         for head in (self.vision_out, self.audio_out):  # DiT: zero heads start as "predict zero"
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
         nn.init.zeros_(self.action_out.weight)
         if self.pixel_in is not None:
             nn.init.zeros_(self.pixel_in[2].weight)
+        if self.loss_logvar is not None:  # u = 0: the plain loss until it learns
+            nn.init.zeros_(self.loss_logvar.out.weight), nn.init.zeros_(self.loss_logvar.out.bias)
         if self.frame_in is not None:
             nn.init.zeros_(self.frame_in.weight), nn.init.zeros_(self.frame_in.bias)
             nn.init.zeros_(self.moved_in.weight)
@@ -139,14 +155,21 @@ class WorldModel(nn.Module):
                 out[idx, : y.shape[1]] = y
         return out.reshape(B, L, -1)
 
-    def forward(self, tok: Tokens, level: torch.Tensor, cache: Cache | None = None, text_at: torch.Tensor | None = None):
+    def forward(self, tok: Tokens, level: torch.Tensor, cache: Cache | None = None, text_at: torch.Tensor | None = None,
+                logvar: bool = False):
         """Values for the noisy tokens of `tok` [B, L, V]; with `cache`, tok holds only tokens after the cached context.
         text_at bool [B, L]: also return the next-token logits [N, vocab] at those (reasoner) tokens. A sample
-        with scored text and nothing to denoise is a question: it runs the reasoner's adapter (as `reason` does)."""
+        with scored text and nothing to denoise is a question: it runs the reasoner's adapter (as `reason` does).
+        logvar (training, config.loss_uncertainty): also return each sample's loss log-variance [B] at its noise
+        level (level[:, 0]), last; computed here so distributed wrappers see it used in the forward."""
         adapt = None if text_at is None else (text_at.any(1) & ~tok.gen.any(1))[:, None]
         h, _ = self.backbone(self.embed(tok, level, adapt), tok.gen, tok.group, tok.valid, tok.pos, cache=cache, adapt=adapt)
-        values = self.heads(tok, h)
-        return values if text_at is None else (values, self.text_out(h[text_at]))
+        out = (self.heads(tok, h),) + (() if text_at is None else (self.text_out(h[text_at]),))
+        if logvar:
+            if self.loss_logvar is None:
+                raise ValueError("logvar: this model has no learned loss uncertainty (config.loss_uncertainty)")
+            out += (self.loss_logvar(level[:, 0]),)
+        return out[0] if len(out) == 1 else out
 
     def reason(self, tok: Tokens, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
         """Clean tokens (after the cached ones) -> (next-token logits at the last token [B, vocab], the grown cache)."""

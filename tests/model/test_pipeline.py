@@ -403,3 +403,34 @@ def test_the_time_shift_follows_the_resolution_and_one_sample_stays_in_one_windo
     assert tiny_pipeline._plan("text2video", num_frames=5, size=32, shift=3.0).shift == 3.0
     with pytest.raises(ValueError, match="Pipeline.rollout continues longer clips"):
         tiny_pipeline._plan("text2video", num_frames=c.tokenizer_window + 4)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m"])
+def test_edm_sampling_through_the_pipeline_lands_on_what_the_network_predicts(tiny_pipeline, sampler):
+    """With --schedule edm the pipeline samples through EDM's preconditioning: a network whose denoised guess is
+    always X0 (it reads sigma back from the noise level and x_t from the scaled input) must end exactly on X0."""
+    import copy
+
+    from kinema.diffusion.schedules import EDM
+
+    model = copy.deepcopy(tiny_pipeline.model)
+    model.config = replace(model.config, schedule="edm")
+    pipe = Pipeline(model, tiny_pipeline.text, tiny_pipeline.video_tokenizer, tiny_pipeline.audio_tokenizer,
+                    device="cpu", dtype="fp32")
+    edm, X0, seen = EDM(), 0.3, []
+
+    def oracle(tok, level, cache=None, text_at=None):
+        sigma = (4 * level.float()).exp()[..., None]  # noise_level = ln(sigma) / 4
+        x_t = tok.value * (sigma**2 + edm.sigma_data**2).sqrt()  # model_input = x_t / sqrt(sigma^2 + sd^2)
+        c_skip, c_out, _, _ = edm.preconditioning(sigma)
+        seen.append(float(sigma.max()))
+        return (X0 - c_skip * x_t) / c_out
+
+    model.forward = oracle
+    p = pipe._plan("text2video", num_frames=5, num_steps=6, sampler=sampler)
+    assert p.shift is None  # EDM moves its noise through sigma_max and rho, not a shift
+    values = pipe._denoise(p.tok, p.guides, num_steps=6, shift=p.shift, sampler=sampler, seed=0, progress=False)
+    gen = values[p.tok.gen]
+    real = torch.arange(gen.shape[1]) < p.tok.dims[p.tok.gen][:, None]
+    assert torch.allclose(gen[real], torch.full_like(gen[real], X0), atol=1e-4)
+    assert max(seen) == pytest.approx(edm.sigma_max, rel=1e-3)  # it started at EDM's sigma_max

@@ -30,3 +30,22 @@ def test_unknown_preset_and_bad_width():
         get_preset("huge")
     with pytest.raises(ValueError, match="heads"):
         WorldModelConfig(width=100, heads=3)
+
+
+
+def test_the_base_preset_runs_a_packed_sample():
+    """Beyond shapes: the GPU-sized base preset (229M parameters, ~1 GB in fp32) runs one forward on this CPU, every
+    modality clean and noisy, with text logits (the meta device cannot: packing reads which tokens are noisy)."""
+    from kinema.model.sequence import collate
+    from tests.model.helpers import mixed_sample
+
+    cfg = get_preset("base", audio_channels=4)
+    tok = collate([mixed_sample(cfg, seed=0), mixed_sample(cfg, seed=1, t=2, vision_gen=(False, True))])
+    scored = torch.zeros(tok.kind.shape, dtype=torch.bool)
+    scored[:, 1] = True
+    torch.manual_seed(0)
+    model = WorldModel(cfg).eval()
+    with torch.no_grad():
+        out, logits = model(tok, torch.rand(tok.kind.shape), text_at=scored)
+    assert out.shape == tok.value.shape and logits.shape == (2, cfg.vocab_size)
+    assert torch.isfinite(out).all() and torch.isfinite(logits).all()

@@ -1,6 +1,7 @@
 """The world-model objective: what it scores, its metrics, and that a tiny model can overfit one batch."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from kinema.diffusion import EDM, RectifiedFlow
 from kinema.model.sequence import collate
-from kinema.model.train import noised, schedule_for, world_model_loss
+from kinema.model.train import LOSS_WEIGHTS, noised, schedule_for, world_model_loss
 from kinema.model.world_model import WorldModel
 from tests.model.helpers import mixed_sample, tiny_config
 
@@ -109,6 +110,41 @@ def test_edm_schedule_trains_too():
     loss, m = world_model_loss(WorldModel(cfg), collate([mixed_sample(cfg, seed=3)]), schedule_for(cfg))
     assert torch.isfinite(loss) and "loss/vision" in m
     loss.backward()
+
+
+def test_edm_learned_uncertainty_weights_the_loss_per_noise_level():
+    """REFERENCE §2: loss * exp(-u(sigma)) + u(sigma). It starts at u = 0 (the plain loss, to the bit), its layer
+    gets gradients, and trained alone on a fixed noise level it settles at u = ln(that level's loss), where
+    loss * exp(-u) + u is least."""
+    cfg = tiny_config(schedule="edm", loss_uncertainty=True)
+    batch, schedule = collate([mixed_sample(cfg, seed=3), mixed_sample(cfg, seed=4)]), schedule_for(cfg)
+    torch.manual_seed(0)
+    model = WorldModel(cfg)
+    plain = WorldModel(tiny_config(schedule="edm"))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("loss_logvar.")})
+    torch.manual_seed(1)
+    loss, m = world_model_loss(model, batch, schedule)
+    torch.manual_seed(1)
+    loss0, m0 = world_model_loss(plain, batch, schedule)
+    assert torch.equal(loss, loss0) and m["loss/logvar"] == 0.0 and m["loss/vision"] == m0["loss/vision"]
+    loss.backward()
+    assert model.loss_logvar.out.bias.grad.abs() > 0
+
+    fixed = EDM(p_std=1e-6)  # every sample at sigma = 1
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = model.loss_logvar.out
+    head.requires_grad_(True)
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(300):
+        torch.manual_seed(2)
+        loss, m = world_model_loss(model, batch, fixed)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    present = [(m[f"loss/{name}"], w) for name, w in LOSS_WEIGHTS.values() if f"loss/{name}" in m]
+    raw = sum(v * w for v, w in present) / sum(w for _, w in present)  # the weighted loss u should match
+    assert abs(m["loss/logvar"] - math.log(raw)) < 0.25
 
 
 def test_the_true_velocity_scores_zero():
@@ -437,3 +473,18 @@ def test_a_registered_embodiment_trains_from_its_episodes(tmp_path, capsys):
     assert main(["train", *common, "--init", str(tmp_path / "post" / "final"), "--embodiment", "my_arm:7",
                  "--out", str(tmp_path / "again")]) == 2
     assert "embodiment 'my_arm' is already registered" in capsys.readouterr().err
+
+
+def test_train_with_edm_learns_its_loss_uncertainty(tmp_path):
+    from kinema.cli import main
+    from kinema.train.checkpoint import load_pretrained
+    from kinema.worlds.generate import generate
+
+    generate("free_fall", 2, 0, tmp_path / "data" / "free_fall", size=32, frames=33, progress=False)
+    assert main(["train", "--preset", "tiny", "--schedule", "edm", "--data", str(tmp_path / "data"), "--steps", "2",
+                 "--batch-size", "2", "--reason-weight", "0", "--dtype", "fp32", "--device", "cpu", "--out",
+                 str(tmp_path / "run")]) == 0
+    raw, state = load_pretrained(tmp_path / "run" / "final")
+    assert raw["model"]["schedule"] == "edm" and raw["model"]["loss_uncertainty"]
+    assert "loss_logvar.out.weight" in state
+    assert "loss/logvar" in (tmp_path / "run" / "log.jsonl").read_text()

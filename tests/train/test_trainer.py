@@ -98,6 +98,58 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(weights(again)[k], b[k]) for k in b)
 
 
+_SLOW_RUN = """
+import sys, time
+import torch
+from tests.train.ddp_script import train_toy
+from tests.train.test_trainer import noisy_loss
+
+def slow(model, batch):  # time for a kill to land anywhere: in a step, in a checkpoint's write, in the loss plot
+    time.sleep(0.01)
+    return noisy_loss(model, batch)
+
+torch.set_num_threads(1)
+train_toy(sys.argv[1], loss_fn=slow, steps=int(sys.argv[2]), ckpt_every=2, keep=3)
+"""
+
+
+def test_a_process_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    """A real kill -9 (no exception handler runs, a checkpoint may be half written), three times at different
+    points, then the run finishes: the weights, EMA and log equal those of a run never killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    steps, out = 40, tmp_path / "killed"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for k, wait in enumerate((0.05, 0.21, 0.37)):  # after at least 4, 8, 12 more logged steps, plus a little
+        proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, str(out), str(steps)], cwd=root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log, deadline = out / "log.jsonl", time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) >= 4 * (k + 1) + 2:
+                break
+            time.sleep(0.01)
+        time.sleep(wait)
+        assert proc.poll() is None, "the run finished before it could be killed: make it slower"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    resumed = train_toy(out, loss_fn=noisy_loss, steps=steps, ckpt_every=2, keep=3)
+    straight = train_toy(tmp_path / "straight", loss_fn=noisy_loss, steps=steps, ckpt_every=2, keep=3)
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    last = f"checkpoints/step-{steps:08d}"
+    ea, eb = weights(tmp_path / "straight" / last, "ema.safetensors"), weights(out / last, "ema.safetensors")
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+    logs = [log_records(d) for d in (tmp_path / "straight", out)]
+    assert [r["step"] for r in logs[1]] == list(range(1, steps + 1))  # each step once, none lost or doubled
+    assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
+    assert not [p.name for p in out.rglob("*") if p.name.startswith((".tmp-", ".old-"))]  # nothing half-written is left
+
+
 def test_no_pickle_in_the_training_code():
     for source in Path(kinema.train.__file__).parent.glob("*.py"):
         text = source.read_text()
