@@ -30,8 +30,17 @@ def _predictor(args):
     from kinema.eval.predictor import get_predictor
 
     if args.model:  # a model loader gets the device (and sampling options); the baselines have no use for them
-        options = {k: getattr(args, k) for k in ("action_guidance", "strength") if getattr(args, k, None) is not None}
-        return get_predictor(args.model, device=args.device, **options)
+        options = {k: getattr(args, k) for k in ("action_guidance", "strength", "temperature", "top_p", "top_k")
+                   if getattr(args, k, None) is not None}
+        if getattr(args, "medusa", False):
+            options["medusa"] = True
+        try:
+            return get_predictor(args.model, device=args.device, **options)
+        except TypeError as e:  # an option this kind of model does not take
+            if "unexpected keyword argument" not in str(e):
+                raise
+            raise ValueError(f"--model {args.model}: {e.args[0].split('got ')[-1]} does not apply to this kind of "
+                             "world model") from None
     return get_predictor(f"baseline:{args.baseline}")
 
 
@@ -147,6 +156,15 @@ def _common(p, *, what: str, default_baseline: str | None = None):
     p.add_argument("--device", default="auto", help="auto|cpu|cuda: where a --model checkpoint runs")
 
 
+def _sampling(p) -> None:
+    """The autoregressive world model's decoding (kinema ar generate takes the same)."""
+    p.add_argument("--temperature", type=float, default=None,
+                   help="an autoregressive world model's sampling temperature (default: its own, 1.0; 0 greedy)")
+    p.add_argument("--top-p", type=float, default=None, help="its nucleus mass (default: its own, 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="keep its k likeliest codes (default: all)")
+    p.add_argument("--medusa", action="store_true", help="greedy with Medusa speculative decoding (same codes, faster)")
+
+
 def _strength(p) -> None:
     p.add_argument("--strength", type=float, default=None,
                    help="a world model's start from the last given frame held still: the fraction of the denoising "
@@ -167,6 +185,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--scenarios", default=None, help="comma-separated subset of the 8 scenarios")
     p.add_argument("--cameras", default=None, help="comma-separated subset of front,side,oblique,top")
     _strength(p)
+    _sampling(p)
     p.epilog = f"baselines: {frame_baselines}"
     p.set_defaults(func=_physics, benchmark="physics_alignment")
 
@@ -176,6 +195,7 @@ def add_parser(subparsers) -> None:
     q.add_argument("--scenarios", default=None, help="comma-separated subset of the 8 scenarios")
     q.add_argument("--cameras", default=None, help="comma-separated subset of front,side,oblique,top")
     _strength(q)
+    _sampling(q)
     q.epilog = f"baselines: {frame_baselines}"
     q.set_defaults(func=_physics, benchmark="physics_iq")
 
@@ -188,6 +208,7 @@ def add_parser(subparsers) -> None:
     a.add_argument("--action-guidance", type=float, default=None,
                    help="a world model's action guidance scale (1 = off, the default); results go to world_model_agG")
     _strength(a)
+    _sampling(a)
     a.add_argument("--samples", type=int, default=1,
                    help="forward-dynamics samples per clip, scored by their mean (seeds seed..seed+K-1, the same for "
                         "true and shuffled actions); results go to NAME_samplesK")

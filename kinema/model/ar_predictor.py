@@ -113,5 +113,13 @@ def load_predictor(path, *, device: str = "auto", temperature: float = AR_SAMPLI
     model = load_model(path, device=dev)
     vt_path = video_tokenizer or Path(path).parent / model.config.video_tokenizer
     vt = load_tokenizer(vt_path, "video_tokenizer", device=dev)
+    if medusa and temperature == AR_SAMPLING.temperature:
+        temperature = 0.0  # Medusa decoding is greedy
     params = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+    if "name" not in options:  # results of other decoding go to their own folder (kinema eval resumes by name)
+        tags = [f"t{temperature:g}"] if temperature != AR_SAMPLING.temperature and not medusa else []
+        tags += [f"p{top_p:g}"] if top_p != AR_SAMPLING.top_p and temperature != 0 else []
+        tags += [f"k{top_k}"] if top_k else []
+        tags += ["medusa"] if medusa else []
+        options["name"] = "_".join(["ar_world_model", *tags])
     return ARWorldModelPredictor(model, vt, params=params, medusa=medusa, **options)
