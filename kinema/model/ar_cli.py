@@ -63,9 +63,9 @@ def add_parsers(sub) -> None:
     g.add_argument("--top_k", type=int, default=0, help="keep the k likeliest codes (0: all)")
     g.add_argument("--medusa", action="store_true", help="greedy, with speculative decoding over the Medusa tree "
                    "(the same codes as greedy, faster)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto")
-    g.add_argument("--out", default="outputs/ar-generate")
+    g.add_argument("--seed", type=int, default=0, help="the sampling seed (default: %(default)s)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+    g.add_argument("--out", default="outputs/ar-generate", help="output folder (default: %(default)s)")
     g.set_defaults(func=generate)
 
     s = cmds.add_parser("ship", help="a run's final EMA weights as a bf16 checkpoint folder")
