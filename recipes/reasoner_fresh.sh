@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The reasoner's fresh-episode rounds: new episodes, simulated and encoded in memory by
-# scripts/simulate_reason_latents.py (no datasets on disk, no video codec: all a GPU machine with MuJoCo needs),
+# scripts/simulate_latents.py (no datasets on disk, no video codec: all a GPU machine with MuJoCo needs),
 # then the adapter of the checkpoint before it trained on their questions alone, so every generator output stays
 # as it was (the same --reason-adapter 64 --reason-pixels 2 as recipes/reasoner_post.sh adapter-pixels).
 #
@@ -220,7 +220,7 @@ link() {  # folder, ROUND:PREFIX... -> that round's shards whose names start wit
 }
 link $RUN/shards "${reuse[@]}"
 [ ${#only[@]} = 0 ] || { link $RUN/question-shards "${only[@]}"; ask+=(--reason-question-data $RUN/question-shards); }
-[ ${#sets[@]} = 0 ] || $PYTHON scripts/simulate_reason_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
+[ ${#sets[@]} = 0 ] || $PYTHON scripts/simulate_latents.py --out $RUN/shards --workers $WORKERS --device $DEVICE "${sets[@]}"
 $KINEMA train --preset small --reason-data $RUN/shards "${again[@]}" --reason-weight 1 --reason-audio --reason-adapter ${rank:-64} \
   --reason-pixels 2 --init $INIT --out $RUN --device $DEVICE --dtype bf16 --workers $LOADERS \
   "${train[@]}" --log-every 10 --ckpt-every 100 \

@@ -5,7 +5,7 @@ Legend: N questions, t latent frames (keyframes), H/W pixels.
 The reasoner answers with the box that started on the lower end. Whether that is the dropped box or the resting
 one (the plank flipped or not) is a yes/no fact of the episode; a probe that learns it from a clip's keyframes
 ([t, H, W, 3], the last video frame of every latent frame, as the reasoner's pixel view reads them) shows the clip
-holds the answer. Two views, each trained from scratch on reasoner shards (simulate_reason_latents.py) and scored
+holds the answer. Two views, each trained from scratch on reasoner shards (simulate_latents.py) and scored
 on held-out ones (`kinema eval reason` writes them under OUT/latents):
 
   frames   a 4-layer CNN over all keyframes stacked as channels [3t, H, W], at full size or pooled (--pool 2:

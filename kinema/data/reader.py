@@ -8,7 +8,7 @@ S state dims, A action dims, N audio samples.
                           with the lossless codec.
   EpisodeList(episodes, name)  the same reading interface over episodes in
                           memory: a run that simulates and trains at once
-                          (scripts/simulate_reason_latents.py) needs no
+                          (scripts/simulate_latents.py) needs no
                           dataset on disk and no video codec.
   ClipDataset(root, T)    a torch Dataset over every clip of T consecutive
                           frames inside one episode (a clip starts every

@@ -99,28 +99,54 @@ def shard_complete(path: Path, audio: bool = False) -> bool:
     return meta.get("keyframes", False) and (not audio or "audio_rate" in meta)
 
 
+def latent_folder(folder) -> list[Path] | None:
+    """The shards in `folder` when it is a folder of world-model shards built before (a run's latents/, or what
+    scripts/simulate_latents.py --kind world made on a machine without the datasets), else None."""
+    folder = Path(folder)
+    found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not found or (folder / "meta" / "info.json").exists():
+        return None
+    for path in found:
+        if not shard_complete(path) or "clips" not in read_json(path.with_suffix(".json")):
+            raise ValueError(f"{folder}: {path.name} is not a complete world-model shard (tensors + JSON with clips "
+                             "and keyframes)")
+    return found
+
+
 @torch.no_grad()
 def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: int = 33, stride: int = 32,
                   batch: int = 8, progress: bool = True) -> list[Path]:
-    """Encode every clip_frames-long clip (every `stride` frames) of every camera; -> the shard paths."""
-    from kinema.data.reader import EpisodeStore
+    """Encode every clip_frames-long clip (every `stride` frames) of every camera; -> the shard paths. A root may
+    also be an EpisodeList (episodes in memory: its shard is named after it) or a folder of shards built before
+    (taken as they are). The tokenizers encode on the device their weights are on."""
+    from kinema.data.reader import EpisodeList, EpisodeStore
     from kinema.model.sequence import keyframes
     from kinema.tokenize.data import to_model
 
     vc = video_tokenizer.cfg
-    jobs = dataset_shards(roots, out)
+    roots = [roots] if isinstance(roots, (str, Path, EpisodeList)) else list(roots)
+    jobs, built = [], []
+    for r in roots:
+        if isinstance(r, EpisodeList):
+            Path(out).mkdir(parents=True, exist_ok=True)
+            jobs.append((r, Path(out) / f"{r.root.name}.safetensors"))
+        elif (made := latent_folder(r)) is not None:
+            built += made
+        else:
+            jobs += dataset_shards(r, out)
+    dev, adev = next(video_tokenizer.parameters()).device, next(audio_tokenizer.parameters()).device
     for root, path in tqdm(jobs, desc="encode datasets", unit="set", disable=not progress):
         if shard_complete(path):
             continue
-        store = EpisodeStore(root)
+        store = root if isinstance(root, EpisodeList) else EpisodeStore(root)
         videos, audios, actions, meta, keys = [], [], [], [], []
         pending = []
 
         def flush():
             if pending:
-                x = torch.stack([to_model(f) for f in pending])
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    videos.append(video_tokenizer.encode(x).float().half())
+                x = torch.stack([to_model(f) for f in pending]).to(dev)
+                with torch.autocast(dev.type, dtype=torch.bfloat16):
+                    videos.append(video_tokenizer.encode(x).float().half().cpu())
                 pending.clear()
 
         for i in range(len(store)):
@@ -148,16 +174,16 @@ def build_latents(roots, out, video_tokenizer, audio_tokenizer, *, clip_frames: 
                     if len(pending) >= batch:
                         flush()
         flush()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            sound = audio_tokenizer.encode(torch.stack(audios)).float()
+        with torch.autocast(adev.type, dtype=torch.bfloat16):
+            sound = audio_tokenizer.encode(torch.stack(audios).to(adev)).float().cpu()
         Na = audio_latent_frames(clip_frames, store.fps, audio_tokenizer.cfg.frame_rate)
         tensors = {"vision": torch.cat(videos), "audio": sound[..., :Na].half().contiguous(), "keyframes": torch.stack(keys)}
         if actions[0].shape[1]:
             tensors["actions"] = torch.stack(actions).float()
         save_tensors(path, tensors)
-        write_json(path.with_suffix(".json"), {"dataset": str(root), "clip_frames": clip_frames, "keyframes": True,
-                                               "clips": meta})
-    return [path for _, path in jobs]
+        write_json(path.with_suffix(".json"), {"dataset": str(store.root), "clip_frames": clip_frames,
+                                               "keyframes": True, "clips": meta})
+    return built + [path for _, path in jobs]
 
 
 class ClipTasks(torch.utils.data.Dataset):

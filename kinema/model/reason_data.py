@@ -274,7 +274,7 @@ def latent_shards(folder, audio: bool = False) -> list[Path] | None:
                              f"{', with sound' if audio else ''})")
         if not shard_current(path, audio):
             raise ValueError(f"{folder}: {path.name} holds questions made under older rules (reason_data.QUESTIONS "
-                             f"{QUESTIONS}); make it again from its episodes (scripts/simulate_reason_latents.py "
+                             f"{QUESTIONS}); make it again from its episodes (scripts/simulate_latents.py "
                              "does, in place)")
     return found
 

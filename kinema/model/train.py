@@ -107,7 +107,13 @@ def prepare(data, out: Path, config: WorldModelConfig, video_tokenizer: str, aud
                            load_tokenizer(audio_tokenizer, "audio_tokenizer"), stride=stride, progress=progress)
     text_path = out / "text"
     if not (text_path / TextTokenizer.FILENAME).exists():
-        TextTokenizer.train(corpus_from_datasets(data), vocab_size=config.vocab_size).save(text_path)
+        from kinema.model.data import latent_folder
+
+        datasets = [d for d in data if latent_folder(d) is None]
+        if not datasets:  # shards keep clips, not the text the tokenizer learns from
+            raise ValueError(f"--data {' '.join(map(str, data))}: folders of latent shards only; the text tokenizer "
+                             "is trained on datasets' text: give --init CKPT (its tokenizer is used) or a dataset too")
+        TextTokenizer.train(corpus_from_datasets(datasets), vocab_size=config.vocab_size).save(text_path)
     text = TextTokenizer.load(text_path)
     saved = out / "model_config.json"
     if saved.exists():  # a resumed run keeps its statistics and registry exactly

@@ -228,7 +228,7 @@ def test_question_shards_give_only_the_drilled_question(monkeypatch):
 
 
 def test_episodes_in_memory_give_the_shard_their_dataset_gives(tmp_path):
-    """The GPU data path (scripts/simulate_reason_latents.py: simulate, then encode an EpisodeList) builds the shard
+    """The GPU data path (scripts/simulate_latents.py: simulate, then encode an EpisodeList) builds the shard
     `kinema train` builds from the same episodes written as a dataset; a folder of built shards is taken as it is."""
     from kinema.data.lerobot import write_dataset
     from kinema.data.reader import EpisodeList
@@ -303,8 +303,8 @@ def test_questions_are_asked_only_where_the_clip_shows_their_answer():
     assert "count" not in asked(hidden=10)  # the blue box never shows: "2" cannot be seen
 
 
-def test_simulate_reason_latents_script_makes_shards_train_reads(tmp_path):
-    """scripts/simulate_reason_latents.py end to end on one tiny set: a complete shard with sound and the world's
+def test_simulate_latents_script_makes_shards_train_reads(tmp_path):
+    """scripts/simulate_latents.py end to end on one tiny set: a complete shard with sound and the world's
     questions, skipped when run again; a bad set is refused before any compute."""
     import subprocess
     import sys
@@ -313,7 +313,7 @@ def test_simulate_reason_latents_script_makes_shards_train_reads(tmp_path):
     from kinema.model.reason_data import latent_shards
     from kinema.train.checkpoint import read_json
 
-    script = ["scripts/simulate_reason_latents.py", "--out", str(tmp_path), "--workers", "1"]
+    script = ["scripts/simulate_latents.py", "--out", str(tmp_path), "--workers", "1"]
     run = subprocess.run([sys.executable, *script, "free_fall:1:0:twins"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "1 of 1 sets" in run.stdout

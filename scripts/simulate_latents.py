@@ -1,15 +1,19 @@
-"""Simulate episodes and encode them straight into the reasoner's latent shards, with no dataset on disk.
+"""Simulate episodes and encode them straight into latent shards, the reasoner's or the world model's, with no
+dataset on disk.
 
-    python scripts/simulate_reason_latents.py --out RUN/shards --workers 15 --device cuda \
+    python scripts/simulate_latents.py --out RUN/shards --workers 15 --device cuda \
         free_fall:48:0 push:48:3:random dominoes:24:4:twins ...
+    python scripts/simulate_latents.py --kind world --out RUN/latents --workers 15 --device cuda \
+        push:120:30 push:48:30:random camera_motion:96:30 free_fall:48:30 ...
 
 Each SET is SCENARIO:EPISODES:SEED, optionally :twins (each episode and its implausible twin, as
 `kinema worlds generate --twins`) or :random (the random arm policy). The episodes are exactly those `kinema
 worlds generate` makes with the same arguments (64x64, the world's own fps and length), and each set's shard holds
-what `kinema train` builds from that dataset (kinema.model.reason_data.build_reason_latents over an EpisodeList),
-so `kinema train --reason-data OUT` trains on them as they are. This is the reasoner's data path for a GPU machine
-that has MuJoCo but neither a video codec nor room for the datasets: simulation runs in parallel worker processes
-while the main process encodes the finished sets on the device.
+what `kinema train` builds from that dataset over an EpisodeList: with --kind reason (the default) the reasoner's
+questions (kinema.model.reason_data.build_reason_latents), which `kinema train --reason-data OUT` trains on; with
+--kind world the generator's clips (kinema.model.data.build_latents), which `kinema train --data OUT` trains on.
+This is the data path for a GPU machine that has MuJoCo but neither a video codec nor room for the datasets:
+simulation runs in parallel worker processes while the main process encodes the finished sets on the device.
 
 Resumable: a set whose shard is complete is skipped. With --deadline, no set starts after that many seconds (the
 sets finished by then are kept; the others are listed).
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm  # noqa: E402
 
+from kinema.model.data import shard_complete  # noqa: E402
 from kinema.model.reason_data import shard_current  # noqa: E402
 from kinema.worlds.generate import make_plan, simulate_item  # noqa: E402
 from kinema.worlds.registry import get_world  # noqa: E402
@@ -58,6 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sets", nargs="+", metavar="SET")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--kind", default="reason", choices=("reason", "world"),
+                    help="the reasoner's question shards (default) or the world model's clip shards")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--device", default="cpu", help="where the tokenizers encode (cpu, cuda)")
     ap.add_argument("--video-tokenizer", default="checkpoints/tokenizer-cv4x8x8")
@@ -67,11 +74,15 @@ def main() -> None:
     t0 = time.perf_counter()
     sets = [parse_set(s) for s in args.sets]  # bad specs fail before any compute
     args.out.mkdir(parents=True, exist_ok=True)
-    todo = [k for k, s in enumerate(sets) if not shard_current(args.out / f"{s['name']}.safetensors", True)]
+    done = shard_current if args.kind == "reason" else lambda path, _: shard_complete(path)
+    todo = [k for k, s in enumerate(sets) if not done(args.out / f"{s['name']}.safetensors", True)]
 
     from kinema.data.reader import EpisodeList
+    from kinema.model.data import build_latents
     from kinema.model.reason_data import build_reason_latents
     from kinema.tokenize.load import load_tokenizer
+
+    build = build_reason_latents if args.kind == "reason" else build_latents
 
     video = load_tokenizer(args.video_tokenizer, "video_tokenizer", args.device)
     audio = load_tokenizer(args.audio_tokenizer, "audio_tokenizer", args.device)
@@ -88,7 +99,7 @@ def main() -> None:
             left[k] -= 1
             if left[k] == 0:  # a whole set: encode it while the workers simulate the next ones
                 store = EpisodeList(pending.pop(k), sets[k]["name"])
-                build_reason_latents([store], args.out, video, audio, batch=64, progress=False)
+                build([store], args.out, video, audio, batch=64, progress=False)
                 bar.write(f"{sets[k]['name']}: {len(store)} episodes encoded ({time.perf_counter() - t0:.0f} s)")
             if cut is None and args.deadline and time.perf_counter() - t0 > args.deadline:
                 cut = set(started)  # past the deadline: finish the sets begun, start no other
