@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=int, default=None, help="frames per episode (default: the world's)")
     g.add_argument("--workers", type=int, default=1, help="parallel simulation processes")
     g.add_argument("--twins", action="store_true", help="also write a physically implausible twin of each episode")
-    g.add_argument("--policy", default="expert", choices=("expert", "random"), help="who acts in tabletop worlds")
+    g.add_argument("--policy", default="expert", help="who acts in tabletop worlds: expert, random, or noisy_expert:EPS "
+                   "(the expert, each frame with probability EPS a full step in a random direction instead: episodes "
+                   "that succeed and fail under one policy)")
     g.add_argument("--episodes-per-file", type=int, default=100, help="episodes packed into one mp4 / parquet file")
     g.set_defaults(func=_worlds_generate)
     v = w.add_parser("preview", help="contact sheet PNG and mp4 grid of a dataset")

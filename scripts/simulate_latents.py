@@ -7,7 +7,8 @@ dataset on disk.
         push:120:30 push:48:30:random camera_motion:96:30 free_fall:48:30 ...
 
 Each SET is SCENARIO:EPISODES:SEED, optionally :twins (each episode and its implausible twin, as
-`kinema worlds generate --twins`) or :random (the random arm policy). The episodes are exactly those `kinema
+`kinema worlds generate --twins`), :random (the random arm policy) or :noisyEPS (the noisy expert,
+`--policy noisy_expert:EPS`: episodes that succeed and fail under one policy). The episodes are exactly those `kinema
 worlds generate` makes with the same arguments (64x64, the world's own fps and length), and each set's shard holds
 what `kinema train` builds from that dataset over an EpisodeList: with --kind reason (the default) the reasoner's
 questions (kinema.model.reason_data.build_reason_latents), which `kinema train --reason-data OUT` trains on; with
@@ -36,6 +37,7 @@ from kinema.model.data import shard_complete  # noqa: E402
 from kinema.model.reason_data import shard_current  # noqa: E402
 from kinema.worlds.generate import make_plan, simulate_item  # noqa: E402
 from kinema.worlds.registry import get_world  # noqa: E402
+from kinema.worlds.tabletop import parse_policy  # noqa: E402
 
 
 def parse_set(spec: str) -> dict:
@@ -43,13 +45,15 @@ def parse_set(spec: str) -> dict:
     try:
         scenario, episodes, seed = parts[0], int(parts[1]), int(parts[2])
         kind = parts[3] if len(parts) > 3 else "expert"
-        if len(parts) > 4 or kind not in ("expert", "twins", "random"):
+        policy = {"random": "random"}.get(kind, f"noisy_expert:{kind[5:]}" if kind.startswith("noisy") else "expert")
+        if len(parts) > 4 or not (kind in ("expert", "twins", "random") or kind.startswith("noisy")):
             raise ValueError
+        parse_policy(policy)
         get_world(scenario)
     except (IndexError, ValueError, KeyError) as e:
-        raise SystemExit(f"set {spec!r}: expected SCENARIO:EPISODES:SEED[:twins|:random] with a known scenario ({e})")
-    twins = kind == "twins"
-    plan = make_plan(scenario, episodes, seed, 64, None, None, twins, "random" if kind == "random" else "expert")
+        raise SystemExit(f"set {spec!r}: expected SCENARIO:EPISODES:SEED[:twins|:random|:noisyEPS] with a known "
+                         f"scenario ({e})")
+    plan = make_plan(scenario, episodes, seed, 64, None, None, kind == "twins", policy)
     return dict(name=f"{scenario}-{kind}-s{seed}", plan=plan)
 
 

@@ -37,7 +37,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from kinema.eval.loaders import LOADER_MODULES, load_from_checkpoint  # LOADER_MODULES re-exported
-from kinema.worlds.tabletop import MAX_STEP, make_controller
+from kinema.worlds.tabletop import make_controller, noisy_step
 
 IDENTITY_6D = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])  # the rotation columns of "do not turn"
 
@@ -118,12 +118,7 @@ class NoisyExpert(ScriptedExpert):
         self._rng = np.random.default_rng([seed, 17])
 
     def act(self, obs: Observation) -> np.ndarray:
-        a = super().act(obs)  # the expert still sees every frame, so it recovers from the noise
-        if self._rng.random() < self.eps:
-            d = self._rng.normal(size=3)
-            a = a.copy()
-            a[:3] = MAX_STEP * d / np.linalg.norm(d)
-        return a
+        return noisy_step(super().act(obs), self._rng, self.eps)  # the expert still sees every frame: it recovers
 
 
 class RandomPolicy:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from kinema.data.episode import Episode
 from kinema.worlds.registry import get_world
+from kinema.worlds.tabletop import parse_policy
 
 PLAN_FILE = "plan.json"
 
@@ -80,6 +81,7 @@ def generate(scenario: str, episodes: int, seed: int, out, *, size: int = 64, fp
     """Simulate `episodes` episodes (twice that with twins) of `scenario` into a LeRobot dataset at `out`."""
     from kinema.data.lerobot import write_dataset
 
+    parse_policy(policy)  # a bad policy fails before anything is written or simulated
     _check_args(scenario, episodes, size, out)
     out = Path(out)
     plan = make_plan(scenario, episodes, seed, size, fps, frames, twins, policy)

@@ -58,7 +58,7 @@ from kinema.worlds.language import display, yes_no
 from kinema.worlds.scene import SceneBuilder, cross3, fmt, quat_from_axis_angle
 from kinema.worlds.world import World
 
-POLICIES = ("expert", "random")
+POLICIES = ("expert", "noisy_expert:EPS", "random")
 
 WORKSPACE_LO = np.array([-0.32, -0.32, 0.05])
 WORKSPACE_HI = np.array([0.32, 0.32, 0.35])
@@ -344,15 +344,39 @@ class GantryAgent:
 
 
 # ---- controllers ------------------------------------------------------------
+def parse_policy(policy: str) -> tuple[str, float]:
+    """'expert', 'random' or 'noisy_expert:EPS' -> (kind, eps); eps is 0 but for the noisy expert."""
+    if policy in ("expert", "random"):
+        return policy, 0.0
+    kind, _, eps = str(policy).partition(":")
+    try:
+        if kind != "noisy_expert" or not 0.0 <= float(eps) <= 1.0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"unknown policy {policy!r} for the tabletop worlds; expected one of: {', '.join(POLICIES)} "
+                         "(EPS a probability in [0, 1])") from None
+    return kind, float(eps)
+
+
+def noisy_step(action: np.ndarray, rng: np.random.Generator, eps: float) -> np.ndarray:
+    """The noisy expert's action: with probability eps the hand moves a full step in a random direction instead
+    (turn and gripper as the expert commands). Shared by the worlds' episodes and kinema.eval.policy.NoisyExpert."""
+    if rng.random() < eps:
+        d = rng.normal(size=3)
+        action = action.copy()
+        action[:3] = MAX_STEP * d / np.linalg.norm(d)
+    return action
+
+
 def make_controller(agent: GantryAgent, scene, policy: str):
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r} for the tabletop worlds; expected one of: {', '.join(POLICIES)}")
-    if policy == "random":
+    kind, eps = parse_policy(policy)
+    if kind == "random":
         return RandomPolicy(agent)
-    task = scene.params["task"]
-    if task == "push":
-        return PushExpert(agent, scene)
-    return PickPlaceExpert(agent, scene)
+    expert = PushExpert(agent, scene) if scene.params["task"] == "push" else PickPlaceExpert(agent, scene)
+    if kind == "expert":
+        return expert
+    noise = agent.rng.spawn(1)[0]  # its own stream: the expert's draws stay as they are
+    return lambda t: noisy_step(expert(t), noise, eps)  # the expert sees every frame, so it recovers
 
 
 def nearest_mod(angle: float, period: float, ref: float) -> float:
@@ -617,8 +641,7 @@ class TabletopWorld(World):
 
     # ---- agent ----
     def make_agent(self, model, data, scene, rng, policy: str, fps: float):
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r} for world {self.name!r}; expected one of: {', '.join(POLICIES)}")
+        parse_policy(policy)  # an unknown policy fails before the agent is built
         return GantryAgent(model, data, scene, rng, policy, fps)
 
     def state_names(self, k_max: int) -> list[str]:

@@ -27,6 +27,27 @@ def test_expert_succeeds_random_mostly_fails(world_cls):
     assert random <= 0.3, f"{world.name}: random succeeded on {random:.0%} of {len(SEEDS)} seeds"
 
 
+def test_the_noisy_expert_succeeds_and_fails_under_one_policy(tmp_path):
+    """noisy_expert:EPS episodes: at EPS 0 exactly the expert's; at 0.45 the hand's steps are replaced by full
+    random steps about that often, and the outcomes split, so success questions are not "was it the expert";
+    the episode records its policy. A bad policy string fails before anything is simulated."""
+    from kinema.worlds.generate import generate
+    from kinema.worlds.tabletop import MAX_STEP, Push
+
+    world = Push()
+    a, b = rollout(world, 3, policy="expert", render=False), rollout(world, 3, policy="noisy_expert:0", render=False)
+    assert np.array_equal(a.action, b.action)
+    runs = [rollout(world, s, policy="noisy_expert:0.45", render=False) for s in range(12)]
+    steps = np.concatenate([np.linalg.norm(r.action[:, :3], axis=1) for r in runs])
+    assert 0.3 < np.mean(np.isclose(steps, MAX_STEP, rtol=1e-4)) < 0.6
+    outcomes = [r.info["outcome"]["success"] for r in runs]
+    assert any(outcomes) and not all(outcomes)
+    assert runs[0].info["policy"] == "noisy_expert:0.45"
+    with pytest.raises(ValueError, match="unknown policy 'noisy_expert:2'"):
+        generate("push", 1, 0, tmp_path / "out", policy="noisy_expert:2", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def _is_rotation_6d(r6: np.ndarray, atol: float) -> None:
     c1, c2 = r6[..., :3], r6[..., 3:6]
     np.testing.assert_allclose(np.linalg.norm(c1, axis=-1), 1.0, atol=atol)
@@ -115,7 +136,7 @@ def test_replaying_recorded_actions_reproduces_the_episode(world_cls):
 
 
 def test_unknown_policy_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"'teleoperator'.*expert, random"):
+    with pytest.raises(ValueError, match=r"'teleoperator'.*expert, noisy_expert:EPS, random"):
         rollout(TABLETOP_WORLDS[0](), 0, policy="teleoperator", render=False, frames=2)
 
 
