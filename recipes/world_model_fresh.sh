@@ -4,7 +4,7 @@
 # the reasoner frozen (--freeze-reasoner --reason-weight 0: its answers stay exactly as they are):
 #   bash recipes/world_model_fresh.sh gpu    # on a CUDA machine with ~16 cores (DEVICE, WORKERS, STEPS to change)
 #   bash recipes/world_model_fresh.sh cpu    # the same path at this CPU's scale: 704 episodes in ~3 min, 3,000 steps of 16
-# Not run at the GPU scale yet. The mixture is recipes/world_model_data.sh's: per tabletop task the expert and, at
+# Not run at the GPU scale yet; the cpu round was (2026-12-07: 63 min, not better at n = 10; BENCHMARKS.md). The mixture is recipes/world_model_data.sh's: per tabletop task the expert and, at
 # about a third as many, the random arm (forward and inverse dynamics, policy on the expert's clips only), camera
 # paths, and the physics worlds for the generator's other modes. Seeds 200-221 are new: no dataset made so far used
 # them (training 0-73, held-out and confirmation sets 1, 5, 80, 81, calibration 101). Resumable: a set whose
