@@ -452,22 +452,25 @@ class Trainer:
         batches = iter(loader)
         self.wrapped.train()
         window = _Window(self.device)
-        bar = tqdm(total=cfg.steps, initial=start, disable=self.rank != 0, desc=self.kind, dynamic_ncols=True)
-        with bar:  # closed on any exit, a crash included
-            for step in range(start, cfg.steps):
-                lr = learning_rate(step, cfg)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                loss, metrics, grad_norm = self._step(batches)
-                done = step + 1
-                if self.ema is not None:
-                    self.ema.update(self.model, done)
-                window.add(loss, metrics, grad_norm)
+        try:
+            bar = tqdm(total=cfg.steps, initial=start, disable=self.rank != 0, desc=self.kind, dynamic_ncols=True)
+            with bar:  # closed on any exit, a crash included
+                for step in range(start, cfg.steps):
+                    lr = learning_rate(step, cfg)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    loss, metrics, grad_norm = self._step(batches)
+                    done = step + 1
+                    if self.ema is not None:
+                        self.ema.update(self.model, done)
+                    window.add(loss, metrics, grad_norm)
 
-                self._record(done, lr, window, bar)
-                bar.update(1)
-                if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.steps:
-                    self._save_checkpoint(done)
+                    self._record(done, lr, window, bar)
+                    bar.update(1)
+                    if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.steps:
+                        self._save_checkpoint(done)
+        finally:  # the loader's worker processes end here, not whenever the garbage collector gets to them
+            del batches
 
     def _step(self, batches) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """One optimizer update over A micro-batches: (mean loss, mean metrics, grad norm before clipping)."""
