@@ -118,19 +118,21 @@ def _plausibility(args):
 
 
 def _text2video(args):
-    """Text-to-video: do the colours the prompt names appear? (a generator checkpoint only)"""
+    """Text-to-video: do the colours and objects the prompt names appear? (a generator checkpoint only)"""
+    from kinema.eval.harness import run_dir
     from kinema.eval.results import markdown_table, write_json
-    from kinema.model.evaluate import text_to_video
+    from kinema.model import evaluate as bench
     from kinema.model.pipeline import Pipeline
 
     t0 = time.time()
-    folder = Path(args.out) / "text2video"
-    r = text_to_video(Pipeline.from_pretrained(args.model, device=args.device), folder, n=args.n,
-                      num_steps=args.steps, guidance=args.guidance, progress=not args.no_progress)
+    name = "_".join(["world_model", *([f"g{args.guidance:g}"] if args.guidance != 3.0 else []),
+                     *([f"steps{args.steps}"] if args.steps != 20 else [])])
+    folder = run_dir(args.out, bench.BENCHMARK, name)
+    r = bench.text_to_video(Pipeline.from_pretrained(args.model, device=args.device), folder, n=args.n,
+                            num_steps=args.steps, guidance=args.guidance, progress=not args.no_progress, name=name,
+                            cache=Path(args.out) / "cache")
     write_json(folder / "summary.json", r)
-    table = markdown_table(["frames from", "named colours present", "unnamed colours present"],
-                           [["model", *(f"{v:.3f} ± {e:.3f}" for v, e in zip(r["model"], r["model_se"]))],
-                            ["simulator", f"{r['simulator'][0]:.3f}", f"{r['simulator'][1]:.3f}"]])
+    table = markdown_table(bench.TABLE_HEADER, bench.table_rows(r))
     (folder / "table.md").write_text(table + "\n")
     _finish("text2video", folder, table, t0)
 
@@ -235,10 +237,11 @@ def add_parser(subparsers) -> None:
     j.add_argument("--scenarios", default=None, help="comma-separated subset of the worlds")
     j.set_defaults(func=_plausibility)
 
-    t = e.add_parser("text2video", help="text-to-video: do the colours named in the prompt appear?")
+    t = e.add_parser("text2video", help="text-to-video: do the colours and objects named in the prompt appear?")
     t.add_argument("--model", required=True, help="a world-model checkpoint folder")
-    t.add_argument("--out", default=DEFAULT_OUT, help="output folder (shared by all benchmarks; resumable)")
-    t.add_argument("--n", type=int, default=10, help="held-out episodes per scenario (10: 40 clips, about 1 min)")
+    t.add_argument("--out", default=DEFAULT_OUT, help="output folder (shared by all benchmarks); results go to "
+                   "text2video/world_model[_gG][_stepsS] (not resumable: 40 clips take under a minute)")
+    t.add_argument("--n", type=int, default=10, help="held-out episodes per scenario (10: 40 clips, about 30 s)")
     t.add_argument("--steps", type=int, default=20, help="sampling steps")
     t.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
     t.add_argument("--device", default="auto", help="auto|cpu|cuda: where the checkpoint runs")

@@ -134,8 +134,18 @@ def _plausibility(sums: list[dict]) -> str:
     return "## Plausibility (implausible twins)\n\n" + markdown_table(header, rows)
 
 
+def _text2video(sums: list[dict]) -> str:
+    from kinema.model.evaluate import TABLE_HEADER, table_rows
+
+    rows = [row for s in sums for row in table_rows(s, label=_label(s))[:1]]
+    rows += table_rows(max(sums, key=lambda s: s["n"]))[1:]  # the simulator's frames of the most clips
+    return ("## Text-to-video (named colours and objects appear?)\n\n"
+            "Held-out captions of the passive worlds; ± s.e. over clips, named − unnamed paired per clip.\n\n"
+            + markdown_table(TABLE_HEADER, rows))
+
+
 SECTIONS = {"physics": _physics, "physics-iq": _physics_iq, "actions": _actions, "closed-loop": _closed_loop,
-            "plausibility": _plausibility}
+            "plausibility": _plausibility, "text2video": _text2video}
 
 
 def write_report(out) -> Path:

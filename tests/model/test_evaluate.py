@@ -1,11 +1,13 @@
-"""Text-to-video's colour check: which palette colours a clip shows, and the evaluation end to end."""
+"""Text-to-video's colour and object checks: which palette colours and objects a clip shows, and the evaluation
+end to end."""
 
 import json
 
 import numpy as np
 import pytest
 
-from kinema.model.evaluate import CHROMATIC, MIN_PIXELS, _score, colours_present, text_to_video
+from kinema.model.evaluate import (CHROMATIC, MIN_PIXELS, SIZE_RANGE, _score, colour_masks, colours_present,
+                                   objects_present, reference_sizes, region_areas, text_to_video)
 from kinema.worlds.scene import PALETTE
 
 
@@ -28,6 +30,36 @@ def test_grey_tiny_and_brief_patches_are_not_colours():
     assert MIN_PIXELS > 4 and not any(colours_present(_clip("red", frames_with=4, side=2)).values())
 
 
+def test_an_object_is_one_region_of_its_colour_at_about_the_expected_size():
+    whole = _clip("red", frames_with=4, side=6)  # 36 pixels in one region
+    specks = np.full_like(whole, 128)
+    specks[:, 2:30:4, 2:30:4] = (np.array(PALETTE["red"]) * 255).astype(np.uint8)  # 49 single pixels
+    assert colours_present(specks)["red"] and region_areas(specks)[0, CHROMATIC.index("red")] == 1
+    assert region_areas(whole)[:, CHROMATIC.index("red")].tolist() == [36] * 4
+    assert objects_present(whole, {"red": 36.0}) == {"red": True}
+    assert objects_present(specks, {"red": 36.0}) == {"red": False}  # the colour is there, no object
+    assert objects_present(whole, {"red": 36 * SIZE_RANGE * 1.1}) == {"red": False}  # far smaller than expected
+    assert objects_present(whole, {"red": 36 / SIZE_RANGE / 1.1}) == {"red": False}  # far larger
+    assert objects_present(_clip("red", frames_with=1, side=6), {"red": 36.0}) == {"red": False}  # too brief
+
+
+def test_reference_sizes_are_the_simulators_regions_and_typical_for_unnamed():
+    clip = _clip("red", frames_with=4, side=6)
+    clip[:, 20:24, 20:24] = (np.array(PALETTE["blue"]) * 255).astype(np.uint8)
+    sizes = reference_sizes(clip, {"red", "blue", "green"})  # green named but never drawn: left out
+    assert sizes["red"] == 36 and sizes["blue"] == 16 and "green" not in sizes
+    assert sizes["yellow"] == np.median([36, 16])
+    assert set(sizes) == set(CHROMATIC) - {"green"}
+    assert _score(objects_present(clip, sizes), {"red", "blue", "green"}) == (1.0, 0.0)
+
+
+def test_colour_masks_refuse_what_is_not_uint8_rgb():
+    with pytest.raises(ValueError, match="uint8"):
+        colour_masks(np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
+        colour_masks(np.zeros((8, 8, 3), np.uint8))
+
+
 def test_score_is_recall_of_named_and_rate_of_unnamed():
     present = {c: c in ("red", "blue", "green") for c in CHROMATIC}
     recall, false_pos = _score(present, {"red", "yellow"})
@@ -38,6 +70,26 @@ def test_text_to_video_scores_the_simulator_as_a_perfect_generator(tiny_pipeline
     r = text_to_video(tiny_pipeline, tmp_path, n=2, scenarios=("free_fall",), num_steps=2, progress=False)
     assert len(r["rows"]) == 2 and all(row["named"] for row in r["rows"])
     assert r["simulator"] == (1.0, 0.0)  # the simulator's frames show every named colour and no other
+    assert r["simulator_objects"][1] == 0.0 and r["simulator_objects"][0] >= 0.5
+    assert all(0 <= v <= 1 for v in r["model_objects"]) and len(r["model_objects_se"]) == 2
+    assert r["model_gap"][0] == pytest.approx(np.mean([row["model"][0] - row["model"][1] for row in r["rows"]]))
     assert all(0 <= v <= 1 for v in r["model"]) and all(np.isfinite(r["model_se"]))
     json.dumps(r)  # the summary is written as JSON
     assert (tmp_path / "text2video.png").stat().st_size > 0
+
+
+def test_kinema_eval_text2video_writes_both_checks_and_reports_them(saved, tmp_path):
+    from kinema.cli import main
+
+    main(["eval", "text2video", "--model", str(saved["model"]), "--n", "1", "--steps", "2", "--out", str(tmp_path),
+          "--no-progress"])
+    folder = tmp_path / "text2video" / "world_model_steps2"
+    r = json.loads((folder / "summary.json").read_text())
+    assert r["benchmark"] == "text2video" and r["n"] == len(r["rows"]) == 4
+    assert {"model_objects", "simulator_objects_gap"} <= set(r)
+    table = (folder / "table.md").read_text()
+    assert "named objects present" in table and table.strip().count("\n") == 3  # header, rule, model, simulator
+    assert (tmp_path / "cache").is_dir()  # the held-out episodes are shared with the other benchmarks
+    assert main(["eval", "report", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "## Text-to-video" in report and "world_model_steps2" in report and "simulator (reference)" in report
