@@ -118,12 +118,13 @@ def _se(rows: list, key: str, j: int) -> float:
 
 
 def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: str = "front", num_steps: int = 20,
-                  guidance: float = 3.0, seed: int = 0, progress: bool = True, name: str = "world_model",
-                  cache=None) -> dict:
+                  guidance: float = 3.0, shift: float | None = None, seed: int = 0, progress: bool = True,
+                  name: str = "world_model", cache=None) -> dict:
     """Generate from each held-out caption; -> {"benchmark", "predictor": {"name", "oracle"}, "n": clips, "rows":
     [...], "model": (recall, fp), "model_se": standard errors, "model_gap": (mean, s.e.) of recall - fp paired per
     clip, "simulator": (recall, fp), "simulator_gap", and the same of the object check under "model_objects",
-    "model_objects_se", "model_objects_gap", "simulator_objects", "simulator_objects_gap"}. cache: the folder of simulated held-out episodes (out/cache)."""
+    "model_objects_se", "model_objects_gap", "simulator_objects", "simulator_objects_gap"}. shift: the sampler's time shift (None: the pipeline's default
+    for the frame size). cache: the folder of simulated held-out episodes (out/cache)."""
     from kinema.eval.data import EpisodeCache, heldout_seed
     from kinema.worlds.preview import contact_sheet, write_png
 
@@ -135,7 +136,7 @@ def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: st
         ep = cache.get(scenario, heldout_seed(i))
         named = {o["colour"] for o in ep.objects_info if o.get("colour") in CHROMATIC and o["colour"] in ep.caption}
         gen = pipeline.run("text2video", num_frames=33, prompt=ep.caption, num_steps=num_steps, guidance=guidance,
-                           seed=seed + i)["frames"]
+                           shift=shift, seed=seed + i)["frames"]
         sim = ep.frames[camera]
         sizes = reference_sizes(sim, named)
         rows.append(dict(scenario=scenario, seed=heldout_seed(i), named=sorted(named),
@@ -157,7 +158,7 @@ def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: st
                            else float("nan"))
     return dict(**r, sheet=str(out / "text2video.png"),
                 settings=dict(n=n, scenarios=list(scenarios), camera=camera, num_steps=num_steps, guidance=guidance,
-                              hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL, min_pixels=MIN_PIXELS,
+                              shift=shift, hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL, min_pixels=MIN_PIXELS,
                               size_range=SIZE_RANGE))
 
 

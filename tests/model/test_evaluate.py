@@ -81,15 +81,15 @@ def test_text_to_video_scores_the_simulator_as_a_perfect_generator(tiny_pipeline
 def test_kinema_eval_text2video_writes_both_checks_and_reports_them(saved, tmp_path):
     from kinema.cli import main
 
-    main(["eval", "text2video", "--model", str(saved["model"]), "--n", "1", "--steps", "2", "--out", str(tmp_path),
-          "--no-progress"])
-    folder = tmp_path / "text2video" / "world_model_steps2"
+    main(["eval", "text2video", "--model", str(saved["model"]), "--n", "1", "--steps", "2", "--shift", "1.5",
+          "--out", str(tmp_path), "--no-progress"])
+    folder = tmp_path / "text2video" / "world_model_steps2_shift1.5"  # results kept apart by sampling settings
     r = json.loads((folder / "summary.json").read_text())
-    assert r["benchmark"] == "text2video" and r["n"] == len(r["rows"]) == 4
+    assert r["benchmark"] == "text2video" and r["n"] == len(r["rows"]) == 4 and r["settings"]["shift"] == 1.5
     assert {"model_objects", "simulator_objects_gap"} <= set(r)
     table = (folder / "table.md").read_text()
     assert "named objects present" in table and table.strip().count("\n") == 3  # header, rule, model, simulator
     assert (tmp_path / "cache").is_dir()  # the held-out episodes are shared with the other benchmarks
     assert main(["eval", "report", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
-    assert "## Text-to-video" in report and "world_model_steps2" in report and "simulator (reference)" in report
+    assert "## Text-to-video" in report and "world_model_steps2_shift1.5" in report and "simulator (reference)" in report
