@@ -237,6 +237,13 @@ def _eval(args):
     results = {}
     t0 = time.time()
     clips = None
+    if args.entropy_check < 0:
+        raise SystemExit(f"--entropy-check: expected N >= 0 clips, got {args.entropy_check}")
+    prior = None
+    if args.entropy_model:
+        from kinema.model.autoregressive import load_model
+
+        prior = load_model(args.entropy_model, device=_device(args.device))
     for path in args.tokenizer:
         model = load_tokenizer(path, device=_device(args.device))
         t = time.time()
@@ -244,7 +251,10 @@ def _eval(args):
             r = evaluate_audio(model, args.data, episodes=args.episodes)
         else:
             clips = clips or held_out_clips(args.data, args.clip_len, args.episodes)
-            r = evaluate_video(model, clips, dtype=args.dtype)
+            r = evaluate_video(model, clips, dtype=args.dtype, entropy_check=args.entropy_check,
+                               entropy_model=prior if model.cfg.discrete else None)
+            if "entropy_coded" in r:
+                r["entropy_coded"]["model"] = str(args.entropy_model)
         r["params"] = sum(p.numel() for p in model.parameters())
         r["seconds"] = time.time() - t
         results[str(path)] = r
@@ -254,6 +264,10 @@ def _eval(args):
         for r in results.values():
             if "bpp" in r:
                 r["h264_at_same_bpp"] = h264_at_bpp(h["curve"], r["bpp"])
+            if "entropy_coded" in r:
+                r["h264_at_entropy_bpp"] = h264_at_bpp(h["curve"], r["mean"]["bpp_entropy"])
+                for scen, v in r["per_scenario"].items():  # each world against its own H.264 curve
+                    v["h264_at_entropy_bpp"] = h264_at_bpp(h["curve"], v["bpp_entropy"], scen)
         results["h264"] = h
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -270,14 +284,29 @@ def _table(results: dict) -> str:
         if name == "h264":
             continue
         m = r["mean"]
-        head = " ".join(f"{k} {v:.3f}" for k, v in m.items())
+        head = " ".join(f"{k} {v:.{4 if k.startswith('bpp') else 3}f}" for k, v in m.items())
         extra = f"  bpp {r['bpp']:.4f}" if "bpp" in r else ""
         if "h264_at_same_bpp" in r:
             h = r["h264_at_same_bpp"]
             extra += f"  | H.264 at {h['bpp']:.4f} bpp: psnr {h['psnr']:.3f} ssim {h['ssim']:.3f}"
         lines.append(f"{name}: {head}{extra}")
+        if "entropy_coded" in r:
+            e = r["entropy_coded"]
+            line = (f"    entropy-coded by {e['model']}: {r['mean']['bpp_entropy']:.4f} bpp promised (mean over scenarios); "
+                    f"{e['clips']} clips coded and decoded exactly in {e['coded_bits']} bits against "
+                    f"{e['promised_bits']:.0f} promised")
+            if "h264_at_entropy_bpp" in r:
+                h = r["h264_at_entropy_bpp"]
+                where = "its lowest rate, " if h["at_lowest_rate"] else ""
+                line += f" | H.264 at {where}{h['bpp']:.4f} bpp: psnr {h['psnr']:.3f} ssim {h['ssim']:.3f}"
+            lines.append(line)
         for s, v in r["per_scenario"].items():
-            lines.append("    " + f"{s:16s} " + " ".join(f"{k} {x:.3f}" for k, x in v.items() if k != "clips"))
+            line = "    " + f"{s:16s} " + " ".join(f"{k} {x:.{4 if k.startswith('bpp') else 3}f}" for k, x in v.items()
+                                                 if k not in ("clips", "h264_at_entropy_bpp"))
+            if "h264_at_entropy_bpp" in v:
+                h = v["h264_at_entropy_bpp"]
+                line += f"  | H.264 at {'its lowest rate, ' if h['at_lowest_rate'] else ''}{h['bpp']:.4f}: psnr {h['psnr']:.3f}"
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -339,6 +368,12 @@ def add_parser(sub) -> None:
     v.add_argument("--clip-len", type=int, default=33, help="frames per clip (default: %(default)s)")
     v.add_argument("--episodes", type=int, default=6, help="episodes per scenario")
     v.add_argument("--h264", action="store_true", help="also sweep H.264 and compare at equal bits per pixel")
+    v.add_argument("--entropy-model", default=None, metavar="AR_CHECKPOINT",
+                   help="DV tokenizers: also entropy-code their codes with this autoregressive world model "
+                        "(e.g. checkpoints/ar-world-model-small): the rate it promises on every clip, and H.264 there")
+    v.add_argument("--entropy-check", type=int, default=1, metavar="N",
+                   help="with --entropy-model: range-code and decode the first N clips of each scenario for real "
+                        "(default: %(default)s; about 9 s a clip on 2 CPU cores)")
     v.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="autocast precision (default: %(default)s)")
     v.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto picks cuda when there is one")
     v.add_argument("--out", default="outputs/tokenizer_eval.json", help="the report (default: %(default)s)")

@@ -15,6 +15,12 @@ yuv444p, through PyAV) is swept over CRF on the same clips; its rate counts the
 bytes of the coded slices and parameter sets, not x264's free-text SEI header
 (~600 bytes of version string that would swamp a 64x64 clip) nor any container.
 Its PSNR at the tokenizer's rate is interpolated on its rate-distortion curve.
+
+Entropy-coded rate (DV, with `entropy_model`): H.264's bytes are entropy-coded (CABAC), a DV token's
+fixed 15.97 bits are not. With the autoregressive world model as the entropy model
+(kinema.model.ar_codec), each clip's rate is the code length that model promises (`bpp_entropy`,
+teacher-forced), and the first `entropy_check` clips of every scenario are range-coded and decoded for
+real: the indices must come back exactly, and their coded length is reported beside the promise.
 """
 
 from __future__ import annotations
@@ -103,11 +109,15 @@ def _summarise(per_clip: dict[str, list[dict]]) -> dict:
 
 
 @torch.no_grad()
-def evaluate_video(model, clips: dict, *, dtype: str = "fp32", batch: int = 8, progress: bool = True) -> dict:
-    """Reconstruction quality of a video tokenizer on held-out clips, per scenario."""
+def evaluate_video(model, clips: dict, *, dtype: str = "fp32", batch: int = 8, progress: bool = True,
+                   entropy_model=None, entropy_check: int = 1) -> dict:
+    """Reconstruction quality of a video tokenizer on held-out clips, per scenario; with entropy_model (an
+    ARWorldModel over this DV tokenizer's codes) also each clip's entropy-coded rate (module docstring)."""
     cfg = model.cfg
     device = next(model.parameters()).device
-    per_clip = defaultdict(list)
+    if entropy_model is not None:
+        _check_entropy_model(model, entropy_model)
+    per_clip, codes = defaultdict(list), defaultdict(list)
     bar = tqdm(total=sum(len(v) for v in clips.values()), desc="tokenizer eval", unit="clip", disable=not progress)
     for scen, vids in clips.items():
         for s in range(0, len(vids), batch):
@@ -118,19 +128,54 @@ def evaluate_video(model, clips: dict, *, dtype: str = "fp32", batch: int = 8, p
                 y = model.decode(z[0] if cfg.discrete else z, num_frames=x.shape[2])  # DV decodes from indices
             for v, r in zip(vids[s : s + batch], y):
                 per_clip[scen].append(_scores(to_uint8(r), v))
+            if entropy_model is not None:
+                codes[scen].append(z[0].cpu())
             bar.update(len(vids[s : s + batch]))
     bar.close()
-    out = _summarise(per_clip)
     T, H, W = next(iter(clips.values()))[0].shape[:3]
+    checked = _entropy_rates(entropy_model, codes, per_clip, T * H * W, entropy_check, progress) if codes else None
+    out = _summarise(per_clip)
     t = model.latent_frames(T)
     h, w = H // cfg.spatial_compression, W // cfg.spatial_compression
     out["latent_shape"] = [cfg.code_dim, t, h, w]
     if cfg.discrete:
         out["bits_per_token"] = model.fsq.bits_per_token
         out["bpp"] = t * h * w * model.fsq.bits_per_token / (T * H * W)
+    if checked is not None:
+        out["entropy_coded"] = checked
     out["convention"] = ("PSNR on [0,1] per frame averaged (dB); SSIM skimage 7x7 uniform window, data_range=1; "
                          "mean over clips per scenario, then over scenarios")
     return out
+
+
+def _check_entropy_model(tokenizer, ar) -> None:
+    cfg, acfg = tokenizer.cfg, ar.config
+    if not cfg.discrete:
+        raise ValueError("entropy model: only a discrete (DV) tokenizer has codes to entropy-code")
+    if tuple(acfg.fsq_levels) != tuple(cfg.fsq_levels) or acfg.temporal_compression != cfg.temporal_compression:
+        raise ValueError(f"entropy model: it predicts FSQ levels {tuple(acfg.fsq_levels)} at temporal compression "
+                         f"{acfg.temporal_compression}; the tokenizer has {tuple(cfg.fsq_levels)} at "
+                         f"{cfg.temporal_compression}")
+
+
+def _entropy_rates(ar, codes: dict, per_clip: dict, pixels: int, check: int, progress: bool) -> dict:
+    """Add bpp_entropy (the model's promised rate) to every clip's scores; range-code and decode the first
+    `check` clips of each scenario -> {"clips", "coded_bits", "promised_bits"} over those."""
+    from kinema.model.ar_codec import compress, decompress, ideal_bits
+
+    fps = ar.config.ref_fps
+    coded = promised = n = 0
+    for scen, chunks in tqdm(codes.items(), desc="entropy coding", unit="scenario", disable=not progress):
+        idx = torch.cat(chunks).to(ar.codebook.device)
+        bits = ideal_bits(ar, idx, fps=fps)
+        for scores, b in zip(per_clip[scen], bits.tolist()):
+            scores["bpp_entropy"] = b / pixels
+        for i in range(min(check, len(idx))):
+            data = compress(ar, idx[i], fps=fps)
+            if not torch.equal(decompress(ar, data).to(idx.device), idx[i]):
+                raise RuntimeError(f"entropy coding: clip {i} of {scen} did not decode to its indices")
+            coded, promised, n = coded + 8 * len(data), promised + bits[i].item(), n + 1
+    return {"clips": n, "coded_bits": coded, "promised_bits": promised}
 
 
 def evaluate_h264(clips: dict, crfs=H264_CRFS, progress: bool = True) -> dict:
@@ -141,16 +186,19 @@ def evaluate_h264(clips: dict, crfs=H264_CRFS, progress: bool = True) -> dict:
         for scen, vids in clips.items():
             for v in vids:
                 dec, nbytes = h264_roundtrip(v, crf)
-                per_clip[scen].append(_scores(dec, v))
+                per_clip[scen].append(_scores(dec, v) | {"bpp": 8 * nbytes / (v.shape[0] * v.shape[1] * v.shape[2])})
                 bits += 8 * nbytes
                 pixels += v.shape[0] * v.shape[1] * v.shape[2]
         curve.append({"crf": crf, "bpp": bits / pixels} | _summarise(per_clip))
     return {"curve": curve, "convention": "libx264 yuv444p preset veryslow, CRF sweep; rate without SEI/container"}
 
 
-def h264_at_bpp(curve: list[dict], bpp: float) -> dict:
-    """H.264's PSNR/SSIM at `bpp`, interpolated linearly in log(bpp) between sweep points; if H.264 cannot
-    reach so low a rate, its lowest-rate point (a higher rate: an advantage to H.264) with `extrapolated` set."""
+def h264_at_bpp(curve: list[dict], bpp: float, scenario: str | None = None) -> dict:
+    """H.264's PSNR/SSIM at `bpp`, interpolated linearly in log(bpp) between sweep points (of one scenario's own
+    curve, its rate and quality, when named); if H.264 cannot reach so low a rate, its lowest-rate point (a higher
+    rate: an advantage to H.264) with `at_lowest_rate` set."""
+    if scenario is not None:
+        curve = [{"bpp": c["per_scenario"][scenario]["bpp"], "mean": c["per_scenario"][scenario]} for c in curve]
     pts = sorted(curve, key=lambda c: c["bpp"])
     if bpp <= pts[0]["bpp"]:
         return {"psnr": pts[0]["mean"]["psnr"], "ssim": pts[0]["mean"]["ssim"], "bpp": pts[0]["bpp"], "at_lowest_rate": True}

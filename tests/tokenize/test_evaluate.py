@@ -33,6 +33,11 @@ def test_rate_interpolation():
     assert mid["psnr"] == pytest.approx(35.0) and not mid["at_lowest_rate"]
     low = h264_at_bpp(curve, 0.05)
     assert low["at_lowest_rate"] and low["psnr"] == 30.0 and low["bpp"] == 0.1
+    # one scenario on its own curve: its own rates and quality, not the pooled ones
+    for c, (b, q) in zip(curve, [(0.02, 20.0), (0.08, 24.0)]):
+        c["per_scenario"] = {"s": {"bpp": b, "psnr": q, "ssim": 0.5}}
+    own = h264_at_bpp(curve, 0.04, scenario="s")
+    assert own["psnr"] == pytest.approx(22.0) and own["bpp"] == 0.04 and not own["at_lowest_rate"]
 
 
 def test_video_eval_runs_on_the_models_device_under_its_autocast(monkeypatch):
