@@ -22,6 +22,9 @@ and every timed path is checked to produce the same codes as plain cached greedy
    end-to-end frames/s with DV encode and decode.
    Sampled decoding (temperature 1.0, top-p 0.8, REFERENCE §3) is timed too: its tokens/s is the cached
    loop plus top-p over 64,000 codes.
+   The same clips entropy-coded under the model (kinema.model.ar_codec, the DV rate in BENCHMARKS.md's
+   "Tokenizers"): compress and decompress seconds a clip (every code one cached forward, both ways), bits a clip
+   against the fixed-length 15.97 a code; every decoded clip must equal its codes.
 3. The reasoner (--reasoner, default checkpoints/world-model-small): a 33-frame 64x64 clip (random pixels:
    speed only) and a question; time to first token (video encode + prompt prefill + first logits) and text
    tokens/s with and without the KV cache over --reasoner-tokens new tokens (the stop token is disabled so
@@ -171,6 +174,23 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
     return out
 
 
+def codec_row(model, clips: list[dict], runs: int) -> dict:
+    from kinema.model.ar_codec import compress, decompress
+
+    t_c, t_d, bits, codes = [], [], 0, 0
+    for c in clips:
+        x = c["indices"]
+        t, data = median_time(lambda: compress(model, x), runs)
+        t_c.append(t)
+        t, back = median_time(lambda: decompress(model, data), runs)
+        t_d.append(t)
+        if not torch.equal(back, x):
+            sys.exit(f"entropy coding: a {c['world']} clip did not decode to its codes")
+        bits, codes = bits + 8 * len(data), codes + x.numel()
+    return dict(compress_s=statistics.median(t_c), decompress_s=statistics.median(t_d), bits_per_code=bits / codes,
+                codes_per_clip=codes // len(clips))
+
+
 def reasoner_row(path: str, runs: int, new_tokens: int) -> dict:
     import numpy as np
 
@@ -285,6 +305,11 @@ def main() -> None:
                   f"{r['plain']} | {r['speedup_over_cache']:.2f}x |")
         print(f"end to end (DV encode of 9 frames + {DEFAULT} generation (the default tree) + DV decode of 33 "
               f"frames): {real['end_to_end_fps']:.2f} generated frames/s")
+        real["codec"] = codec_row(model, clips, args.runs)
+        k = real["codec"]
+        print(f"entropy coding (kinema.model.ar_codec) of the same clips' {k['codes_per_clip']} codes: compress "
+              f"{k['compress_s']:.2f} s, decompress {k['decompress_s']:.2f} s a clip (median), "
+              f"{k['bits_per_code']:.2f} bits a code against 15.97 fixed-length, every clip decoded exactly")
     reason = reasoner_rows([p for p in args.reasoner if (Path(p) / "model.safetensors").exists()], args.runs,
                            args.reasoner_tokens)
     print(f"[{time.time() - t_start:.0f} s]")
