@@ -25,6 +25,12 @@ def _load_judge(path, **options):
     return load_judge(path, **options)
 
 
+def _load_ar_judge(path, **options):
+    from kinema.model.ar_predictor import load_judge
+
+    return load_judge(path, **options)
+
+
 def _load_policy(path, **options):
     from kinema.model.policy import load_policy
 
@@ -34,4 +40,5 @@ def _load_policy(path, **options):
 register_model_loader(KIND, _load_predictor)
 register_model_loader(AR_KIND, _load_ar_predictor)
 register_judge_loader(KIND, _load_judge)
+register_judge_loader(AR_KIND, _load_ar_judge)
 register_policy_loader(KIND, _load_policy)

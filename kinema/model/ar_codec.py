@@ -89,9 +89,9 @@ def decompress(model: ARWorldModel, data: bytes) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ideal_bits(model: ARWorldModel, indices: torch.Tensor, fps: float = 16.0, batch: int = 16) -> torch.Tensor:
-    """The code length the model promises, bits per clip [B], for indices int [B, t, h, w]: the first index at
-    log2(V), every later one at -log2 P(index | indices before it) (teacher-forced)."""
+def code_bits(model: ARWorldModel, indices: torch.Tensor, fps: float = 16.0, batch: int = 16) -> torch.Tensor:
+    """Each code's cost under the model, bits [B, L] for indices int [B, t, h, w] in sequence (raster) order: the
+    first log2(V), every later one -log2 P(index | indices before it) (teacher-forced, one forward a batch)."""
     check_indices(model.config, indices, "indices", dims=4)
     V = int(model.codebook.shape[0])
     out = []
@@ -100,5 +100,11 @@ def ideal_bits(model: ARWorldModel, indices: torch.Tensor, fps: float = 16.0, ba
         h, _ = model(tok)
         for hb, ib in zip(h[:, :-1], tok.index[:, 1:]):  # one clip's [L-1, V] logits at a time
             logp = torch.log_softmax(model.logits(hb).float(), -1)
-            out.append(-logp.gather(-1, ib[:, None]).sum().item() / math.log(2) + math.log2(V))
-    return torch.tensor(out, dtype=torch.float64)
+            nats = -logp.gather(-1, ib[:, None])[:, 0].double().cpu()
+            out.append(torch.cat([torch.tensor([math.log2(V)], dtype=torch.float64), nats / math.log(2)]))
+    return torch.stack(out)
+
+
+def ideal_bits(model: ARWorldModel, indices: torch.Tensor, fps: float = 16.0, batch: int = 16) -> torch.Tensor:
+    """The code length the model promises, bits per clip [B] (code_bits summed): what `compress` meets."""
+    return code_bits(model, indices, fps, batch).sum(-1)

@@ -10,6 +10,9 @@ greedy) -> DV decode. Longer futures roll out window after window, each conditio
 far, re-encoded from pixels: the tokenizer's first latent frame codes one frame alone, so a window cannot
 start from codes taken out of the middle of another. Actions (tabletop), when the request has them, are the
 context tokens of their embodiment, normalised with the training statistics saved in the checkpoint.
+
+It is also a plausibility judge (kinema.eval.judge; `kinema eval plausibility --model
+checkpoints/ar-world-model-small`): ARSurpriseJudge scores a video by how well the model predicts its codes.
 """
 
 from __future__ import annotations
@@ -123,3 +126,51 @@ def load_predictor(path, *, device: str = "auto", temperature: float = AR_SAMPLI
         tags += ["medusa"] if medusa else []
         options["name"] = "_".join(["ar_world_model", *tags])
     return ARWorldModelPredictor(model, vt, params=params, medusa=medusa, **options)
+
+
+class ARSurpriseJudge:
+    """The autoregressive world model as a plausibility judge that never saw a plausibility label: surprise.
+
+    Each window of the tokenizer's clip length (33 frames, windows 32 apart) of the first camera is encoded to DV
+    codes and scored teacher-forced (ar_codec.code_bits); a latent frame's surprise is the mean bits of its
+    codes given everything before it. The score is minus the largest surprise of any latent frame after a window's
+    first (which has nothing before it): a violation is an event, so it makes some frame hard to predict."""
+
+    def __init__(self, model: ARWorldModel, video_tokenizer, name: str = "ar_surprise"):
+        self.model, self.video_tokenizer, self.name = model.eval(), video_tokenizer.eval(), name
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def surprise(self, frames: np.ndarray, fps: float = 16.0) -> np.ndarray:
+        """uint8 [T, H, W, 3] -> mean bits a code of every latent frame after each window's first, in order."""
+        from kinema.model.ar_codec import code_bits
+        from kinema.tokenize.data import to_model
+
+        frames = np.asarray(frames)
+        n = self.model.config.clip_frames
+        if frames.ndim != 4 or frames.dtype != np.uint8 or len(frames) < 1 + self.model.config.temporal_compression:
+            raise ValueError(f"frames: expected uint8 [T >= {1 + self.model.config.temporal_compression}, H, W, 3], "
+                             f"got {frames.dtype} {frames.shape}")
+        out = []
+        for s in range(0, max(1, len(frames) - n + 1), n - 1):
+            idx, _ = self.video_tokenizer.encode(to_model(frames[s : s + n])[None].to(self.device))
+            _, t, h, w = idx.shape
+            bits = code_bits(self.model, idx, fps)[0, h * w :]
+            out.append(bits.reshape(t - 1, h * w).mean(1).numpy())
+        return np.concatenate(out)
+
+    def score(self, item) -> float:
+        if isinstance(item, np.ndarray):
+            return -float(self.surprise(item).max())
+        return -float(self.surprise(item.frames[item.cameras[0]], item.fps).max())
+
+
+def load_judge(path, *, device: str = "auto", video_tokenizer=None, **_) -> ARSurpriseJudge:
+    from kinema.model.pipeline import pick_device
+    from kinema.tokenize.load import load_tokenizer
+
+    dev = pick_device(device)
+    model = load_model(path, device=dev)
+    vt = load_tokenizer(video_tokenizer or Path(path).parent / model.config.video_tokenizer, "video_tokenizer",
+                        device=dev)
+    return ARSurpriseJudge(model, vt)

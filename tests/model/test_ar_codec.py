@@ -80,3 +80,41 @@ def test_tokenizer_eval_reports_the_entropy_coded_rate():
     cv = VideoTokenizer(tokenizer_preset("cv4x8x8-tiny")).eval()
     with pytest.raises(ValueError, match="discrete"):
         evaluate_video(cv, clips, progress=False, entropy_model=ar)
+
+
+def test_the_surprise_judge_scores_a_clip_it_predicts_above_one_that_jumps():
+    """ARSurpriseJudge: trained on the codes of a still scene, the AR model finds the scene still more plausible
+    than the same scene whose picture jumps halfway (a teleport), and it is what kinema eval plausibility loads."""
+    from kinema.model.ar_predictor import ARSurpriseJudge
+    from kinema.tokenize.data import to_model
+    from kinema.tokenize.load import load_tokenizer
+
+    torch.manual_seed(0)
+    dv = load_tokenizer("checkpoints/tokenizer-dv4x8x8")  # a random tokenizer's codes hardly depend on the picture
+    rng = np.random.default_rng(0)
+    a, b = (np.repeat(rng.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8), 17, 0) for _ in range(2))
+    jump = np.concatenate([a[:9], b[9:]])
+    m = ARWorldModel(get_preset("tiny"))
+    with torch.no_grad():
+        idx = dv.encode(to_model(a)[None])[0]
+    tok = collate([sequence(m.config, idx[0])])
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    for _ in range(40):
+        h, _ = m(tok)
+        loss, _ = m.lm_objective(h, tok.target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    judge = ARSurpriseJudge(m, dv)
+    assert judge.surprise(a).shape == (4,)  # 17 frames: latent frames 1-4
+    assert judge.score(a) > judge.score(jump)
+    with pytest.raises(ValueError, match="uint8"):
+        judge.score(a.astype(np.float32))
+
+
+def test_an_ar_checkpoint_loads_as_a_judge():
+    from kinema.eval.judge import get_judge
+    from kinema.model.ar_predictor import ARSurpriseJudge
+
+    judge = get_judge("checkpoints/ar-world-model-small", device="cpu")
+    assert isinstance(judge, ARSurpriseJudge) and judge.name == "ar_surprise"
