@@ -7,6 +7,19 @@ from kinema.model.ar_config import get_preset
 from kinema.model.autoregressive import ARWorldModel, collate, sequence
 
 
+def fit(m: ARWorldModel, indices: torch.Tensor, steps: int) -> None:
+    """A few AdamW steps on one clip's codes [t, h, w], so the model predicts it; leaves m in eval mode."""
+    tok = collate([sequence(m.config, indices)])
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    for _ in range(steps):
+        h, _ = m(tok)
+        loss, _ = m.lm_objective(h, tok.target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -28,15 +41,7 @@ def test_a_clip_the_model_predicts_costs_what_it_promises_and_far_less_than_fixe
     torch.manual_seed(0)
     m = ARWorldModel(get_preset("tiny"))
     x = torch.randint(0, 64000, (2, 4, 4), generator=torch.Generator().manual_seed(6))
-    tok = collate([sequence(m.config, x)])
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    for _ in range(60):
-        h, _ = m(tok)
-        loss, _ = m.lm_objective(h, tok.target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    m.eval()
+    fit(m, x, 60)
     promised = float(ideal_bits(m, x[None])[0])
     data = compress(m, x)
     assert torch.equal(decompress(m, data), x)
@@ -97,14 +102,7 @@ def test_the_surprise_judge_scores_a_clip_it_predicts_above_one_that_jumps():
     m = ARWorldModel(get_preset("tiny"))
     with torch.no_grad():
         idx = dv.encode(to_model(a)[None])[0]
-    tok = collate([sequence(m.config, idx[0])])
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    for _ in range(40):
-        h, _ = m(tok)
-        loss, _ = m.lm_objective(h, tok.target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(m, idx[0], 40)
     judge = ARSurpriseJudge(m, dv)
     assert judge.surprise(a).shape == (4,)  # 17 frames: latent frames 1-4
     assert judge.score(a) > judge.score(jump)
