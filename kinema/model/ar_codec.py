@@ -12,9 +12,8 @@ Exactness: `compress` computes the probabilities with exactly the calls `decompr
 against the KV cache, fp32), so both quantise identical numbers into the coder's fixed-point table. Decoding
 elsewhere needs the same weights, dtype and kernels, as any entropy model computed in floating point does.
 
-A stream is HEADER (t, h, w, fps) then the coder's 32-bit words; `ideal_bits` is the rate the model promises
-(teacher-forced cross-entropy, all clips in one batched forward), which the coded length meets to within a few
-words per clip.
+A stream is HEADER (t, h, w, fps) then the coder's 32-bit words. `code_bits` / `ideal_bits` are what the model
+promises (teacher-forced, a batch of clips a forward), which the coded length meets to within a few words a clip.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ def _next_probabilities(model: ARWorldModel, tok, p: int, kv):
     else:
         h, kv = model(tok.slice(p, p + 1), cache=kv, keep_cache=True)
     probs = torch.softmax(model.logits(h[0, -1]).double(), -1)
-    return probs.numpy(), kv
+    return probs.cpu().numpy(), kv
 
 
 @torch.no_grad()
@@ -54,8 +53,8 @@ def compress(model: ARWorldModel, indices: torch.Tensor, fps: float = 16.0) -> b
 
     check_indices(model.config, indices[None], "indices", dims=4)
     t, h, w = indices.shape
-    tok = sequence(model.config, indices[None].cpu(), fps=fps)  # codes only: no actions
-    symbols = tok.index[0].numpy().astype(np.int32)
+    tok = sequence(model.config, indices[None].cpu(), fps=fps).to(model.codebook.device)  # codes only: no actions
+    symbols = tok.index[0].cpu().numpy().astype(np.int32)
     V = int(model.codebook.shape[0])
     enc = constriction.stream.queue.RangeEncoder()
     family = _model_family()
@@ -79,13 +78,13 @@ def decompress(model: ARWorldModel, data: bytes) -> torch.Tensor:
     dec = constriction.stream.queue.RangeDecoder(words)
     family = _model_family()
     V = int(model.codebook.shape[0])
-    tok = sequence(model.config, torch.zeros(1, t, h, w, dtype=torch.long), fps=fps)
+    tok = sequence(model.config, torch.zeros(1, t, h, w, dtype=torch.long), fps=fps).to(model.codebook.device)
     tok.index[0, 0] = int(dec.decode(family, np.full((1, V), 1.0 / V))[0])
     kv = None
     for p in range(tok.index.shape[1] - 1):
         probs, kv = _next_probabilities(model, tok, p, kv)
         tok.index[0, p + 1] = int(dec.decode(family, probs[None])[0])
-    return ARWorldModel.codes_of(tok, t, h, w)[0]
+    return ARWorldModel.codes_of(tok, t, h, w)[0].cpu()
 
 
 @torch.no_grad()
