@@ -138,7 +138,7 @@ def _text2video(sums: list[dict]) -> str:
     from kinema.model.evaluate import TABLE_HEADER, table_rows
 
     rows = [row for s in sums for row in table_rows(s, label=_label(s))[:1]]
-    rows += table_rows(max(sums, key=lambda s: s["n"]))[1:]  # the simulator's frames of the most clips
+    rows += table_rows(max(sums, key=lambda s: s["n"]))[-1:]  # the simulator's frames of the most clips
     return ("## Text-to-video (named colours and objects appear?)\n\n"
             "Held-out captions of the passive worlds; ± s.e. over clips, named − unnamed paired per clip.\n\n"
             + markdown_table(TABLE_HEADER, rows))

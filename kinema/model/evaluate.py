@@ -25,6 +25,12 @@ Reported per check: the share of named colours (objects) present (recall) and
 the share of palette colours the prompt does not name that appear anyway (false
 positives), for the model and, as the reference, for the simulator's own
 frames of the same episodes (what a perfect generator would score).
+
+With best_of N > 1 each caption's clip is the one of N draws the reasoner
+critic keeps (kinema.model.critic); every draw is checked, so the same run also
+reports the first draw alone (exactly the best_of 1 clip, paired per caption)
+and an oracle: the draw with the most named objects present, which no critic
+can beat (a ceiling, not a method: it reads the check itself).
 """
 
 from __future__ import annotations
@@ -117,15 +123,38 @@ def _se(rows: list, key: str, j: int) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
+def _checks(frames: np.ndarray, sizes: dict, named: set) -> dict:
+    """uint8 [T, H, W, 3] -> {"model": colour scores, "model_objects": object scores} (_score's pairs)."""
+    return dict(model=_score(colours_present(frames), named), model_objects=_score(objects_present(frames, sizes), named))
+
+
+def _summarise(rows: list, key: str) -> dict:
+    """Rows' score pairs under `key` -> {key: (recall, fp) means, key_se, key_gap: (mean, s.e.) paired per clip}."""
+    r = {key: tuple(float(np.nanmean([row[key][j] for row in rows])) for j in (0, 1)),
+         f"{key}_se": (_se(rows, key, 0), _se(rows, key, 1))}
+    r[f"{key}_gap"] = _mean_se([row[key][0] - row[key][1] for row in rows])
+    return r
+
+
+def _mean_se(x) -> tuple[float, float]:
+    x = np.array(x, dtype=float)
+    x = x[~np.isnan(x)]
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
 def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: str = "front", num_steps: int = 20,
                   guidance: float = 3.0, shift: float | None = None, seed: int = 0, progress: bool = True,
-                  name: str = "world_model", cache=None) -> dict:
+                  name: str = "world_model", cache=None, best_of: int = 1) -> dict:
     """Generate from each held-out caption; -> {"benchmark", "predictor": {"name", "oracle"}, "n": clips, "rows":
     [...], "model": (recall, fp), "model_se": standard errors, "model_gap": (mean, s.e.) of recall - fp paired per
     clip, "simulator": (recall, fp), "simulator_gap", and the same of the object check under "model_objects",
-    "model_objects_se", "model_objects_gap", "simulator_objects", "simulator_objects_gap"}. shift: the sampler's time shift (None: the pipeline's default
-    for the frame size). cache: the folder of simulated held-out episodes (out/cache)."""
+    "model_objects_se", "model_objects_gap", "simulator_objects", "simulator_objects_gap"}. With best_of > 1 also
+    "first"/"first_objects" (the first draw's) and "oracle"/"oracle_objects" (the same keys), and "critic_gain" /
+    "critic_gain_objects": (mean, s.e.) of the kept clip's named recall minus the first draw's, paired per clip.
+    shift: the sampler's time shift (None: the pipeline's default for the frame size). cache: the folder of
+    simulated held-out episodes (out/cache)."""
     from kinema.eval.data import EpisodeCache, heldout_seed
+    from kinema.model.critic import best_of as draw_best
     from kinema.worlds.preview import contact_sheet, write_png
 
     out = Path(out)
@@ -135,44 +164,63 @@ def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: st
     for scenario, i in tqdm(jobs, desc="text2video", disable=not progress):
         ep = cache.get(scenario, heldout_seed(i))
         named = {o["colour"] for o in ep.objects_info if o.get("colour") in CHROMATIC and o["colour"] in ep.caption}
-        gen = pipeline.run("text2video", num_frames=33, prompt=ep.caption, num_steps=num_steps, guidance=guidance,
-                           shift=shift, seed=seed + i)["frames"]
+        outs, critic, kept = draw_best(pipeline, "text2video", best_of, prompt=ep.caption, num_frames=33,
+                                       num_steps=num_steps, guidance=guidance, shift=shift, seed=seed + i)
         sim = ep.frames[camera]
         sizes = reference_sizes(sim, named)
-        rows.append(dict(scenario=scenario, seed=heldout_seed(i), named=sorted(named),
-                         sizes={c: sizes[c] for c in sorted(named) if c in sizes},
-                         model=_score(colours_present(gen), named), simulator=_score(colours_present(sim), named),
-                         model_objects=_score(objects_present(gen, sizes), named),
-                         simulator_objects=_score(objects_present(sim, sizes), named)))
+        drawn = [_checks(o["frames"], sizes, named) for o in outs]
+        row = dict(scenario=scenario, seed=heldout_seed(i), named=sorted(named),
+                   sizes={c: sizes[c] for c in sorted(named) if c in sizes}, **drawn[kept],
+                   simulator=_score(colours_present(sim), named),
+                   simulator_objects=_score(objects_present(sim, sizes), named))
+        if best_of > 1:
+            best = max(range(best_of), key=lambda k: np.nan_to_num(drawn[k]["model_objects"][0], nan=-1.0))
+            row.update(critic=critic, kept=kept, first=drawn[0]["model"], first_objects=drawn[0]["model_objects"],
+                       oracle=drawn[best]["model"], oracle_objects=drawn[best]["model_objects"])
+        rows.append(row)
         if i < 2:
-            sheet += [(f"{scenario} sim", sim), (f"{scenario} model", gen)]
+            sheet += [(f"{scenario} sim", sim), (f"{scenario} model", outs[kept]["frames"])]
     write_png(out / "text2video.png", contact_sheet(sheet, columns=6, scale=2))
     r = dict(benchmark=BENCHMARK, predictor={"name": name, "oracle": False}, n=len(rows), rows=rows)
-    for key in ("model", "simulator", "model_objects", "simulator_objects"):
-        r[key] = tuple(float(np.nanmean([row[key][j] for row in rows])) for j in (0, 1))
-        if key.startswith("model"):
-            r[f"{key}_se"] = (_se(rows, key, 0), _se(rows, key, 1))
-        gap = np.array([row[key][0] - row[key][1] for row in rows], dtype=float)  # paired, per clip
-        gap = gap[~np.isnan(gap)]
-        r[f"{key}_gap"] = (float(gap.mean()), float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1
-                           else float("nan"))
+    keys = ["model", "simulator", "model_objects", "simulator_objects"]
+    keys += ["first", "first_objects", "oracle", "oracle_objects"] if best_of > 1 else []
+    for key in keys:
+        r.update(_summarise(rows, key))
+    if best_of > 1:
+        r["critic_gain"] = _mean_se([row["model"][0] - row["first"][0] for row in rows])
+        r["critic_gain_objects"] = _mean_se([row["model_objects"][0] - row["first_objects"][0] for row in rows])
     return dict(**r, sheet=str(out / "text2video.png"),
                 settings=dict(n=n, scenarios=list(scenarios), camera=camera, num_steps=num_steps, guidance=guidance,
-                              shift=shift, hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL, min_pixels=MIN_PIXELS,
-                              size_range=SIZE_RANGE))
+                              shift=shift, best_of=best_of, hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL,
+                              min_pixels=MIN_PIXELS, size_range=SIZE_RANGE))
 
 
 def table_rows(r: dict, label: str = "model") -> list[list[str]]:
-    """A summary of text_to_video -> its model's row and the simulator's (reference) row."""
+    """A summary of text_to_video -> its model's row (with best_of > 1: the kept clips', the first draws' and the
+    oracle's), then the simulator's (reference) row, last."""
     def cell(key, j):
         return f"{r[key][j]:.3f} ± {r[key + '_se'][j]:.3f}" if key + "_se" in r else f"{r[key][j]:.3f}"
 
     def gap(key):
         return f"{r[key][0]:+.3f} ± {r[key][1]:.3f}"
 
-    return [[who, str(r["n"]), cell(key, 0), cell(key, 1), gap(f"{key}_gap"), cell(f"{key}_objects", 0),
+    who = [(label, "model")]
+    if "first" in r:
+        n = r["settings"]["best_of"]
+        who = [(f"{label}: kept by the critic", "model"), (f"{label}: first of the {n} draws (best_of 1)", "first"),
+               (f"{label}: oracle of the {n} (reads this check; a ceiling)", "oracle")]
+    return [[w, str(r["n"]), cell(key, 0), cell(key, 1), gap(f"{key}_gap"), cell(f"{key}_objects", 0),
              cell(f"{key}_objects", 1), gap(f"{key}_objects_gap")]
-            for who, key in ((label, "model"), ("simulator (reference)", "simulator"))]
+            for w, key in who + [("simulator (reference)", "simulator")]]
+
+
+def critic_line(r: dict) -> str:
+    """The critic's paired gain over the first draw, in words ('' for best_of 1)."""
+    if "critic_gain" not in r:
+        return ""
+    (c, cs), (o, os_) = r["critic_gain"], r["critic_gain_objects"]
+    return (f"Kept by the critic minus the first draw, paired per caption: named colours {c:+.3f} ± {cs:.3f}, "
+            f"named objects {o:+.3f} ± {os_:.3f}.")
 
 
 TABLE_HEADER = ["frames from", "clips", "named colours present", "unnamed colours present", "named − unnamed",

@@ -7,7 +7,8 @@ costs nothing and says exactly which field is wrong.
     kinema generate request.json          # the same fields as a JSON object
 
 Outputs in --out: video.mp4 (sound muxed in when generated), actions.json
-(generated or given actions), contact.png (given | generated frames), request.json.
+(generated or given actions), contact.png (given | generated frames), request.json,
+and with best_of > 1 critic.json (every draw's seed and critic score, the one kept).
 
 Clips longer than the video tokenizer's window (33 frames) are made by
 `Pipeline.rollout` in chunks of at most one window, each conditioned on the
@@ -26,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from kinema.diffusion import SAMPLERS
+from kinema.model import critic
 from kinema.model.modes import ACTION_MODES, MODES
+from kinema.model.reasoner import CAPTION_QUESTION
 
 DEFAULT_MODEL = "checkpoints/world-model-small"
 VISION_MODES = ("image2video", "video2video", "forward_dynamics", "inverse_dynamics", "policy")
@@ -70,6 +73,9 @@ class GenerateRequest:
                                      "num_steps steps (default 1 step each), the point estimate BENCHMARKS.md scores "
                                      "(16) and the closed-loop policy acts, instead of one sample; the video is the "
                                      "given frames")
+    best_of: int = _field(1, "text2image, text2video, image2video, video2video: draw this many clips (seeds seed, "
+                             "seed + 100003, ...) and keep the one the checkpoint's reasoner reads the prompt in best "
+                             "(kinema.model.critic; critic.json lists every draw's score)")
     shift: float | None = _field(None, "rectified-flow time shift; default from the resolution")
     sampler: str = _field("dpmpp_2m", f"one of {', '.join(SAMPLERS)}")
     enable_sound: bool = _field(False, "generate sound too (text2video, image2video, video2video)")
@@ -181,10 +187,13 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("seed", "an integer >= 0")
     if not isinstance(req.prompt, str) or len(req.prompt) > 2000:
         bad("prompt", "a string of at most 2000 characters")
+    critic.check(req.best_of, req.model_mode, req.prompt)
     if req.enable_sound and req.model_mode not in ("text2video", "image2video", "video2video"):
         bad("enable_sound", "false unless model_mode is text2video, image2video or video2video")
     if req.enable_sound and long:
         bad("enable_sound", f"false when num_frames > {window} (a rollout's chunks make frames only)")
+    if req.best_of > 1 and long:
+        bad("best_of", f"1 when num_frames > {window} (the critic reads one clip, not a rollout's chunks)")
     step = config.spatial_compression * config.patch[0]
     if not isinstance(req.resolution, int) or req.resolution % step or not step <= req.resolution <= 512:
         bad("resolution", f"a multiple of {step} pixels in [{step}, 512]")
@@ -337,13 +346,22 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
     elif need.get("rollout"):
         result = _roll_out(pipe, req, need, context, progress)
     else:
-        result = pipe.run(req.model_mode, num_frames=req.num_frames, context=context, actions=need.get("actions"),
-                          domain_name=need.get("domain_name"), prompt=req.prompt, fps=fps, size=req.resolution,
-                          seed=req.seed, guidance=req.guidance, num_steps=req.num_steps, shift=req.shift,
-                          sampler=req.sampler, sound=req.enable_sound, action_guidance=req.action_guidance,
-                          strength=req.strength, progress=progress)
+        outs, scores, kept = critic.best_of(
+            pipe, req.model_mode, req.best_of, prompt=req.prompt, seed=req.seed, fps=fps, num_frames=req.num_frames,
+            context=context, actions=need.get("actions"), domain_name=need.get("domain_name"), size=req.resolution,
+            guidance=req.guidance, num_steps=req.num_steps, shift=req.shift, sampler=req.sampler,
+            sound=req.enable_sound, action_guidance=req.action_guidance, strength=req.strength, progress=progress)
+        result = outs[kept]
     seconds = time.time() - t
     paths = write_outputs(out, result, req, context, pipe.audio_tokenizer.cfg.sample_rate)
+    if req.best_of > 1:
+        from kinema.train.checkpoint import write_json
+
+        write_json(Path(out) / "critic.json", {
+            "question": CAPTION_QUESTION, "score": "log P(prompt | clip), the reasoner's answer to the question",
+            "kept": kept, "draws": [{"seed": req.seed + k * critic.SEED_STRIDE, "score": round(sc, 4)}
+                                    for k, sc in enumerate(scores)]})
+        paths["critic"] = str(Path(out) / "critic.json")
     return dict(paths, seconds=round(seconds, 2))
 
 

@@ -51,7 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kinema.model.data import dataset_shards, shard_complete
-from kinema.model.reasoner import reasoner_clip
+from kinema.model.reasoner import CAPTION_QUESTION, reasoner_clip
 from kinema.model.sequence import audio_latent_frames, build_interleaved, keyframes, latent_frame_count, latent_frame_ends
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
 
@@ -117,7 +117,7 @@ def questions(row: dict, arrays: dict, fps: float, stride: int, t: int, plausibi
     objects = json.loads(row["kinema/objects"])
     contacts = json.loads(row.get("kinema/contacts", "[]"))
     rng = np.random.default_rng(json.loads(row["kinema/seed"]))
-    out = [dict(type="caption", question="Describe what happens in the video.", answer=json.loads(row["kinema/caption"]))]
+    out = [dict(type="caption", question=CAPTION_QUESTION, answer=json.loads(row["kinema/caption"]))]
     for q in json.loads(row["kinema/qa"]):
         if q["type"] in SKIP or (q["type"] == "plausibility" and not plausibility):
             continue

@@ -231,6 +231,7 @@ def episode_video(ep, camera: str) -> dict:
     return part
 
 
+CAPTION_QUESTION = "Describe what happens in the video."  # the caption task's question (reason_data asks it)
 PLAUSIBILITY_QUESTION = "Is the motion in this video physically plausible?"  # as kinema.worlds.language asks it
 SUCCESS_QUESTION = "Did the robot succeed?"  # as kinema.worlds.tabletop asks it
 
@@ -240,8 +241,9 @@ class ReasonerJudge:
 
     `score` is the plausibility judge (kinema.eval.judge): PLAUSIBILITY_QUESTION about the first camera's video.
     `success` is the success judge, a reward model for the closed loop (kinema.eval.closed_loop): SUCCESS_QUESTION
-    about every camera's video, the log-odds averaged over cameras. It is asked of silent video, so real and
-    imagined episodes (which have no sound) are judged alike."""
+    about every camera's video, the log-odds averaged over cameras. `caption` scores a text as the clip's caption,
+    the critic of best-of-N generation. It is asked of silent video, so real and imagined episodes (which have no
+    sound) are judged alike."""
 
     def __init__(self, reasoner: Reasoner, name: str = "reasoner"):
         self.reasoner, self.name = reasoner, name
@@ -255,6 +257,13 @@ class ReasonerJudge:
         video = {"type": "video", "video": item, "fps": DEFAULT_FPS} if isinstance(item, np.ndarray) \
             else episode_video(item, item.cameras[0])
         return self._log_odds(video, PLAUSIBILITY_QUESTION)
+
+    def caption(self, frames: np.ndarray, fps: float, text: str) -> float:
+        """uint8 [T, H, W, 3] (silent) -> log P(text | the clip) as the answer to CAPTION_QUESTION: how well `text`
+        describes the clip, the critic of best-of-N generation (kinema.model.critic)."""
+        msgs = [{"role": "user", "content": [{"type": "video", "video": np.asarray(frames), "fps": float(fps)},
+                                             {"type": "text", "text": CAPTION_QUESTION}]}]
+        return self.reasoner.choice_logprobs(msgs, [text])[0]
 
     def success(self, frames: dict, fps: float) -> float:
         """frames: camera -> uint8 [T, H, W, 3] (a real or an imagined episode) -> log-odds that the task succeeded."""

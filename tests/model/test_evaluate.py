@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kinema.model.evaluate import (CHROMATIC, MIN_PIXELS, SIZE_RANGE, _score, colour_masks, colours_present,
-                                   objects_present, reference_sizes, region_areas, text_to_video)
+                                   critic_line, objects_present, reference_sizes, region_areas, table_rows,
+                                   text_to_video)
 from kinema.worlds.scene import PALETTE
 
 
@@ -93,3 +94,20 @@ def test_kinema_eval_text2video_writes_both_checks_and_reports_them(saved, tmp_p
     assert main(["eval", "report", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "## Text-to-video" in report and "world_model_steps2_shift1.5" in report and "simulator (reference)" in report
+
+
+def test_best_of_reports_the_kept_the_first_and_the_oracle_draw(tiny_pipeline, tmp_path):
+    one = text_to_video(tiny_pipeline, tmp_path / "one", n=2, scenarios=("free_fall",), num_steps=2, progress=False)
+    r = text_to_video(tiny_pipeline, tmp_path / "three", n=2, scenarios=("free_fall",), num_steps=2, progress=False,
+                      best_of=3)
+    assert r["settings"]["best_of"] == 3
+    for a, b in zip(one["rows"], r["rows"]):
+        assert b["first"] == a["model"] and b["first_objects"] == a["model_objects"]  # the first draw is best_of 1
+        assert len(b["critic"]) == 3 and b["kept"] == int(np.argmax(b["critic"]))
+        assert b["oracle_objects"][0] >= max(b["model_objects"][0], b["first_objects"][0])
+    gain = np.mean([row["model_objects"][0] - row["first_objects"][0] for row in r["rows"]])
+    assert r["critic_gain_objects"][0] == pytest.approx(gain)
+    rows = table_rows(r)
+    assert len(rows) == 4 and "kept by the critic" in rows[0][0] and "first of the 3" in rows[1][0]
+    assert rows[-1][0] == "simulator (reference)" and "named objects" in critic_line(r) and critic_line(one) == ""
+    json.dumps(r)

@@ -64,6 +64,13 @@ def test_a_good_request_validates(files):
     (dict(model_mode="text2video", action_path=None, vision_path=None, strength=0.5), ValueError,
      "strength: expected 1 in text2video"),
     (dict(fps=0.5), ValueError, "fps: expected a number of frames per second in \\[1, 120\\]"),
+    (dict(best_of=3), ValueError, "best_of: expected 1 in forward_dynamics \\(the critic reads captions"),
+    (dict(model_mode="text2video", action_path=None, vision_path=None, prompt="", best_of=2), ValueError,
+     "best_of: expected 1 without a prompt"),
+    (dict(model_mode="text2video", action_path=None, vision_path=None, prompt="a box", best_of=17), ValueError,
+     "best_of: expected an integer in \\[1, 16\\]"),
+    (dict(model_mode="video2video", action_path=None, prompt="a box", num_frames=37, best_of=2), ValueError,
+     "best_of: expected 1 when num_frames > 33"),
     # past the tokenizer's 33-frame window only the modes Pipeline.rollout continues (chunk by chunk)
     (dict(model_mode="text2video", action_path=None, vision_path=None, num_frames=37), ValueError,
      "num_frames: expected at most 33 in text2video .*forward_dynamics, video2video"),
@@ -177,6 +184,21 @@ def test_generate_end_to_end(files, saved, tmp_path):
              progress=False)
     assert read_json(warm / "request.json")["strength"] == 0.5
     assert not np.array_equal(decode_video(warm / "video.mp4"), video)
+
+
+def test_best_of_keeps_the_draw_the_critic_scores_highest(files, saved, tmp_path):
+    out = tmp_path / "best"
+    req = dict(model_mode="text2video", action_path=None, vision_path=None, prompt="a red box falls", num_frames=9,
+               num_steps=1, seed=3)
+    res = generate(_req(files, best_of=3, **req), saved["model"], out, device="cpu", dtype="fp32", progress=False)
+    c = read_json(out / "critic.json")
+    assert res["critic"].endswith("critic.json") and [d["seed"] for d in c["draws"]] == [3, 100_006, 200_009]
+    assert c["kept"] == int(np.argmax([d["score"] for d in c["draws"]])) and read_json(out / "request.json")["best_of"] == 3
+    kept = tmp_path / "kept"  # the video written is the kept draw's, as a plain request with its seed makes it
+    generate(_req(files, **{**req, "seed": c["draws"][c["kept"]]["seed"]}), saved["model"], kept, device="cpu",
+             dtype="fp32", progress=False)
+    np.testing.assert_array_equal(decode_video(out / "video.mp4"), decode_video(kept / "video.mp4"))
+    assert not (kept / "critic.json").exists()
 
 
 def test_longer_than_the_window_rolls_out_to_exactly_num_frames(files, saved, tmp_path):
