@@ -128,11 +128,12 @@ def _text2video(args):
     name = "_".join(["world_model", *([f"g{args.guidance:g}"] if args.guidance != 3.0 else []),
                      *([f"steps{args.steps}"] if args.steps != 20 else []),
                      *([f"shift{args.shift:g}"] if args.shift is not None else []),
-                     *([f"best{args.best_of}"] if args.best_of != 1 else [])])
+                     *([f"best{args.best_of}"] if args.best_of != 1 else []),
+                     *([f"from{args.first}"] if args.first else [])])
     folder = run_dir(args.out, bench.BENCHMARK, name)
     r = bench.text_to_video(Pipeline.from_pretrained(args.model, device=args.device), folder, n=args.n,
                             num_steps=args.steps, guidance=args.guidance, shift=args.shift,
-                            progress=not args.no_progress, name=name, best_of=args.best_of,
+                            progress=not args.no_progress, name=name, best_of=args.best_of, first=args.first,
                             cache=Path(args.out) / "cache")
     write_json(folder / "summary.json", r)
     table = "\n\n".join(filter(None, [markdown_table(bench.TABLE_HEADER, bench.table_rows(r)), bench.critic_line(r)]))
@@ -244,13 +245,15 @@ def add_parser(subparsers) -> None:
     t = e.add_parser("text2video", help="text-to-video: do the colours and objects named in the prompt appear?")
     t.add_argument("--model", required=True, help="a world-model checkpoint folder")
     t.add_argument("--out", default=DEFAULT_OUT, help="output folder (shared by all benchmarks); results go to "
-                   "text2video/world_model[_gG][_stepsS][_shiftF][_bestN] (not resumable: 40 clips take under a "
+                   "text2video/world_model[_gG][_stepsS][_shiftF][_bestN][_fromF] (not resumable: 40 clips take under a "
                    "minute)")
     t.add_argument("--n", type=int, default=10, help="held-out episodes per scenario (10: 40 clips, about 30 s)")
     t.add_argument("--steps", type=int, default=20, help="sampling steps")
     t.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
     t.add_argument("--shift", type=float, default=None,
                    help="the sampler's rectified-flow time shift (default: the model's for the frame size)")
+    t.add_argument("--first", type=int, default=0,
+                   help="start at this held-out episode of each world (a set disjoint from --n's for choosing settings)")
     t.add_argument("--best-of", type=int, default=1,
                    help="draw this many clips a caption and keep the one the checkpoint's reasoner reads the caption "
                    "in best (kinema.model.critic); also reports the first draw alone and the oracle of the draws")

@@ -144,15 +144,18 @@ def _mean_se(x) -> tuple[float, float]:
 
 def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: str = "front", num_steps: int = 20,
                   guidance: float = 3.0, shift: float | None = None, seed: int = 0, progress: bool = True,
-                  name: str = "world_model", cache=None, best_of: int = 1) -> dict:
+                  name: str = "world_model", cache=None, best_of: int = 1, first: int = 0) -> dict:
     """Generate from each held-out caption; -> {"benchmark", "predictor": {"name", "oracle"}, "n": clips, "rows":
     [...], "model": (recall, fp), "model_se": standard errors, "model_gap": (mean, s.e.) of recall - fp paired per
     clip, "simulator": (recall, fp), "simulator_gap", and the same of the object check under "model_objects",
     "model_objects_se", "model_objects_gap", "simulator_objects", "simulator_objects_gap"}. With best_of > 1 also
     "first"/"first_objects" (the first draw's) and "oracle"/"oracle_objects" (the same keys), and "critic_gain" /
-    "critic_gain_objects": (mean, s.e.) of the kept clip's named recall minus the first draw's, paired per clip.
+    "critic_gain_objects": (mean, s.e.) of the kept clip's named recall minus the first draw's, paired per clip;
+    each row then also has every draw's checks ("draws") and critic scores ("critic"), so fewer draws can be
+    scored from the same run (the first k: what best_of k would have drawn).
     shift: the sampler's time shift (None: the pipeline's default for the frame size). cache: the folder of
-    simulated held-out episodes (out/cache)."""
+    simulated held-out episodes (out/cache). first: the first held-out episode of each world (episodes first ..
+    first + n - 1, each with the seed it has in a run from 0: a disjoint set for choosing settings)."""
     from kinema.eval.data import EpisodeCache, heldout_seed
     from kinema.model.critic import best_of as draw_best
     from kinema.worlds.preview import contact_sheet, write_png
@@ -160,7 +163,7 @@ def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: st
     out = Path(out)
     cache = EpisodeCache(out / "cache" if cache is None else cache)
     rows, sheet = [], []
-    jobs = [(s, i) for s in scenarios for i in range(n)]
+    jobs = [(s, i) for s in scenarios for i in range(first, first + n)]
     for scenario, i in tqdm(jobs, desc="text2video", disable=not progress):
         ep = cache.get(scenario, heldout_seed(i))
         named = {o["colour"] for o in ep.objects_info if o.get("colour") in CHROMATIC and o["colour"] in ep.caption}
@@ -176,9 +179,9 @@ def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: st
         if best_of > 1:
             best = max(range(best_of), key=lambda k: np.nan_to_num(drawn[k]["model_objects"][0], nan=-1.0))
             row.update(critic=critic, kept=kept, first=drawn[0]["model"], first_objects=drawn[0]["model_objects"],
-                       oracle=drawn[best]["model"], oracle_objects=drawn[best]["model_objects"])
+                       oracle=drawn[best]["model"], oracle_objects=drawn[best]["model_objects"], draws=drawn)
         rows.append(row)
-        if i < 2:
+        if i < first + 2:
             sheet += [(f"{scenario} sim", sim), (f"{scenario} model", outs[kept]["frames"])]
     write_png(out / "text2video.png", contact_sheet(sheet, columns=6, scale=2))
     r = dict(benchmark=BENCHMARK, predictor={"name": name, "oracle": False}, n=len(rows), rows=rows)
@@ -190,8 +193,8 @@ def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: st
         r["critic_gain"] = _mean_se([row["model"][0] - row["first"][0] for row in rows])
         r["critic_gain_objects"] = _mean_se([row["model_objects"][0] - row["first_objects"][0] for row in rows])
     return dict(**r, sheet=str(out / "text2video.png"),
-                settings=dict(n=n, scenarios=list(scenarios), camera=camera, num_steps=num_steps, guidance=guidance,
-                              shift=shift, best_of=best_of, hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL,
+                settings=dict(n=n, first=first, scenarios=list(scenarios), camera=camera, num_steps=num_steps,
+                              guidance=guidance, shift=shift, best_of=best_of, hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL,
                               min_pixels=MIN_PIXELS, size_range=SIZE_RANGE))
 
 

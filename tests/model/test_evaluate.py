@@ -111,3 +111,10 @@ def test_best_of_reports_the_kept_the_first_and_the_oracle_draw(tiny_pipeline, t
     assert len(rows) == 4 and "kept by the critic" in rows[0][0] and "first of the 3" in rows[1][0]
     assert rows[-1][0] == "simulator (reference)" and "named objects" in critic_line(r) and critic_line(one) == ""
     json.dumps(r)
+
+
+def test_first_starts_at_a_later_held_out_episode_with_its_own_seed(tiny_pipeline, tmp_path):
+    both = text_to_video(tiny_pipeline, tmp_path, n=2, scenarios=("free_fall",), num_steps=2, progress=False)
+    later = text_to_video(tiny_pipeline, tmp_path, n=1, first=1, scenarios=("free_fall",), num_steps=2,
+                          progress=False)
+    assert later["rows"][0] == both["rows"][1] and later["settings"]["first"] == 1
