@@ -73,9 +73,9 @@ class GenerateRequest:
                                      "num_steps steps (default 1 step each), the point estimate BENCHMARKS.md scores "
                                      "(16) and the closed-loop policy acts, instead of one sample; the video is the "
                                      "given frames")
-    best_of: int = _field(1, "text2image, text2video, image2video, video2video: draw this many clips (seeds seed, "
-                             "seed + 100003, ...) and keep the one the checkpoint's reasoner reads the prompt in best "
-                             "(kinema.model.critic; critic.json lists every draw's score)")
+    best_of: int = _field(1, f"{', '.join(critic.CAPTION_MODES)}: draw this many clips (seeds seed, seed + "
+                             f"{critic.SEED_STRIDE}, ...) and keep the one the checkpoint's reasoner reads the prompt "
+                             "in best (kinema.model.critic; critic.json lists every draw's score)")
     shift: float | None = _field(None, "rectified-flow time shift; default from the resolution")
     sampler: str = _field("dpmpp_2m", f"one of {', '.join(SAMPLERS)}")
     enable_sound: bool = _field(False, "generate sound too (text2video, image2video, video2video)")
