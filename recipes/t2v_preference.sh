@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Text-to-video preference tuning on the reasoner critic's choices (Diffusion-DPO; BENCHMARKS.md "Preference
-# tuning on the critic's choices"). From the shipped weights, on this CPU:
+# tuning on the critic's choices"; not shipped: its text-to-video rose, its physics alignment fell in all eight
+# worlds). From the shipped weights, on this CPU:
 #   pairs   240 training captions of the passive worlds x 4 draws, each scored by the critic (11 min)
 #   train   candidate B: 400 steps of 8 pairs, lr 3e-5, beta 500, generator only (6.5 min)
 #   dev     held-out episodes 40-59 (the set settings were chosen on), one draw (40 s)
