@@ -39,7 +39,7 @@ from kinema.model.evaluate import SCENARIOS
 from kinema.model.pipeline import Pipeline
 from kinema.model.reasoner import Reasoner, ReasonerJudge
 from kinema.model.sequence import VISION, collate
-from kinema.model.train import noised, schedule_for
+from kinema.model.train import noised, schedule_for, world_model_loss
 from kinema.train.checkpoint import load_tensors, save_pretrained, save_tensors, write_json
 
 MODEL = "checkpoints/world-model-small"
@@ -108,8 +108,15 @@ def train(a) -> None:
     items = [x for x in _load_pairs(Path(a.pairs)) if x["margin"] >= a.min_margin]
     toks = {x["caption"]: _plan(pipe, x["caption"]).tok for x in items}
     schedule = schedule_for(pipe.config)
+    anchor = None
+    if a.anchor:  # real clips of the generator's own mixture, their ordinary loss beside the pairs
+        from kinema.model.data import ClipTasks
+
+        anchor = ClipTasks(sorted(Path(a.anchor).glob("*.safetensors")), pipe.config, pipe.text)
+        print(f"anchor: {len(anchor)} clips, {a.anchor_batch} a step, weight {a.anchor_weight}")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.0)
-    print(f"{len(items)} pairs (critic margin >= {a.min_margin}); beta {a.beta}, lr {a.lr}, {a.steps} steps of {a.batch}")
+    print(f"{len(items)} pairs (critic margin >= {a.min_margin}); beta {a.beta}, lr {a.lr}, "
+          f"{a.steps} steps of {a.batch}")
     log, t0 = [], time.time()
     for step in tqdm(range(a.steps), desc="dpo"):
         pick = [items[j] for j in rng.choice(len(items), a.batch, replace=False)]
@@ -131,11 +138,18 @@ def train(a) -> None:
                 r = _errors(ref, schedule, batch, t, noise)
         d = (e[:B] - r[:B]) - (e[B:] - r[B:])
         loss = -F.logsigmoid(-a.beta * d).mean()
+        held = torch.zeros(())
+        if anchor is not None:
+            real = collate([anchor[int(j)] for j in rng.integers(len(anchor), size=a.anchor_batch)])
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                held, _ = world_model_loss(model, real, schedule)
+            loss = loss + a.anchor_weight * held
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        log.append(dict(step=step, loss=float(loss), accuracy=float((d < 0).float().mean()),
+        log.append(dict(step=step, loss=float(loss), anchor=float(held.detach()),
+                        accuracy=float((d < 0).float().mean()),
                         margin=float(-d.mean()), e_best=float(e[:B].mean()), e_worst=float(e[B:].mean())))
     out = Path(a.out)
     raw = json.loads((Path(a.model) / "config.json").read_text())
@@ -146,7 +160,8 @@ def train(a) -> None:
         link = out / name
         if not link.exists():
             os.symlink(Path(a.model).resolve().parent / name, link)
-    write_json(out / "log.json", dict(settings={k: v for k, v in vars(a).items() if k != "func"}, seconds=round(time.time() - t0, 1), log=log))
+    settings = {k: v for k, v in vars(a).items() if k != "func"}
+    write_json(out / "log.json", dict(settings=settings, seconds=round(time.time() - t0, 1), log=log))
     tail = log[-max(1, len(log) // 5):]
     print(f"{time.time() - t0:.0f} s; last fifth: loss {np.mean([x['loss'] for x in tail]):.4f}, pair accuracy "
           f"{np.mean([x['accuracy'] for x in tail]):.3f}; -> {final}")
@@ -169,7 +184,12 @@ def main() -> None:
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-6)
     t.add_argument("--beta", type=float, default=500.0)
-    t.add_argument("--min-margin", type=float, default=0.0, help="only prompts whose best and worst scores differ this much")
+    t.add_argument("--min-margin", type=float, default=0.0,
+                   help="only prompts whose best and worst scores differ this much")
+    t.add_argument("--anchor", default=None, help="a folder of the generator's training latent shards: their "
+                   "ordinary loss is added each step, to hold the other modes")
+    t.add_argument("--anchor-weight", type=float, default=1.0)
+    t.add_argument("--anchor-batch", type=int, default=8)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=train)
     a = p.parse_args()

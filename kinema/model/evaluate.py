@@ -125,7 +125,8 @@ def _se(rows: list, key: str, j: int) -> float:
 
 def _checks(frames: np.ndarray, sizes: dict, named: set) -> dict:
     """uint8 [T, H, W, 3] -> {"model": colour scores, "model_objects": object scores} (_score's pairs)."""
-    return dict(model=_score(colours_present(frames), named), model_objects=_score(objects_present(frames, sizes), named))
+    return dict(model=_score(colours_present(frames), named),
+                model_objects=_score(objects_present(frames, sizes), named))
 
 
 def _summarise(rows: list, key: str) -> dict:
@@ -194,8 +195,8 @@ def text_to_video(pipeline, out, *, n: int = 10, scenarios=SCENARIOS, camera: st
         r["critic_gain_objects"] = _mean_se([row["model_objects"][0] - row["first_objects"][0] for row in rows])
     return dict(**r, sheet=str(out / "text2video.png"),
                 settings=dict(n=n, first=first, scenarios=list(scenarios), camera=camera, num_steps=num_steps,
-                              guidance=guidance, shift=shift, best_of=best_of, hue_tol=HUE_TOL, min_sat=MIN_SAT, min_val=MIN_VAL,
-                              min_pixels=MIN_PIXELS, size_range=SIZE_RANGE))
+                              guidance=guidance, shift=shift, best_of=best_of, hue_tol=HUE_TOL, min_sat=MIN_SAT,
+                              min_val=MIN_VAL, min_pixels=MIN_PIXELS, size_range=SIZE_RANGE))
 
 
 def table_rows(r: dict, label: str = "model") -> list[list[str]]:
