@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from kinema.model.autoregressive import AR_SAMPLING, load_model  # noqa: E402
 from kinema.model.decoding import SamplingParams  # noqa: E402
 from kinema.model.medusa import COPY, COPY_CHAIN, DEFAULT_TREE, HEAD_TREE, HEADS_AND_COPY, medusa_generate  # noqa: E402
+from timing import timed  # noqa: E402  (benchmarks/timing.py)
 
 GREEDY = SamplingParams(temperature=0)
 GRID = 8  # 64x64 frames -> 8x8 codes per latent frame
@@ -62,16 +63,6 @@ TREES = {"Medusa heads": (HEAD_TREE, {}), "copy chain": (COPY_CHAIN, {}),
          "copy chain, 4 deep, ungated": (COPY_CHAIN[:4], {"gate_copies": False}),
          "Medusa heads + copy chain": (HEADS_AND_COPY, {})}
 DEFAULT = next(name for name, (tree, opt) in TREES.items() if tree == DEFAULT_TREE and not opt)
-
-
-def median_time(fn, runs: int):
-    """(median seconds, last result) of `runs` calls."""
-    times, out = [], None
-    for _ in range(runs):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 @torch.no_grad()
@@ -99,15 +90,15 @@ def long_context_row(model, n_ctx_frames: int, runs: int, nocache_tokens: int) -
     ctx = torch.randint(0, model.config.vocab_size, (1, n_ctx_frames, GRID, GRID), generator=g)
     T, new = n_ctx_frames + 1, GRID * GRID
     model.generate(ctx, T, params=GREEDY)  # warm-up (oneDNN picks kernels on first use)
-    ttft, _ = median_time(lambda: first_token(model, ctx, T), runs)
-    t_cache, ref = median_time(lambda: model.generate(ctx, T, params=GREEDY), runs)
-    t_nc, nc = median_time(lambda: no_cache_codes(model, ctx, T, nocache_tokens), max(1, runs - 1))
+    ttft, _ = timed(lambda: first_token(model, ctx, T), runs)
+    t_cache, ref = timed(lambda: model.generate(ctx, T, params=GREEDY), runs)
+    t_nc, nc = timed(lambda: no_cache_codes(model, ctx, T, nocache_tokens), max(1, runs - 1))
     if nc != ref[0, -1].reshape(-1)[:nocache_tokens].tolist():
         raise AssertionError("no-cache decoding gave other codes than cached decoding")
     row = dict(context_tokens=n_ctx_frames * new, new_tokens=new, ttft_s=ttft, cache_total_s=t_cache,
                cache_tok_s=(new - 1) / (t_cache - ttft), nocache_tokens=nocache_tokens,
                nocache_tok_s=nocache_tokens / t_nc)
-    t_med, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T), runs)  # the default tree
+    t_med, (codes, stats) = timed(lambda: medusa_generate(model, ctx, T), runs)  # the default tree
     if not torch.equal(codes, ref):
         raise AssertionError("speculative greedy gave other codes than plain greedy decoding")
     row.update(medusa_total_s=t_med, medusa_tok_s=(new - 1) / (t_med - ttft),
@@ -139,16 +130,16 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
         kw = dict(actions=c["actions"][None] if c["actions"] is not None else None, domain=c["domain"], fps=c["fps"])
         ctx = lat[:, :context]
         model.generate(ctx, T, params=GREEDY, **kw)  # warm-up
-        t, ref = median_time(lambda: model.generate(ctx, T, params=GREEDY, **kw), runs)
+        t, ref = timed(lambda: model.generate(ctx, T, params=GREEDY, **kw), runs)
         res["t_cache"].append(t)
         for name, (tree, opt) in trees.items():
-            t, (codes, stats) = median_time(lambda: medusa_generate(model, ctx, T, tree=tree, **opt, **kw), runs)
+            t, (codes, stats) = timed(lambda: medusa_generate(model, ctx, T, tree=tree, **opt, **kw), runs)
             if not torch.equal(codes, ref):
                 raise AssertionError(f"{c['world']}: {name} greedy gave other codes than plain greedy decoding")
             res["t_tree"][name].append(t)
             res["accepted"][name] += stats["accepted"]
             res["plain"][name] += stats["plain"]
-        t, _ = median_time(lambda: model.generate(ctx, T, params=AR_SAMPLING, **kw), runs)
+        t, _ = timed(lambda: model.generate(ctx, T, params=AR_SAMPLING, **kw), runs)
         res["t_sample"].append(t)
         frames = to_uint8(vt.decode(lat, num_frames=1 + tc * (context - 1))[0])  # context frames as pixels
 
@@ -157,7 +148,7 @@ def real_clip_row(model, clips: list[dict], runs: int, vt, context: int = 3) -> 
             out = medusa_generate(model, idx, T, **kw)[0]  # the default tree
             return vt.decode(out, num_frames=1 + tc * (T - 1))
 
-        t, _ = median_time(end_to_end, runs)
+        t, _ = timed(end_to_end, runs)
         res["t_e2e"].append(t)
     new_tokens = (clips[0]["indices"].shape[0] - context) * GRID * GRID
     new_frames = tc * (clips[0]["indices"].shape[0] - context)
@@ -180,9 +171,9 @@ def codec_row(model, clips: list[dict], runs: int) -> dict:
     t_c, t_d, bits, codes = [], [], 0, 0
     for c in clips:
         x = c["indices"]
-        t, data = median_time(lambda: compress(model, x), runs)
+        t, data = timed(lambda: compress(model, x), runs)
         t_c.append(t)
-        t, back = median_time(lambda: decompress(model, data), runs)
+        t, back = timed(lambda: decompress(model, data), runs)
         t_d.append(t)
         if not torch.equal(back, x):
             sys.exit(f"entropy coding: a {c['world']} clip did not decode to its codes")
@@ -207,11 +198,11 @@ def reasoner_row(path: str, runs: int, new_tokens: int) -> dict:
         next(r.generate_ids(prompt, SamplingParams(max_new_tokens=1)))
         return prompt
 
-    ttft, prompt = median_time(first, runs)
-    t_cache, ids = median_time(lambda: list(r.generate_ids(prompt, params)), runs)
-    t_full, ids_full = median_time(lambda: list(r.generate_ids(prompt, params, use_cache=False)), runs)
+    ttft, prompt = timed(first, runs)
+    t_cache, ids = timed(lambda: list(r.generate_ids(prompt, params)), runs)
+    t_full, ids_full = timed(lambda: list(r.generate_ids(prompt, params, use_cache=False)), runs)
     assert ids == ids_full, "cached and recomputed reasoner decoding disagree"
-    t_prefill, _ = median_time(lambda: r._run(prompt, None), runs)
+    t_prefill, _ = timed(lambda: r._run(prompt, None), runs)
     # past the prefill, generate_ids runs one forward per yielded token, the last one's included (it would be
     # read for the token after it), so the decoding time holds new_tokens forwards (and samplings)
     return dict(prompt_tokens=len(prompt), new_tokens=new_tokens, ttft_s=ttft, prefill_s=t_prefill,

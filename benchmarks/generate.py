@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from kinema.diffusion import sample  # noqa: E402
 from kinema.model.sequence import collate  # noqa: E402
 from kinema.model.train import schedule_for  # noqa: E402
+from timing import median_time  # noqa: E402  (benchmarks/timing.py)
 
 
 def _tokenizer_bench():
@@ -172,15 +173,6 @@ def flops_of(fn) -> int:
     with FlopCounterMode(display=False, custom_mapping=SDPA_CPU) as fc:
         fn()
     return fc.get_total_flops()
-
-
-def median_time(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def peak_mb() -> float:

@@ -32,15 +32,7 @@ from kinema.data.video_io import decode_video, encode_video  # noqa: E402
 from kinema.worlds.generate import episode_seed, generate  # noqa: E402
 from kinema.worlds.registry import WORLDS, get_world  # noqa: E402
 from kinema.worlds.rollout import rollout  # noqa: E402
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from timing import median_time  # noqa: E402  (benchmarks/timing.py)
 
 
 def main():

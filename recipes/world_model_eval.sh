@@ -38,7 +38,7 @@ ${PYTHON:-python} scripts/inverse_draws.py score --episodes 270:360 --k 16 --cal
 ${PYTHON:-python} scripts/inverse_draws.py score --episodes 0:360 --k 16 --calibration $OUT-inverse-calib/inverse_dynamics_calibration.json --out $OUT-inverse
 # text-to-video on 160 held-out captions (about 100 s): colours and objects ("Text-to-video: objects, not only colours")
 $KINEMA eval text2video --model $MODEL --n $((8 * N)) --out $OUT --no-progress
-# ... and the best of 4 draws kept by the reasoner critic, with the first draw and the oracle (about 7 min; "Best of four draws")
+# ... and the best of 4 draws kept by the reasoner critic, with the first draw and the oracle (about 8 min; "A critic that asks about colours")
 $KINEMA eval text2video --model $MODEL --n $((8 * N)) --best-of 4 --out $OUT --no-progress
 # policies imagined in the world model, from the real first frame and from the first 9 (about 6 min each)
 $KINEMA eval closed-loop --model $MODEL --n $((2 * N)) --out $OUT --no-progress

@@ -4,10 +4,11 @@ Legend: B pairs, L tokens, V values per token, D draws per prompt.
 
 `pairs` draws D text-to-video clips for each training caption of the passive worlds (the captions of the
 episodes `kinema worlds generate --seed 0` makes, which the generator trained on; never the held-out ones) and
-scores each with the critic of `kinema generate --best_of` (kinema.model.critic: log P(caption | clip) under the
-checkpoint's own reasoner). `train` then tunes the generator (the reasoner stays fixed) with the Diffusion-DPO
-loss (Wallace et al. 2023): at one noise level and one noise for both, the tuned model's denoising error on the
-critic's best draw, minus the frozen starting model's, should fall below the same difference on its worst draw,
+scores each by log P(caption | clip) under the checkpoint's own reasoner (the first critic of `kinema generate
+--best_of`; kinema.model.critic now sets it against recoloured captions). `train` then tunes the generator (the
+reasoner stays fixed) with the Diffusion-DPO loss (Wallace et al. 2023): at one noise level and one noise for both,
+the tuned model's denoising error on the critic's best draw, minus the frozen starting model's, should fall below
+the same difference on its worst draw,
 
     loss = -log sigmoid(-beta * ((e(w) - e_ref(w)) - (e(l) - e_ref(l)))),
 
@@ -71,7 +72,7 @@ def pairs(a) -> None:
             v = pipe._denoise(p.tok, p.guides, num_steps=p.num_steps, shift=p.shift, sampler=p.sampler,
                               seed=i + k * SEED_STRIDE, progress=False)
             frames = pipe._unpack("text2video", p.tok, v, p.vision, p.k, p.T, p.streams, p.fps)["frames"]
-            scores.append(judge.caption(frames, p.fps, caption))
+            scores.append(judge.caption(frames, p.fps, [caption])[0])
             values.append(v[p.tok.gen])  # [Lg, V]: the generated rows
         save_tensors(path.with_suffix(".safetensors"), {"values": torch.stack(values)})
         write_json(path.with_suffix(".json"), dict(caption=caption, scenario=scenario, scores=scores))

@@ -42,9 +42,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from kinema.worlds.scene import PALETTE
+from kinema.worlds.scene import CHROMATIC, PALETTE
 
-CHROMATIC = [c for c in PALETTE if c not in ("white", "black")]
 HUES = np.array([colorsys.rgb_to_hsv(*PALETTE[c])[0] * 360 for c in CHROMATIC])  # degrees
 HUE_TOL, MIN_SAT, MIN_VAL, MIN_PIXELS = 14.0, 0.35, 0.2, 6
 SIZE_RANGE = 4.0  # an object's region may be this many times smaller or larger than the simulator draws it

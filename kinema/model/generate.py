@@ -8,7 +8,8 @@ costs nothing and says exactly which field is wrong.
 
 Outputs in --out: video.mp4 (sound muxed in when generated), actions.json
 (generated or given actions), contact.png (given | generated frames), request.json,
-and with best_of > 1 critic.json (every draw's seed and critic score, the one kept).
+and with best_of > 1 critic.json (every draw's seed and critic score, the one kept) and candidates.png (every
+draw).
 
 Clips longer than the video tokenizer's window (33 frames) are made by
 `Pipeline.rollout` in chunks of at most one window, each conditioned on the
@@ -29,12 +30,11 @@ import numpy as np
 from kinema.diffusion import SAMPLERS
 from kinema.model import critic
 from kinema.model.modes import ACTION_MODES, MODES
-from kinema.model.reasoner import CAPTION_QUESTION
+from kinema.model.reasoner import CAPTION_QUESTION, DEFAULT_FPS
 
 DEFAULT_MODEL = "checkpoints/world-model-small"
 VISION_MODES = ("image2video", "video2video", "forward_dynamics", "inverse_dynamics", "policy")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-DEFAULT_FPS = 16.0
 ROLLOUT_MODES = ("forward_dynamics", "video2video")  # what Pipeline.rollout continues past one window
 ROLLOUT_CONTEXT = 9  # given frames a rollout's later chunks see at least (Pipeline.rollout's max_context)
 
@@ -74,8 +74,8 @@ class GenerateRequest:
                                      "(16) and the closed-loop policy acts, instead of one sample; the video is the "
                                      "given frames")
     best_of: int = _field(1, f"{', '.join(critic.CAPTION_MODES)}: draw this many clips (seeds seed, seed + "
-                             f"{critic.SEED_STRIDE}, ...) and keep the one the checkpoint's reasoner reads the prompt "
-                             "in best (kinema.model.critic; critic.json lists every draw's score)")
+                             f"{critic.SEED_STRIDE}, ...) and keep the one in which the checkpoint's reasoner finds "
+                             "the prompt's colours best (kinema.model.critic; critic.json lists every draw's score)")
     shift: float | None = _field(None, "rectified-flow time shift; default from the resolution")
     sampler: str = _field("dpmpp_2m", f"one of {', '.join(SAMPLERS)}")
     enable_sound: bool = _field(False, "generate sound too (text2video, image2video, video2video)")
@@ -356,9 +356,17 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
     paths = write_outputs(out, result, req, context, pipe.audio_tokenizer.cfg.sample_rate)
     if req.best_of > 1:
         from kinema.train.checkpoint import write_json
+        from kinema.worlds.preview import contact_sheet, write_png
 
+        rows = [(f"draw {k}: {sc:.2f}{' kept' if k == kept else ''}", o["frames"]) for k, (o, sc) in
+                enumerate(zip(outs, scores))]  # every draw, so a person can judge the critic's choice
+        paths["candidates"] = str(write_png(Path(out) / "candidates.png",
+                                            contact_sheet(rows, columns=min(8, req.num_frames), scale=2)))
         write_json(Path(out) / "critic.json", {
-            "question": CAPTION_QUESTION, "score": "log P(prompt | clip), the reasoner's answer to the question",
+            "question": CAPTION_QUESTION,
+            "score": "sum over the prompt's colours c of log P(prompt | clip) - logsumexp over the prompt and it with "
+                     "c changed to each colour it does not name (the reasoner's answers to the question; "
+                     "log P(prompt | clip) alone when it names none)",
             "kept": kept, "draws": [{"seed": req.seed + k * critic.SEED_STRIDE, "score": round(sc, 4)}
                                     for k, sc in enumerate(scores)]})
         paths["critic"] = str(Path(out) / "critic.json")

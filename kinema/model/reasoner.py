@@ -258,12 +258,13 @@ class ReasonerJudge:
             else episode_video(item, item.cameras[0])
         return self._log_odds(video, PLAUSIBILITY_QUESTION)
 
-    def caption(self, frames: np.ndarray, fps: float, text: str) -> float:
-        """uint8 [T, H, W, 3] (silent) -> log P(text | the clip) as the answer to CAPTION_QUESTION: how well `text`
-        describes the clip, the critic of best-of-N generation (kinema.model.critic)."""
+    def caption(self, frames: np.ndarray, fps: float, texts: list[str]) -> list[float]:
+        """uint8 [T, H, W, 3] (silent) -> log P(text | the clip) for each text as the answer to CAPTION_QUESTION
+        (one pass over the clip, the texts side by side): the critic of best-of-N generation
+        (kinema.model.critic)."""
         msgs = [{"role": "user", "content": [{"type": "video", "video": np.asarray(frames), "fps": float(fps)},
                                              {"type": "text", "text": CAPTION_QUESTION}]}]
-        return self.reasoner.choice_logprobs(msgs, [text])[0]
+        return self.reasoner.choice_logprobs(msgs, list(texts))
 
     def success(self, frames: dict, fps: float) -> float:
         """frames: camera -> uint8 [T, H, W, 3] (a real or an imagined episode) -> log-odds that the task succeeded."""

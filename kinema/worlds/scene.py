@@ -25,6 +25,7 @@ PALETTE = {
     "white": (0.97, 0.97, 0.97),
     "black": (0.08, 0.08, 0.08),
 }
+CHROMATIC = [c for c in PALETTE if c not in ("white", "black")]  # the colours movable objects wear
 SHAPE_NOUN = {"box": "box", "sphere": "ball", "cylinder": "cylinder", "capsule": "capsule"}
 
 

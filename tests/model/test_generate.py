@@ -195,6 +195,8 @@ def test_best_of_keeps_the_draw_the_critic_scores_highest(files, saved, tmp_path
     assert res["critic"].endswith("critic.json") and [d["seed"] for d in c["draws"]] == [3, 100_006, 200_009]
     assert c["kept"] == int(np.argmax([d["score"] for d in c["draws"]]))
     assert read_json(out / "request.json")["best_of"] == 3
+    sheet = cv2.imread(res["candidates"])  # one row a draw, for a person to judge the choice
+    assert sheet.shape[0] == 3 * cv2.imread(res["contact_sheet"]).shape[0]
     kept = tmp_path / "kept"  # the video written is the kept draw's, as a plain request with its seed makes it
     generate(_req(files, **{**req, "seed": c["draws"][c["kept"]]["seed"]}), saved["model"], kept, device="cpu",
              dtype="fp32", progress=False)
