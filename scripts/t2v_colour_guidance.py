@@ -1,5 +1,5 @@
 """Colour-contrastive guidance for text-to-video: a second guide away from the prompt with its colours changed
-(an experiment; protocol in outputs/prereg/t2v-colour-guidance.md).
+(an experiment; protocol in benchmarks/prereg/t2v-colour-guidance.md).
 
 Legend: L tokens, V values per token.
 
