@@ -3,12 +3,14 @@
 Legend: N draws per caption, M alternative captions.
 
 For each held-out caption of the passive worlds, draw N clips (as `kinema eval text2video --best-of N`: seed
-+ i + k·SEED_STRIDE), check each with the evaluation's colour segmentation, and score each under three critics:
++ i + k·SEED_STRIDE), check each with the evaluation's colour segmentation, and score each under five critics:
 
   raw  log P(prompt | clip), the critic of `--best_of` before this experiment;
   all  raw − logsumexp over the prompt and 16 recolourings of it (every named colour changed at once);
   one  Σ over named colours c of raw − logsumexp over the prompt and it with c alone changed to each colour the
-       prompt does not name.
+       prompt does not name;
+  num  the same for each count word before an object noun ("Two objects"), changed to each other count 1..8;
+  both one + num.
 
 "one" is the critic `--best_of` uses since this experiment (kinema.model.critic.score). The rows (every draw's
 checks and scores) are written to OUT/rows.json and a table of named objects recall per critic and number of draws
@@ -20,6 +22,7 @@ is printed; the rule was written before the runs (BENCHMARKS "A critic that asks
 from __future__ import annotations
 
 import argparse
+import re
 import zlib
 from pathlib import Path
 
@@ -35,6 +38,9 @@ from kinema.train.checkpoint import write_json
 from kinema.worlds.scene import CHROMATIC
 
 RECOLOURINGS = 16
+NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight")
+NOUNS = r"(?:objects?|box(?:es)?|domino(?:es)?|balls?|cylinders?)\b"
+COUNT = re.compile(rf"\b({'|'.join(NUMBERS)})\b(?= {NOUNS})", re.IGNORECASE)
 
 
 def recolour_all(prompt: str) -> list[str]:
@@ -53,11 +59,35 @@ def recolour_all(prompt: str) -> list[str]:
     return every
 
 
+def recount(prompt: str) -> list[list[str]]:
+    """For each count word before an object noun, the prompt with it changed to each other count (case kept)."""
+    words = sorted({m.group(1).lower() for m in COUNT.finditer(prompt)})
+    out = []
+    for w in words:
+        pat = re.compile(rf"\b{w}\b(?= {NOUNS})", re.IGNORECASE)
+        out.append([pat.sub(lambda m, n=n: n.capitalize() if m.group(0)[0].isupper() else n, prompt)
+                    for n in NUMBERS if n != w])
+    return out
+
+
+def contrast(lp: np.ndarray, groups: list[list[str]]) -> float:
+    """Σ over groups of lp[0] − logsumexp(lp[0], the group's lps); lp: [1 + Σ group sizes]."""
+    total, at = 0.0, 1
+    for g in groups:
+        alt = np.array([lp[0], *lp[at : at + len(g)]])
+        total += lp[0] - (alt.max() + np.log(np.exp(alt - alt.max()).sum()))
+        at += len(g)
+    return float(total)
+
+
 def scores(judge: ReasonerJudge, frames: np.ndarray, prompt: str) -> dict:
     every = recolour_all(prompt)
     lp = np.array(judge.caption(frames, DEFAULT_FPS, [prompt, *every]))
     all_ = lp[0] - (lp.max() + np.log(np.exp(lp - lp.max()).sum()))
-    return dict(raw=float(lp[0]), all=float(all_), one=score(judge, frames, DEFAULT_FPS, prompt))
+    counts = recount(prompt)
+    num = contrast(np.array(judge.caption(frames, DEFAULT_FPS, [prompt, *(t for g in counts for t in g)])), counts)
+    one = score(judge, frames, DEFAULT_FPS, prompt)
+    return dict(raw=float(lp[0]), all=float(all_), one=one, num=num, both=one + num)
 
 
 def run(a) -> list[dict]:
@@ -83,7 +113,7 @@ def table(rows: list[dict], draws: int) -> list[str]:
     lines = ["| critic | " + " | ".join(f"best of {n}" for n in _ns(draws)) + " |",
              "|---|" + "---|" * len(_ns(draws))]
     base = {n: [r["draws"][_keep(r, "raw", n)]["model_objects"] for r in rows] for n in _ns(draws)}
-    for critic in ("raw", "all", "one", "oracle"):
+    for critic in [c for c in ("raw", "all", "one", "num", "both") if c in rows[0]["draws"][0]] + ["oracle"]:
         cells = []
         for n in _ns(draws):
             kept = [r["draws"][_keep(r, critic, n)]["model_objects"] for r in rows]
