@@ -17,12 +17,17 @@ checks and scores) are written to OUT/rows.json and a table of named objects rec
 is printed; the rule was written before the runs (BENCHMARKS "A critic that asks about colours").
 
     python scripts/critic_contrast.py --out outputs/critic-contrast/dev --first 40 --n 20 --draws 8
+
+With `--full RUN/rows.json` it instead draws each caption's candidates as `--preview-steps` previews, lets the
+shipped critic choose among them, and reports the chosen seeds' full draws from that run (same seeds, same settings).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import time
 import zlib
 from pathlib import Path
 
@@ -108,6 +113,37 @@ def run(a) -> list[dict]:
     return rows
 
 
+def previews(a) -> None:
+    """Score `--draws` previews of `--preview-steps` steps per caption with the shipped critic; choose among the
+    first n for n = 4, 8 and report the chosen seed's full draw from an earlier run's rows (`--full`, same seeds)."""
+    pipe = Pipeline.from_pretrained(a.model, device="cpu")
+    judge = ReasonerJudge(Reasoner(pipe))
+    full = json.loads(Path(a.full).read_text())
+    out, t0 = [], time.time()
+    for row in tqdm(full, desc="previews"):
+        ep = EpisodeCache(a.cache).get(row["scenario"], heldout_seed(row["episode"]))
+        sc = []
+        for k in range(a.draws):
+            f = pipe.run("text2video", prompt=ep.caption, seed=row["episode"] + k * SEED_STRIDE, num_frames=33,
+                         num_steps=a.preview_steps, guidance=3.0, fps=DEFAULT_FPS)["frames"]
+            sc.append(score(judge, f, DEFAULT_FPS, ep.caption))
+        out.append(sc)
+    seconds = time.time() - t0
+    print(f"{len(full)} captions x {a.draws} previews at {a.preview_steps} steps: {seconds:.0f} s")
+    for n in (4, 8):
+        if n > a.draws:
+            continue
+        pick = [full[i]["draws"][int(np.argmax(sc[:n]))]["model_objects"] for i, sc in enumerate(out)]
+        ref = [r["draws"][_keep(r, "one", n)]["model_objects"] for r in full]
+        d = np.array([p[0] - q[0] for p, q in zip(pick, ref)], float)
+        d = d[np.isfinite(d)]
+        print(f"n={n}: previews choose {np.nanmean([p[0] for p in pick]):.3f} named / "
+              f"{np.nanmean([p[1] for p in pick]):.3f} unnamed objects; full draws {np.nanmean([q[0] for q in ref]):.3f};"
+              f" difference {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}; same choice "
+              f"{np.mean([int(np.argmax(sc[:n])) == _keep(r, 'one', n) for sc, r in zip(out, full)]):.2f}")
+    write_json(Path(a.out) / "previews.json", out)
+
+
 def table(rows: list[dict], draws: int) -> list[str]:
     """Named objects recall (and the object gap) of the clip each critic keeps among the first n draws."""
     lines = ["| critic | " + " | ".join(f"best of {n}" for n in _ns(draws)) + " |",
@@ -145,7 +181,12 @@ def main() -> None:
     p.add_argument("--first", type=int, default=0)
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--draws", type=int, default=4)
+    p.add_argument("--full", default=None, help="rows.json of a full run: score previews against its draws")
+    p.add_argument("--preview-steps", type=int, default=4)
     a = p.parse_args()
+    if a.full:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        return previews(a)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = run(a)
