@@ -137,10 +137,11 @@ def previews(a) -> None:
         ref = [r["draws"][_keep(r, "one", n)]["model_objects"] for r in full]
         d = np.array([p[0] - q[0] for p, q in zip(pick, ref)], float)
         d = d[np.isfinite(d)]
+        same = np.mean([int(np.argmax(sc[:n])) == _keep(r, "one", n) for sc, r in zip(out, full)])
         print(f"n={n}: previews choose {np.nanmean([p[0] for p in pick]):.3f} named / "
-              f"{np.nanmean([p[1] for p in pick]):.3f} unnamed objects; full draws {np.nanmean([q[0] for q in ref]):.3f};"
-              f" difference {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}; same choice "
-              f"{np.mean([int(np.argmax(sc[:n])) == _keep(r, 'one', n) for sc, r in zip(out, full)]):.2f}")
+              f"{np.nanmean([p[1] for p in pick]):.3f} unnamed objects; full draws "
+              f"{np.nanmean([q[0] for q in ref]):.3f}; difference {d.mean():+.3f} ± "
+              f"{d.std(ddof=1) / np.sqrt(len(d)):.3f}; same choice {same:.2f}")
     write_json(Path(a.out) / "previews.json", out)
 
 
