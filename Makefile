@@ -26,6 +26,7 @@ bench: setup
 	$(BIN)/python benchmarks/tokenizer.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/critic.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
