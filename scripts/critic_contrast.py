@@ -35,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kinema.eval.data import EpisodeCache, heldout_seed
-from kinema.model.critic import COLOUR, SEED_STRIDE, score
+from kinema.model.critic import COLOUR, SEED_STRIDE, contrast, score
 from kinema.model.evaluate import SCENARIOS, _checks, reference_sizes
 from kinema.model.pipeline import Pipeline
 from kinema.model.reasoner import DEFAULT_FPS, Reasoner, ReasonerJudge
@@ -73,16 +73,6 @@ def recount(prompt: str) -> list[list[str]]:
         out.append([pat.sub(lambda m, n=n: n.capitalize() if m.group(0)[0].isupper() else n, prompt)
                     for n in NUMBERS if n != w])
     return out
-
-
-def contrast(lp: np.ndarray, groups: list[list[str]]) -> float:
-    """Σ over groups of lp[0] − logsumexp(lp[0], the group's lps); lp: [1 + Σ group sizes]."""
-    total, at = 0.0, 1
-    for g in groups:
-        alt = np.array([lp[0], *lp[at : at + len(g)]])
-        total += lp[0] - (alt.max() + np.log(np.exp(alt - alt.max()).sum()))
-        at += len(g)
-    return float(total)
 
 
 def scores(judge: ReasonerJudge, frames: np.ndarray, prompt: str) -> dict:

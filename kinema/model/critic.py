@@ -56,18 +56,23 @@ def recolourings(prompt: str) -> list[list[str]]:
     return [[re.sub(rf"\b{c}\b", d, prompt) for d in others] for c in CHROMATIC if c in named] if others else []
 
 
+def contrast(logp, groups: list[list[str]]) -> float:
+    """logp: log-probabilities of the prompt, then of each group's texts in order [1 + sum of group sizes] ->
+    the sum over groups of logp[0] - logsumexp(logp[0] and the group's): the prompt's log-posterior against each
+    group of alternatives."""
+    total, at = 0.0, 1
+    for group in groups:
+        alt = np.array([logp[0], *logp[at : at + len(group)]], dtype=float)
+        total += logp[0] - (alt.max() + np.log(np.exp(alt - alt.max()).sum()))
+        at += len(group)
+    return float(total)
+
+
 def score(judge, frames: np.ndarray, fps: float, prompt: str) -> float:
     """The critic's score of one clip for `prompt` (the module's formula); uint8 [T, H, W, 3]."""
     swaps = recolourings(prompt)
     logp = judge.caption(frames, fps, [prompt, *(s for group in swaps for s in group)])
-    if not swaps:
-        return float(logp[0])
-    total, at = 0.0, 1
-    for group in swaps:
-        alt = np.array([logp[0], *logp[at : at + len(group)]])
-        total += logp[0] - (alt.max() + np.log(np.exp(alt - alt.max()).sum()))
-        at += len(group)
-    return float(total)
+    return contrast(logp, swaps) if swaps else float(logp[0])
 
 
 def best_of(pipeline, mode: str, n: int, *, prompt: str, seed: int = 0, fps: float = DEFAULT_FPS,
