@@ -50,7 +50,7 @@ COUNT = re.compile(rf"\b({'|'.join(NUMBERS)})\b(?= {NOUNS})", re.IGNORECASE)
 
 def recolour_all(prompt: str) -> list[str]:
     """RECOLOURINGS copies of the prompt with every named colour changed at once (injectively, not the identity)."""
-    named = sorted(set(COLOUR.findall(prompt)))
+    named = sorted({c.lower() for c in COLOUR.findall(prompt)})  # the worlds' captions: lower case
     rng = np.random.default_rng(zlib.crc32(prompt.encode()))
     every, seen = [], set()
     for _ in range(200):

@@ -34,7 +34,7 @@ from kinema.worlds.scene import CHROMATIC
 CAPTION_MODES = ("text2image", "text2video", "image2video", "video2video")  # whose prompt is a caption (modes.py)
 SEED_STRIDE = 100_003  # prime, past any evaluation's per-clip seed offsets
 MAX_BEST_OF = 16
-COLOUR = re.compile(r"\b(" + "|".join(CHROMATIC) + r")\b")  # whole words: "red", not "reddish"
+COLOUR = re.compile(r"\b(" + "|".join(CHROMATIC) + r")\b", re.IGNORECASE)  # whole words: "Red", not "reddish"
 
 
 def check(n, mode: str, prompt: str) -> None:
@@ -49,11 +49,19 @@ def check(n, mode: str, prompt: str) -> None:
 
 
 def recolourings(prompt: str) -> list[list[str]]:
-    """For each chromatic colour the prompt names (in palette order), the prompt with every mention of that colour
-    changed to each chromatic colour it does not name ([C][8 - C] strings; none when it names all eight)."""
-    named = set(COLOUR.findall(prompt))
+    """For each chromatic colour the prompt names (in palette order, any case), the prompt with every mention of
+    that colour changed to each chromatic colour it does not name, capitalised where it was ([C][8 - C] strings;
+    none when it names all eight)."""
+    named = {c.lower() for c in COLOUR.findall(prompt)}
     others = [d for d in CHROMATIC if d not in named]
-    return [[re.sub(rf"\b{c}\b", d, prompt) for d in others] for c in CHROMATIC if c in named] if others else []
+    if not others:
+        return []
+
+    def swap(c: str, d: str) -> str:
+        return re.sub(rf"\b{c}\b", lambda m: d.capitalize() if m.group(0)[0].isupper() else d, prompt,
+                      flags=re.IGNORECASE)
+
+    return [[swap(c, d) for d in others] for c in CHROMATIC if c in named]
 
 
 def contrast(logp, groups: list[list[str]]) -> float:

@@ -46,6 +46,8 @@ def test_each_named_colour_is_changed_alone_to_each_colour_not_named():
     assert groups[0][0] == f"The {others[0]} box hits the blue ball, reddish; the {others[0]} box stops."
     assert groups[1][-1] == f"The red box hits the {others[-1]} ball, reddish; the red box stops."
     assert recolourings("a box falls") == [] and recolourings(", ".join(CHROMATIC)) == []
+    upper = recolourings("Red ball, red box.")  # a user's capitals are found and kept
+    assert len(upper) == 1 and len(upper[0]) == len(CHROMATIC) - 1 and upper[0][0] == "Green ball, green box."
 
 
 def test_the_score_is_the_prompt_against_each_colour_changed():
