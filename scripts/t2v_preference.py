@@ -17,6 +17,10 @@ critic's. The tuned model is written as a checkpoint folder beside the tokenizer
 
     python scripts/t2v_preference.py pairs --out outputs/t2v-dpo/pairs --episodes 60 --draws 4
     python scripts/t2v_preference.py train --pairs outputs/t2v-dpo/pairs --out outputs/runs/t2v-dpo --steps 200
+
+`train --adapter-rank R` leaves the generator frozen and trains a LoRA of rank R on its projections that acts only in
+text2video (patched onto the loaded model; every other mode and the reasoner stay the shipped model exactly);
+`eval-adapter` runs the text-to-video evaluation with it attached.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from kinema.model.critic import SEED_STRIDE
+from kinema.model.mot import LoRA
 from kinema.model.evaluate import SCENARIOS
 from kinema.model.pipeline import Pipeline
 from kinema.model.reasoner import Reasoner, ReasonerJudge
@@ -98,6 +103,28 @@ def _errors(model, schedule, batch, t, noise) -> torch.Tensor:
     return (per * m).sum((1, 2)) / m.sum((1, 2))
 
 
+class Switch:
+    on = False  # a text2video adapter (attach) acts only while this is set
+
+
+def attach(model, rank: int) -> dict[str, torch.nn.Parameter]:
+    """Give every generator expert a LoRA of rank `rank` on its projections (qkv, proj, gate_up, down) that adds
+    only while Switch.on, i.e. only in text2video; -> the new parameters by name."""
+    params = {}
+    for i, layer in enumerate(model.backbone.layers):
+        gen = layer.gen
+        width, hidden = gen.proj.in_features, gen.mlp.down.in_features
+        gen.t2v = torch.nn.ModuleDict({"qkv": LoRA(width, 3 * width, rank), "proj": LoRA(width, width, rank),
+                                       "gate_up": LoRA(width, 2 * hidden, rank), "down": LoRA(hidden, width, rank)})
+
+        def linear(layer_, name, x, ada, gen=gen):
+            return layer_(x) + gen.t2v[name](x) if Switch.on else layer_(x)
+
+        gen._linear = linear  # the expert's projections all go through _linear
+        params.update({f"layers.{i}.t2v.{k}": p for k, p in gen.t2v.named_parameters()})
+    return params
+
+
 def train(a) -> None:
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
@@ -106,6 +133,13 @@ def train(a) -> None:
     for _, p in model.reasoner_parameters():
         p.requires_grad_(False)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
+    adapter = {}
+    if a.adapter_rank:  # the generator stays still; only a text2video LoRA learns
+        model.requires_grad_(False)
+        adapter = attach(model, a.adapter_rank)
+        Switch.on = True
+        print(f"text2video adapter, rank {a.adapter_rank}: {sum(p.numel() for p in adapter.values()) / 1e6:.2f}M "
+              "parameters")
     items = [x for x in _load_pairs(Path(a.pairs)) if x["margin"] >= a.min_margin]
     toks = {x["caption"]: _plan(pipe, x["caption"]).tok for x in items}
     schedule = schedule_for(pipe.config)
@@ -147,12 +181,19 @@ def train(a) -> None:
             loss = loss + a.anchor_weight * held
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
-        log.append(dict(step=step, loss=float(loss), anchor=float(held.detach()),
+        log.append(dict(step=step, loss=float(loss.detach()), anchor=float(held.detach()),
                         accuracy=float((d < 0).float().mean()),
                         margin=float(-d.mean()), e_best=float(e[:B].mean()), e_worst=float(e[B:].mean())))
     out = Path(a.out)
+    if adapter:
+        out.mkdir(parents=True, exist_ok=True)
+        save_tensors(out / "adapter.safetensors", {k: p.detach().contiguous() for k, p in adapter.items()})
+        write_json(out / "log.json", dict(settings={k: v for k, v in vars(a).items() if k != "func"},
+                                          seconds=round(time.time() - t0, 1), log=log))
+        print(f"{time.time() - t0:.0f} s; -> {out / 'adapter.safetensors'}")
+        return
     raw = json.loads((Path(a.model) / "config.json").read_text())
     final = out / "final"
     save_pretrained(final, {k: v.detach() for k, v in model.state_dict().items()}, raw, dtype=torch.bfloat16)
@@ -166,6 +207,20 @@ def train(a) -> None:
     tail = log[-max(1, len(log) // 5):]
     print(f"{time.time() - t0:.0f} s; last fifth: loss {np.mean([x['loss'] for x in tail]):.4f}, pair accuracy "
           f"{np.mean([x['accuracy'] for x in tail]):.3f}; -> {final}")
+
+
+def eval_adapter(a) -> None:
+    """`kinema eval text2video` with a trained text2video adapter attached (this process runs text2video only)."""
+    from kinema.model.evaluate import text_to_video
+
+    pipe = Pipeline.from_pretrained(a.model, device="cpu")
+    saved = load_tensors(a.adapter)
+    for k, p in attach(pipe.model, saved["layers.0.t2v.qkv.A"].shape[0]).items():
+        p.data.copy_(saved[k])
+    Switch.on = True
+    r = text_to_video(pipe, a.out, n=a.n, first=a.first, best_of=a.best_of, cache=a.cache, name="t2v_adapter")
+    print(json.dumps({k: r[k] for k in ("model", "model_gap", "model_objects", "model_objects_gap")}))
+    write_json(Path(a.out) / "summary.json", r)
 
 
 def main() -> None:
@@ -191,8 +246,19 @@ def main() -> None:
                    "ordinary loss is added each step, to hold the other modes")
     t.add_argument("--anchor-weight", type=float, default=1.0)
     t.add_argument("--anchor-batch", type=int, default=8)
+    t.add_argument("--adapter-rank", type=int, default=0, help="> 0: train only a text2video LoRA of this rank "
+                   "on the generator (written as OUT/adapter.safetensors), the generator itself frozen")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=train)
+    e = sub.add_parser("eval-adapter")
+    e.add_argument("--model", default=MODEL)
+    e.add_argument("--adapter", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--cache", default="outputs/eval/cache")
+    e.add_argument("--first", type=int, default=0)
+    e.add_argument("--n", type=int, default=40)
+    e.add_argument("--best-of", type=int, default=1)
+    e.set_defaults(func=eval_adapter)
     a = p.parse_args()
     a.func(a)
 
