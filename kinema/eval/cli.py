@@ -8,6 +8,7 @@ test suite runs: one rollout, 32x32 frames, fewer policies.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def _predictor(args):
     from kinema.eval.predictor import get_predictor
 
     if args.model:  # a model loader gets the device (and sampling options); the baselines have no use for them
-        options = {k: getattr(args, k) for k in ("action_guidance", "strength", "temperature", "top_p", "top_k")
+        options = {k: getattr(args, k) for k in ("action_guidance", "strength", "carry", "carry_gate", "temperature",
+                                                   "top_p", "top_k")
                    if getattr(args, k, None) is not None}
         if getattr(args, "medusa", False):
             options["medusa"] = True
@@ -175,6 +177,12 @@ def _strength(p) -> None:
     p.add_argument("--strength", type=float, default=None,
                    help="a world model's start from the last given frame held still: the fraction of the denoising "
                         "steps run (1 = from pure noise, the default); results go to world_model_sS")
+    p.add_argument("--carry", action=argparse.BooleanOptionalAction, default=None,
+                   help="a world model's last given frame's detail carried into the generated frames "
+                        "(kinema.model.carry; default the pipeline's); results go to world_model_carry / _nocarry")
+    p.add_argument("--carry-gate", type=float, default=None,
+                   help="carry's gate: pixel levels (0-255) of change in a generated frame that stop the detail being "
+                        "added there (inf: no gate; default kinema.model.carry's); results go to world_model_gG")
 
 
 def add_parser(subparsers) -> None:

@@ -85,7 +85,7 @@ def imagine(predictor, policy, real, *, context: int = CONTEXT, chunk: int = CHU
             actions = np.stack(acts + acts[-1:])  # the last row acts after the last frame: shapes nothing here
         for c in cams:
             req = PredictionRequest(
-                context=frames[c], num_frames=k, fps=real.fps, camera=c, actions=actions,
+                context=frames[c], given=context, num_frames=k, fps=real.fps, camera=c, actions=actions,
                 action_names=tuple(real.info.get("action_names", ())), action_timing="after", prompt=instruction,
                 intrinsics=real.intrinsics[c][: t + k], extrinsics=real.extrinsics[c][: t + k],
                 oracle=OracleInfo(scenario=real.scenario, seed=real.seed, size=real.frames[c].shape[1], policy=None,

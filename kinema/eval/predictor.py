@@ -74,6 +74,8 @@ class PredictionRequest:
     intrinsics: np.ndarray | None = None  # float64 [T, 3, 3] pinhole K in pixels
     extrinsics: np.ndarray | None = None  # float64 [T, 4, 4] world->camera, OpenCV axes
     oracle: OracleInfo | None = field(default=None, repr=False)
+    # how many leading context frames are real; the rest this predictor made (an imagination fed back). None: all
+    given: int | None = None
 
     def __post_init__(self):
         c = self.context
@@ -83,6 +85,8 @@ class PredictionRequest:
         if int(self.num_frames) < 0:
             raise ValueError(f"num_frames: expected a number of frames to predict >= 0, got {self.num_frames}")
         T = len(c) + int(self.num_frames)
+        if self.given is not None and not 1 <= int(self.given) <= len(c):
+            raise ValueError(f"given: expected 1..{len(c)} real frames at the start of context, got {self.given}")
         if self.action_timing not in ("after", "at"):
             raise ValueError(f"action_timing: expected 'after' or 'at', got {self.action_timing!r}")
         for name in ("actions", "intrinsics", "extrinsics"):

@@ -25,6 +25,7 @@ import torch
 
 from kinema.model import embodiments as emb
 from kinema.model.autoregressive import AR_SAMPLING, ARWorldModel, load_model
+from kinema.model.carry import DEFAULT_CARRY, carry_default, carry_detail, check_gate
 from kinema.model.decoding import SamplingParams
 
 
@@ -32,7 +33,8 @@ class ARWorldModelPredictor:
     uses_oracle = False
 
     def __init__(self, model: ARWorldModel, video_tokenizer, *, params: SamplingParams = AR_SAMPLING,
-                 medusa: bool = False, max_context: int = 9, name: str = "ar_world_model", progress: bool = False):
+                 medusa: bool = False, max_context: int = 9, name: str = "ar_world_model", progress: bool = False,
+                 carry: bool | None = None, carry_gate: float | None = None):
         if medusa and params.temperature != 0:
             raise ValueError("medusa: Medusa decoding here is greedy; pass params with temperature=0")
         if medusa and model.medusa is None:
@@ -40,7 +42,18 @@ class ARWorldModelPredictor:
         self.model, self.video_tokenizer = model.eval(), video_tokenizer.eval()
         self.params, self.medusa = params, medusa
         self.max_context, self.name, self.progress = max_context, name, progress
+        self.carry = None if carry is None else bool(carry)  # kinema.model.carry, as the diffusion model's
+        check_gate(carry_gate)
+        self.carry_gate = carry_gate
         self.device = next(model.parameters()).device
+
+    @property
+    def sampling(self) -> dict | None:
+        """Recorded in an evaluation's run.json only when on, so runs made before carry existed (off) still resume."""
+        on = self.carry if self.carry is not None else DEFAULT_CARRY
+        if not on:
+            return None
+        return {"carry": True, **({"carry_gate": self.carry_gate} if self.carry_gate is not None else {})}
 
     @property
     def seed(self) -> int:  # the sampling seed (kinema eval actions --samples draws seed, seed + 1, ...)
@@ -83,6 +96,14 @@ class ARWorldModelPredictor:
         if H % sc or W % sc:
             raise ValueError(f"context: frames must be multiples of {sc} pixels, got {H}x{W}")
         actions, slot = self._actions(req)
+        carry = self.carry if self.carry is not None else carry_default(
+            None if actions is None else self.model.config.embodiments[slot])
+        # carry as Pipeline.rollout does it: the last real frame's detail, the chunks conditioned on decoded frames
+        g = len(req.context) if req.given is None else int(req.given)
+        real_last, decoded_last = req.context[g - 1], None
+        if carry and g < len(req.context):
+            n = 1 + tc * ((min(g, self.max_context) - 1) // tc)
+            decoded_last = self._decode(self._encode(req.context[g - n : g]), n)[-1]
         frames = list(req.context)
         total_frames = len(req.context) + int(req.num_frames)
         while len(frames) < total_frames:
@@ -101,8 +122,11 @@ class ARWorldModelPredictor:
             else:
                 codes = self.model.generate(ctx, t, params=self.params, progress=self.progress, **kw)
             video = self._decode(codes, T)
+            if decoded_last is None:  # the first chunk's given frames end with the last real one
+                decoded_last = video[n_ctx - 1]
             frames += list(video[n_ctx : n_ctx + need])
-        return np.stack(frames[len(req.context) : total_frames])
+        future = np.stack(frames[len(req.context) : total_frames])
+        return carry_detail(future, real_last, decoded_last, self.carry_gate) if carry else future
 
 
 def load_predictor(path, *, device: str = "auto", temperature: float = AR_SAMPLING.temperature,
@@ -124,6 +148,8 @@ def load_predictor(path, *, device: str = "auto", temperature: float = AR_SAMPLI
         tags += [f"p{top_p:g}"] if top_p != AR_SAMPLING.top_p and temperature != 0 else []
         tags += [f"k{top_k}"] if top_k else []
         tags += ["medusa"] if medusa else []
+        tags += [] if options.get("carry") is None else ["carry" if options["carry"] else "nocarry"]
+        tags += [] if options.get("carry_gate") is None else [f"g{options['carry_gate']:g}"]
         options["name"] = "_".join(["ar_world_model", *tags])
     return ARWorldModelPredictor(model, vt, params=params, medusa=medusa, **options)
 

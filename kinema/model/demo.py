@@ -38,7 +38,8 @@ def regression_outputs(model_dir) -> dict:
     ep = rollout(get_world(r["world"]), heldout_seed(r["episode"]), size=64, frames=r["frames"])
     req = request_from_episode(ep, r["camera"], context=r["context"], future=r["frames"] - r["context"])
     pipeline = Pipeline.from_pretrained(model_dir, device="cpu", dtype="fp32")
-    pred = WorldModelPredictor(pipeline, num_steps=r["num_steps"], seed=r["seed"]).predict(req)
+    # the weights' regression: the decoder's frames as they are, before any decode-time step (kinema.model.carry)
+    pred = WorldModelPredictor(pipeline, num_steps=r["num_steps"], seed=r["seed"], carry=False).predict(req)
     gt = ep.frames[r["camera"]][r["context"]:]
     return {"psnr": psnr(pred, gt).value, "mean": float(pred.mean()), "std": float(pred.std()),
             "frame_means": [float(f.mean()) for f in pred], "reasoner": reasoner_outputs(pipeline, ep)}

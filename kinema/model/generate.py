@@ -19,6 +19,7 @@ video2video only, the modes a rollout continues, and without sound.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -34,6 +35,7 @@ from kinema.model.reasoner import CAPTION_QUESTION, DEFAULT_FPS
 
 DEFAULT_MODEL = "checkpoints/world-model-small"
 VISION_MODES = ("image2video", "video2video", "forward_dynamics", "inverse_dynamics", "policy")
+FUTURE_MODES = ("image2video", "video2video", "forward_dynamics", "policy")  # given frames, then a future
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ROLLOUT_MODES = ("forward_dynamics", "video2video")  # what Pipeline.rollout continues past one window
 ROLLOUT_CONTEXT = 9  # given frames a rollout's later chunks see at least (Pipeline.rollout's max_context)
@@ -68,6 +70,10 @@ class GenerateRequest:
     strength: float | None = _field(None, "modes with given frames: the fraction of the steps run, starting from "
                                           "the last given frame held still (SDEdit); 1 = from pure noise (the "
                                           "default, but video2video's is 0.7)")
+    carry: bool | None = _field(None, "modes with given frames and a future: add the last given frame's tokenizer "
+                                      "round-trip error to every generated frame, so what the future keeps of "
+                                      "it stays sharp (kinema.model.carry); default: on, but off for actions that "
+                                      "move the view (the camera embodiment)")
     num_steps: int | None = _field(None, "sampler steps; default 35 (text2image 50, action modes 30; 1 with draws)")
     draws: int | None = _field(None, "inverse_dynamics and policy: answer with the mean of this many samples of "
                                      "num_steps steps (default 1 step each), the point estimate BENCHMARKS.md scores "
@@ -173,8 +179,12 @@ def validate(req: GenerateRequest, config) -> dict:
         bad("action_guidance", f"1 in {req.model_mode} (only forward_dynamics is guided by its actions)")
     if req.strength is not None and not (isinstance(req.strength, (int, float)) and 0 < req.strength <= 1):
         bad("strength", "a number in (0, 1] (1 = start from pure noise)")
-    if req.strength not in (None, 1) and req.model_mode not in ("image2video", "video2video", "forward_dynamics", "policy"):
+    if req.strength not in (None, 1) and req.model_mode not in FUTURE_MODES:
         bad("strength", f"1 in {req.model_mode} (only a mode with given frames and a future starts from a frame)")
+    if not (req.carry is None or isinstance(req.carry, bool)):  # 1 == True, but a JSON 1 is not a yes
+        bad("carry", "true or false")
+    if req.carry and req.model_mode not in FUTURE_MODES:
+        bad("carry", f"false in {req.model_mode} (only a mode with given frames and a future has their detail to carry)")
     if req.draws is not None and (not isinstance(req.draws, int) or not 1 <= req.draws <= 256):
         bad("draws", "an integer in [1, 256]")
     if req.draws is not None and req.model_mode not in ("inverse_dynamics", "policy"):
@@ -285,7 +295,8 @@ def _roll_out(pipe, req: GenerateRequest, need: dict, context: np.ndarray, progr
                           window=pipe.config.tokenizer_window, max_context=max(ROLLOUT_CONTEXT, len(context)),
                           domain_name=need.get("domain_name"), prompt=req.prompt, fps=req.fps, seed=req.seed,
                           guidance=req.guidance, num_steps=req.num_steps, shift=req.shift, sampler=req.sampler,
-                          action_guidance=req.action_guidance, strength=req.strength, progress=progress)
+                          action_guidance=req.action_guidance, strength=req.strength, carry=req.carry,
+                          progress=progress)
     rows = None if actions is None else given_rows(pipe.config, need["domain_name"], actions)
     return {"frames": np.concatenate([context, future]), "actions": rows, "audio": None}
 
@@ -350,7 +361,8 @@ def generate(req: GenerateRequest, model=DEFAULT_MODEL, out="outputs/generate", 
             pipe, req.model_mode, req.best_of, prompt=req.prompt, seed=req.seed, fps=fps, num_frames=req.num_frames,
             context=context, actions=need.get("actions"), domain_name=need.get("domain_name"), size=req.resolution,
             guidance=req.guidance, num_steps=req.num_steps, shift=req.shift, sampler=req.sampler,
-            sound=req.enable_sound, action_guidance=req.action_guidance, strength=req.strength, progress=progress)
+            sound=req.enable_sound, action_guidance=req.action_guidance, strength=req.strength, carry=req.carry,
+            progress=progress)
         result = outs[kept]
     seconds = time.time() - t
     paths = write_outputs(out, result, req, context, pipe.audio_tokenizer.cfg.sample_rate)
@@ -396,6 +408,8 @@ def add_parser(sub) -> None:
         flags += ["--sound"] if f.name == "enable_sound" else []
         if f.type == "bool":
             p.add_argument(*flags, action="store_const", const=True, default=None, help=f.metadata["help"])
+        elif f.type == "bool | None":  # on, off, or the default
+            p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
         else:
             typ = int if f.type.startswith("int") else float if f.type.startswith("float") else str
             shown = "" if f.default in (None, "") else f" (default: {f.default})"

@@ -14,7 +14,9 @@ does the same for forward dynamics with the actions dropped (video2video on
 the same given frames, a mode the model trains on): x0 = x0_c + (g_a - 1)
 (x0_c - x0_v), which amplifies what the actions change; the two compose.
 `rollout` makes clips longer than the model's window autoregressively: each
-chunk is conditioned on the last 9 frames made so far.
+chunk is conditioned on the last 9 frames made so far. With given frames, the
+last one's tokenizer round-trip error is added to every generated frame
+(kinema.model.carry; `carry=False` shows the decoder's frames as they are).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from kinema.diffusion import sample
 from kinema.model import embodiments as emb
+from kinema.model.carry import carry_default, carry_detail, check_gate
 from kinema.model.config import KIND, WorldModelConfig
 from kinema.model.data import audio_from_model, audio_to_model
 from kinema.model.modes import ACTION_MODES, check_mode, plan_tokens
@@ -67,6 +70,9 @@ class _Plan:
     shift: float | None
     sampler: str
     strength: float
+    given: np.ndarray | None  # uint8 [Tc, H, W, 3] the given frames (None: none)
+    carry: bool  # the last given frame's detail carried into the generated frames (kinema.model.carry)
+    carry_gate: float | None  # its gate (None: the module's default)
 
 
 class Pipeline:
@@ -157,14 +163,15 @@ class Pipeline:
         """-> {"frames": uint8 [T, H, W, 3], "actions": f32 [R, A] or None, "audio": f32 [N] or None,
                "context_frames": Tc}. request: what `_plan` takes (num_frames, context uint8 [Tc, H, W, 3], actions
         raw [T, A] (row t of frame t), domain_name, action_names, prompt, fps, size, guidance, num_steps, shift,
-        sampler, sound, action_guidance, strength). strength < 1 (modes with given frames): the future starts as
-        the last given latent frame, held still, noised to the level where the last round(strength * num_steps)
-        steps begin (samplers.sample); None: the mode's default (DEFAULT_STRENGTH), 1 where nothing is left to
-        generate."""
+        sampler, sound, action_guidance, strength, carry). strength < 1 (modes with given frames): the future
+        starts as the last given latent frame, held still, noised to the level where the last
+        round(strength * num_steps) steps begin (samplers.sample); None: the mode's default (DEFAULT_STRENGTH), 1
+        where nothing is left to generate. carry (None: on wherever given frames start a future): the given frames
+        come back as given and the last one's round-trip error is added to the generated ones (kinema.model.carry)."""
         p = self._plan(mode, **request)
         values = self._denoise(p.tok, p.guides, num_steps=p.num_steps, shift=p.shift, sampler=p.sampler, seed=seed,
                                strength=p.strength, progress=progress)
-        return self._unpack(mode, p.tok, values, p.vision, p.k, p.T, p.streams, p.fps)
+        return self._unpack(mode, p, values)
 
     def infer_actions(self, context: np.ndarray, *, draws: int, **request) -> np.ndarray:
         """Actions as a point estimate: the mean of `action_draws` (the same arguments) -> f32 [T-1, A]."""
@@ -188,15 +195,15 @@ class Pipeline:
         for i in range(draws):
             values = self._denoise(p.tok, p.guides, num_steps=p.num_steps, shift=p.shift, sampler=p.sampler,
                                    seed=seed + i, strength=p.strength, progress=False, cache=cache)
-            rows.append(self._unpack(mode, p.tok, values, p.vision, p.k, p.T, p.streams, p.fps,
-                                     frames=False)["actions"])
+            rows.append(self._unpack(mode, p, values, frames=False)["actions"])
         return np.stack(rows)
 
     def _plan(self, mode: str, *, num_frames: int = 33, context: np.ndarray | None = None, actions=None,
               domain_name: str | None = None, action_names=(), prompt: str = "", fps: float = 16.0, size: int = 64,
               guidance: float | None = None, num_steps: int | None = None, shift: float | None = None,
               sampler: str = "dpmpp_2m", sound: bool = False, action_guidance: float = 1.0,
-              strength: float | None = None) -> "_Plan":
+              strength: float | None = None, carry: bool | None = None,
+              carry_gate: float | None = None) -> "_Plan":
         """Check a request and build its packed tokens (and each guide's), with the given frames encoded."""
         check_mode(mode)
         c = self.config
@@ -261,7 +268,18 @@ class Pipeline:
             guides.append((plan_tokens(c, mode, streams, text=[], k=k, sound=sound), guidance))
         if action_guidance != 1.0:
             guides.append((plan_tokens(c, "video2video", streams, text=ids, k=k), action_guidance))
-        return _Plan(tok, guides, vision, k or 0, T, streams, fps, num_steps, shift, sampler, strength)
+        if carry is None:
+            carry = k is not None and k < t and carry_default(
+                None if streams["domain"] is None else c.embodiments[streams["domain"]])
+        if not isinstance(carry, bool):
+            raise ValueError(f"carry must be true or false, got {carry!r}")
+        if carry and (k is None or k >= t):
+            raise ValueError(f"carry: only where given frames start a future to generate; {mode} with {Tc} given "
+                             f"of {T} frames has none")
+        check_gate(carry_gate)
+        given = context[:Tc] if k else None
+        return _Plan(tok, guides, vision, k or 0, T, streams, fps, num_steps, shift, sampler, strength, given, carry,
+                     carry_gate)
 
     def _context(self, tok, guides):
         """The clean context of tok and of each guide's sequence, encoded once: their K/V cache (None: none)."""
@@ -313,14 +331,18 @@ class Pipeline:
         init[: int(tok.gen.sum()), :D] = tok.value[tok.gen, :D].to(real.device)
         return noise, init * real
 
-    def _unpack(self, mode, tok, values, vision, k, T, streams, fps, frames: bool = True) -> dict:
-        c = self.config
-        C, t, h, w = vision.shape
+    def _unpack(self, mode, p: _Plan, values, frames: bool = True) -> dict:
+        c, tok, k, T, streams = self.config, p.tok, p.k, p.T, p.streams
+        C, t, h, w = p.vision.shape
         z = unpatchify(segment_values(tok, values, VISION), C, t, h, w, c.patch)
-        z[:, :k] = vision[:, :k]  # given frames stay exactly as encoded
+        z[:, :k] = p.vision[:, :k]  # given frames stay exactly as encoded
+        Tc = 1 + c.temporal_compression * (k - 1) if k else 0
         out = {"frames": self.decode_latents(z, 1 if mode == "text2image" else T) if frames else None,
-               "actions": None, "audio": None,
-               "context_frames": 1 + c.temporal_compression * (k - 1) if k else 0}
+               "actions": None, "audio": None, "context_frames": Tc}
+        if frames and p.carry:  # the given frames as given, and their detail where the future keeps them
+            x = out["frames"]
+            x[Tc:] = carry_detail(x[Tc:], p.given[Tc - 1], x[Tc - 1], p.carry_gate)
+            x[:Tc] = p.given[:Tc]
         if streams["actions"] is not None:
             e = c.embodiments[streams["domain"]]
             rows = segment_values(tok, values, ACTION) * torch.tensor(e.std) + torch.tensor(e.mean)
@@ -332,22 +354,39 @@ class Pipeline:
             with torch.no_grad(), self._autocast():
                 wav = self.audio_tokenizer.decode(a[None].to(self.device))[0].float().cpu()
             sr = self.audio_tokenizer.cfg.sample_rate
-            out["audio"] = wav[: round(T / fps * sr)].clamp(-1, 1).numpy()
+            out["audio"] = wav[: round(T / p.fps * sr)].clamp(-1, 1).numpy()
         return out
 
     # ------------------------------------------------------------ long clips
 
     def rollout(self, context: np.ndarray, num_future: int, *, actions=None, window: int = 33, max_context: int = 9,
+                given: int | None = None, carry: bool | None = None, carry_gate: float | None = None,
                 **kw) -> np.ndarray:
         """uint8 [Tc, H, W, 3] + raw actions [Tc + num_future, A] (or None) -> uint8 [num_future, H, W, 3].
 
         Chunks of at most `window` frames, each conditioned on the last 1 + 4j <= max_context frames so far
-        (forward dynamics with actions, else video2video)."""
+        (forward dynamics with actions, else video2video). carry (kinema.model.carry; None: the default for these
+        actions) takes its detail from the last real frame only, so no chunk carries a carried frame's trace again:
+        the chunks made here are conditioned on the decoder's own frames, and every generated frame gets the last
+        real frame's round-trip error. given: how many leading frames of context are real (default all; the later
+        ones an earlier rollout made, as an imagination fed back)."""
         tc = self.config.temporal_compression
-        frames = list(context)
+        g = len(context) if given is None else int(given)
+        if not 1 <= g <= len(context):
+            raise ValueError(f"given: expected 1..{len(context)} real frames at the start of context, got {given}")
+        check_gate(carry_gate)
         mode = "forward_dynamics" if actions is not None else "video2video"
         if actions is None:
             kw.pop("action_guidance", None)  # nothing to guide by
+        if carry is None:
+            slot = None if actions is None else self._domain(kw.get("domain_name"), kw.get("action_names", ()),
+                                                              np.asarray(actions).shape[1])
+            carry = carry_default(None if slot is None else self.config.embodiments[slot])
+        real_last, decoded_last = context[g - 1], None
+        if carry and g < len(context):  # the real frame's round trip, in the window a first chunk would see it in
+            n = 1 + tc * ((min(g, max_context) - 1) // tc)
+            decoded_last = self.decode_latents(self.encode_frames(context[g - n : g]), n)[-1]
+        frames = list(context)
         while len(frames) < len(context) + num_future:
             c = 1 + tc * ((min(len(frames), max_context) - 1) // tc)
             start = len(frames) - c
@@ -358,6 +397,9 @@ class Pipeline:
             if actions is not None:
                 a = np.asarray(actions, np.float32)[start : start + T]
                 a = np.concatenate([a, np.repeat(a[-1:], T - len(a), 0)]) if len(a) < T else a
-            out = self.run(mode, num_frames=T, context=np.stack(frames[start:]), actions=a, **kw)
+            out = self.run(mode, num_frames=T, context=np.stack(frames[start:]), actions=a, carry=False, **kw)
+            if decoded_last is None:  # the first chunk's given frames end with the last real one
+                decoded_last = out["frames"][c - 1]
             frames += list(out["frames"][c : c + need])
-        return np.stack(frames[len(context):])
+        future = np.stack(frames[len(context):])
+        return carry_detail(future, real_last, decoded_last, carry_gate) if carry else future

@@ -29,28 +29,39 @@ class WorldModelPredictor:
 
     def __init__(self, pipeline: Pipeline, *, num_steps: int = DEFAULT_STEPS, sampler: str = "dpmpp_2m",
                  seed: int = 0, action_guidance: float = 1.0, inverse_steps: int = INVERSE_STEPS,
-                 inverse_samples: int = INVERSE_SAMPLES, strength: float | None = None, name: str | None = None,
-                 calibration: ActionCalibration | None = None):
+                 inverse_samples: int = INVERSE_SAMPLES, strength: float | None = None, carry: bool | None = None,
+                 carry_gate: float | None = None, name: str | None = None, calibration: ActionCalibration | None = None):
         self.pipeline, self.num_steps, self.sampler, self.seed = pipeline, num_steps, sampler, seed
         self.calibration = calibration  # applied to inverse dynamics' estimate (kinema.model.calibration)
         self.inverse_steps, self.inverse_samples = int(inverse_steps), int(inverse_samples)
         self.action_guidance = float(action_guidance)
         self.strength = None if strength is None else float(strength)  # None: each mode's default (pipeline)
+        self.carry = None if carry is None else bool(carry)  # None: the pipeline's default (kinema.model.carry)
+        self.carry_gate = None if carry_gate is None else float(carry_gate)  # None: kinema.model.carry's default
         # runs with other sampling options write to their own results folder
         tags = ("_ag%g" % self.action_guidance if self.action_guidance != 1.0 else "") + \
-               ("_s%g" % self.strength if self.strength is not None else "")
+               ("_s%g" % self.strength if self.strength is not None else "") + \
+               ({True: "_carry", False: "_nocarry", None: ""}[self.carry]) + \
+               ("_g%g" % self.carry_gate if self.carry_gate is not None else "")
         self.name = name or "world_model" + tags
 
     @property
     def sampling(self) -> dict:
         """What decides its rollouts besides the weights (eval run.json): a run made otherwise is not resumed."""
+        from kinema.model.carry import DEFAULT_CARRY
         from kinema.model.pipeline import DEFAULT_STRENGTH
 
-        return dict(num_steps=self.num_steps, sampler=self.sampler, action_guidance=self.action_guidance,
-                    strength=self.strength if self.strength is not None else dict(DEFAULT_STRENGTH),
-                    inverse_steps=self.inverse_steps, inverse_samples=self.inverse_samples,
-                    calibration=None if self.calibration is None else
-                    {"scale": self.calibration.scale, "offset": self.calibration.offset})
+        out = dict(num_steps=self.num_steps, sampler=self.sampler, action_guidance=self.action_guidance,
+                   strength=self.strength if self.strength is not None else dict(DEFAULT_STRENGTH),
+                   inverse_steps=self.inverse_steps, inverse_samples=self.inverse_samples,
+                   calibration=None if self.calibration is None else
+                   {"scale": self.calibration.scale, "offset": self.calibration.offset})
+        carry = self.carry if self.carry is not None else DEFAULT_CARRY
+        if carry:  # recorded only when on, so runs made before it existed (off) still resume
+            out["carry"] = True
+            if self.carry_gate is not None:
+                out["carry_gate"] = self.carry_gate
+        return out
 
     def _kw(self, req) -> dict:
         return dict(prompt=req.prompt or "", fps=req.fps, action_names=tuple(req.action_names),
@@ -58,8 +69,9 @@ class WorldModelPredictor:
 
     def predict(self, req) -> np.ndarray:
         actions = req.actions if req.actions is not None and req.actions.shape[1] > 0 else None
-        return self.pipeline.rollout(req.context, int(req.num_frames), actions=actions,
-                                     action_guidance=self.action_guidance, strength=self.strength, **self._kw(req))
+        return self.pipeline.rollout(req.context, int(req.num_frames), actions=actions, given=req.given,
+                                     action_guidance=self.action_guidance, strength=self.strength, carry=self.carry,
+                                     carry_gate=self.carry_gate, **self._kw(req))
 
     def infer_actions(self, req) -> np.ndarray:
         """The whole clip [T, H, W, 3] -> [T - 1, A]: the mean of `inverse_samples` draws, recalibrated where the

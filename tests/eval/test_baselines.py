@@ -74,6 +74,8 @@ def test_requests_and_predictions_are_checked():
         PredictionRequest(context=f.astype(np.float32), num_frames=2, fps=16.0, camera="front")
     with pytest.raises(ValueError, match="actions: expected one row per frame"):
         PredictionRequest(context=f[:2], num_frames=2, fps=16.0, camera="front", actions=np.zeros((3, 10), np.float32))
+    with pytest.raises(ValueError, match="given: expected 1..2 real frames at the start of context, got 3"):
+        PredictionRequest(context=f[:2], num_frames=2, fps=16.0, camera="front", given=3)
 
     class Wrong:
         name, uses_oracle = "wrong", False

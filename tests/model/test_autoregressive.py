@@ -323,6 +323,23 @@ def test_predictor_through_the_registry_rolls_out_past_one_window(saved_ar):
         pred.model.config.clip_frames = 33
 
 
+def test_predictor_carries_the_last_given_frames_detail_as_the_diffusion_models_does(saved_ar):
+    from kinema.eval.predictor import PredictionRequest, get_predictor
+    from kinema.model.carry import carry_detail
+
+    ctx = np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    req = PredictionRequest(context=ctx, num_frames=4, fps=16.0, camera="front")
+    on, off = (get_predictor(str(saved_ar), device="cpu", temperature=0.0, carry=c) for c in (True, False))
+    assert (on.name, off.name, on.sampling, off.sampling) == ("ar_world_model_t0_carry", "ar_world_model_t0_nocarry",
+                                                              {"carry": True}, None)
+    plain = off.predict(req)
+    last = off._decode(off._encode(ctx), 5)[-1]  # the last given frame's round trip (greedy: the same codes)
+    made = on.predict(req)
+    assert np.array_equal(made, np.clip(plain.astype(int) + ctx[-1].astype(int) - last, 0, 255))
+    fed = PredictionRequest(context=np.concatenate([ctx, made]), given=5, num_frames=4, fps=16.0, camera="front")
+    assert np.array_equal(on.predict(fed), carry_detail(off.predict(fed), ctx[-1], last))
+
+
 def test_predictor_refuses_medusa_without_heads(saved_ar):
     from kinema.model.ar_predictor import load_predictor
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kinema.data.video_io import decode_audio, decode_video, encode_video_with_audio, probe_video
+from kinema.model.carry import DEFAULT_CARRY
 from kinema.model.generate import GenerateRequest, generate, validate
 from kinema.train.checkpoint import read_json, write_json
 from tests.model.helpers import SIZE, random_frames, tiny_config
@@ -63,6 +64,9 @@ def test_a_good_request_validates(files):
      ValueError, "draws: expected an integer in \\[1, 256\\]"),
     (dict(model_mode="text2video", action_path=None, vision_path=None, strength=0.5), ValueError,
      "strength: expected 1 in text2video"),
+    (dict(carry=1), ValueError, "carry: expected true or false"),
+    (dict(model_mode="text2video", action_path=None, vision_path=None, carry=True), ValueError,
+     "carry: expected false in text2video"),
     (dict(fps=0.5), ValueError, "fps: expected a number of frames per second in \\[1, 120\\]"),
     (dict(best_of=3), ValueError, "best_of: expected 1 in forward_dynamics \\(the critic reads captions"),
     (dict(model_mode="text2video", action_path=None, vision_path=None, prompt="", best_of=2), ValueError,
@@ -184,6 +188,11 @@ def test_generate_end_to_end(files, saved, tmp_path):
              progress=False)
     assert read_json(warm / "request.json")["strength"] == 0.5
     assert not np.array_equal(decode_video(warm / "video.mp4"), video)
+    flip = tmp_path / "carry"  # and its carry, either way from the default
+    generate(_req(files, num_steps=2, seed=1, carry=not DEFAULT_CARRY), saved["model"], flip, device="cpu",
+             dtype="fp32", progress=False)
+    assert read_json(flip / "request.json")["carry"] is (not DEFAULT_CARRY)
+    assert not np.array_equal(decode_video(flip / "video.mp4"), video)
 
 
 def test_best_of_keeps_the_draw_the_critic_scores_highest(files, saved, tmp_path):

@@ -217,7 +217,7 @@ def test_action_guidance_pulls_away_from_the_actionless_prediction(tiny_pipeline
     """g_a = 0 is video2video on the same frames; g_a = 1 is plain forward dynamics; others extrapolate."""
     seen = []
     unpack = tiny_pipeline._unpack
-    monkeypatch.setattr(tiny_pipeline, "_unpack", lambda *a: seen.append(a[2][a[1].gen]) or unpack(*a))
+    monkeypatch.setattr(tiny_pipeline, "_unpack", lambda *a: seen.append(a[2][a[1].tok.gen]) or unpack(*a))
     plain = _run(tiny_pipeline, "forward_dynamics")
     assert np.array_equal(plain["frames"], _run(tiny_pipeline, "forward_dynamics", action_guidance=1.0)["frames"])
     _run(tiny_pipeline, "forward_dynamics", action_guidance=0.0)
