@@ -208,11 +208,13 @@ def _builtin() -> dict[str, Callable[..., object]]:
         "second_take": simulator.SecondTake,
         "simulator": simulator.SimulatorOracle,
         "tokenizer": simulator.TokenizerRoundTrip,
+        "tokenizer_carry": simulator.TokenizerCarry,
         "state_diff": baselines.StateDifferenceActions,
     }
 
 
-PREDICTORS = ("copy_last", "zero_motion", "linear", "mean_action", "second_take", "simulator", "tokenizer", "state_diff")
+PREDICTORS = ("copy_last", "zero_motion", "linear", "mean_action", "second_take", "simulator", "tokenizer",
+              "tokenizer_carry", "state_diff")
 
 
 def get_predictor(spec: str, **options):

@@ -17,7 +17,9 @@ through a thin wrapper around a world that changes one thing:
   action-conditioned prediction and of policy evaluation inside a world model.
 - **Tokenizer round trip** (`TokenizerRoundTrip`, "baseline:tokenizer"): the
   simulator's clip through the shipped video tokenizer (encode, decode). The
-  pixel ceiling of any world model that works in that tokenizer's latents.
+  pixel ceiling of any world model that works in that tokenizer's latents;
+  `TokenizerCarry` ("baseline:tokenizer_carry") adds the last given frame's
+  round-trip error, as the world model's pipeline does (kinema.model.carry).
 - **Closed loop** (`run_policy`): a `kinema.eval.policy.Policy` chooses each
   frame's action in the real simulator.
 
@@ -236,4 +238,24 @@ class TokenizerRoundTrip(_Simulated):
         ep, o = self._episode(req), req.oracle
         clip = ep.frames[req.camera][o.start : o.start + req.frames_total]  # uint8 [T, H, W, 3]
         video = self.tokenizer.decode(self.tokenizer.encode(to_model(torch.from_numpy(clip))[None]), len(clip))
-        return to_uint8(video[0])[len(req.context) :]
+        return self._future(to_uint8(video[0]), req.context)
+
+    @staticmethod
+    def _future(decoded: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """The decoded clip [T, H, W, 3] and the given frames [Tc, ...] -> the predicted frames [T - Tc, ...]."""
+        return decoded[len(context) :]
+
+
+class TokenizerCarry(TokenizerRoundTrip):
+    """The round trip with the last given frame's detail carried into the future, as the world model's pipeline
+    does by default (kinema.model.carry): the ceiling of a model that predicts in the tokenizer's latents and
+    carries. The causal tokenizer decodes the given frames as it would alone, so the error is the one a model sees."""
+
+    name = "tokenizer_carry"
+
+    @staticmethod
+    def _future(decoded: np.ndarray, context: np.ndarray) -> np.ndarray:
+        from kinema.model.carry import carry_detail
+
+        Tc = len(context)
+        return carry_detail(decoded[Tc:], context[-1], decoded[Tc - 1])

@@ -7,6 +7,7 @@ world model ranks policies exactly as reality does, the ground-truth judge separ
 
 import json
 
+import numpy as np
 import pytest
 
 from kinema.cli import main
@@ -67,6 +68,18 @@ def test_tokenizer_round_trip_is_an_oracle_with_a_lossy_ceiling(eval_out):
         assert 15 < tok["overall"][c]["psnr"]["value"] < 45
     with pytest.raises(ValueError, match="no tokenizer folder"):
         get_predictor("baseline:tokenizer", tokenizer="/nonexistent")
+
+
+def test_tokenizer_carry_is_the_round_trip_with_the_given_frames_detail(eval_out):
+    from kinema.eval.simulator import TokenizerCarry
+    from kinema.model.carry import carry_detail
+
+    _run(["physics", "--baseline", "tokenizer_carry", "--quick", "--out", str(eval_out)])
+    assert _summary(eval_out, "physics", "tokenizer_carry")["predictor"]["oracle"]
+    rng = np.random.default_rng(0)
+    decoded = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    given = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    assert np.array_equal(TokenizerCarry._future(decoded, given), carry_detail(decoded[2:], given[-1], decoded[1]))
 
 
 def test_physics_iq_second_take_beats_copy_last(eval_out):
