@@ -12,6 +12,8 @@ predicted frames add their residual to the decoded reference:
 with g_t = 1 everywhere. A gate g_t = clip(1 - max_channel |x̂_t - x̂_last| / gate, 0, 1), closing where the
 generated frame has changed, was measured too: every width tried scored below no gate on object IoU on the dev
 rollouts (BENCHMARKS.md, "Carrying the given frame's detail"; benchmarks/prereg/carry.md), so the pipeline uses none.
+Moving e along the optical flow of each generated frame, or keeping it off what moved in the given frames, lost
+object IoU as well ("Moving the carried detail with the motion"; those variants live in scripts/carry_dev.py).
 """
 
 from __future__ import annotations
