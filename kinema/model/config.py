@@ -48,6 +48,10 @@ class WorldModelConfig(Config):
     # the reasoner learns in it while the weights that encode the generator's prompt and given frames stay
     # still; 0 = none
     reason_adapter: int = 0
+    # rank of the generator's inverse-dynamics adapter (mot.LoRA on its expert's projections), which only the noisy
+    # tokens of samples that generate actions and nothing else take: inverse dynamics learns in it while every
+    # other mode stays exactly as it was; 0 = none
+    inverse_adapter: int = 0
     # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
     max_action_dim: int = 64
     max_embodiments: int = 32
@@ -83,8 +87,9 @@ class WorldModelConfig(Config):
             raise ValueError(f"pixel_cell: expected 0 (off) or a divisor of a token's "
                              f"{self.patch[0] * self.spatial_compression}x{self.patch[1] * self.spatial_compression} "
                              f"pixels, got {self.pixel_cell}")
-        if self.reason_adapter < 0:
-            raise ValueError(f"reason_adapter: expected a rank >= 0 (0: no adapter), got {self.reason_adapter}")
+        for name in ("reason_adapter", "inverse_adapter"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a rank >= 0 (0: no adapter), got {getattr(self, name)}")
         if self.cond_rows not in (2, 3):
             raise ValueError(f"cond_rows: expected 2 or 3 action rows in cond, got {self.cond_rows}")
         self.latent_mean = list(self.latent_mean) or [0.0] * self.latent_channels

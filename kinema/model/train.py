@@ -31,7 +31,8 @@ LOSS_WEIGHTS = {VISION: ("vision", 1.0), ACTION: ("action", 1.0), AUDIO: ("audio
 TEXT_WEIGHT = 1.0
 NEW_PARTS = {"text_out.": "the reasoner's text head", "frame_in.": "the given-frame input (frame_condition)",
              "moved_in.": "the actions-since-the-given-frame input (frame_condition)",
-             "pixel_in.": "the reasoner's pixel input (pixel_cell)", ".lora.": "the reasoner's adapter (reason_adapter)"}
+             "pixel_in.": "the reasoner's pixel input (pixel_cell)", ".lora.": "the reasoner's adapter (reason_adapter)",
+             ".inverse.": "the inverse-dynamics adapter (inverse_adapter)"}
 
 
 def schedule_for(config: WorldModelConfig, shift: float | None = None, size: int = 64):
@@ -170,6 +171,16 @@ def train(args) -> Path:
         raise ValueError("--reason-adapter trains only the reasoner's adapter of an existing checkpoint (the generator "
                          f"stays still): give --init and --reason-weight 1 (got init={args.init!r}, reason weight "
                          f"{args.reason_weight})")
+    inverse = getattr(args, "inverse_adapter", 0)
+    if inverse:
+        if not args.init or args.reason_weight != 0 or adapter:
+            raise ValueError("--inverse-adapter trains only the inverse-dynamics adapter of an existing checkpoint: give "
+                             f"--init and --reason-weight 0, without --reason-adapter (got init={args.init!r}, reason "
+                             f"weight {args.reason_weight}, reason adapter {adapter})")
+        if mode_weights is not None or args.mixture != "actions":
+            raise ValueError("--inverse-adapter draws inverse dynamics alone from the worlds with actions: give "
+                             f"--mixture actions and no --mode-weights (got {args.mixture!r}, {mode_weights})")
+        mode_weights = {"forward_dynamics": 0.0, "policy": 0.0}
     first = getattr(args, "reason_adapter_layers", None)
     keep = getattr(args, "reason_keep", 0.0)
     if keep and (not args.init or not keep > 0):
@@ -223,6 +234,8 @@ def train(args) -> Path:
                 model_cfg.update(pixel_cell=pixels)
             if adapter:
                 model_cfg.update(reason_adapter=adapter)
+            if inverse:
+                model_cfg.update(inverse_adapter=inverse)
             if new_embodiments:  # registered without statistics: prepare fills them from the data
                 model_cfg.update(embodiments=[asdict(e) for e in init_embodiments])
             write_json(out / "model_config.json", model_cfg)
@@ -301,6 +314,11 @@ def train(args) -> Path:
                 f"adapter, {'pixel view, ' if config.pixel_cell else ''}final reasoner norm, text head")
         print(f"--reason-adapter {adapter}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train "
               f"({what}); {sum(frozen) / 1e6:.2f}M stay still")
+    if inverse:
+        trainable = dict(model.inverse_parameters())
+        frozen = [p.requires_grad_(False).numel() for name, p in model.named_parameters() if name not in trainable]
+        print(f"--inverse-adapter {inverse}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train; "
+              f"{sum(frozen) / 1e6:.2f}M stay still")
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     teacher = None
     if keep:  # the starting weights, frozen: the fine-tune keeps what they answer right (lm_loss.keep_loss)
@@ -442,6 +460,10 @@ def add_parser(sub) -> None:
                         "text head) alone: the reasoner learns, every generator output stays exactly as it was "
                         "(use with --init and --reason-weight 1; a larger rank than --init's widens its adapter, "
                         "which starts unchanged)")
+    p.add_argument("--inverse-adapter", type=int, default=0, metavar="RANK",
+                   help="add a LoRA of this rank to the generator that only inverse-dynamics samples take, and train "
+                        "it alone on inverse dynamics: every other mode and the reasoner stay exactly as they were "
+                        "(use with --init, --reason-weight 0 and --mixture actions)")
     p.add_argument("--reason-adapter-layers", type=int, default=None, metavar="N",
                    help="with --reason-adapter: only the adapter of the first N layers trains; the later layers' "
                         "adapters, the pixel view, final norm and text head stay as --init has them")

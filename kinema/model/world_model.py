@@ -21,7 +21,9 @@ small MLP of the pooled pixels they carry after the latent patch (the reasoner w
 encoder; bias-free, so tokens without pixels add nothing, and its
 output layer zero-initialised, so a checkpoint without it starts unchanged). With config.reason_adapter too,
 the pixel view is part of the adapter's path: only adapted tokens (a question's) read it, so training it with
-the adapter leaves every generator output as it was. The heads read the
+the adapter leaves every generator output as it was. With config.inverse_adapter, the noisy tokens of a sample
+that generates actions and nothing else (inverse dynamics: the policy also generates frames, forward dynamics no
+actions) run the generator through its own adapter, so inverse dynamics can be taught alone. The heads read the
 generator's final hidden states back to values (the schedule's network
 output: velocity for rectified flow) for noisy tokens only. The reasoner's text
 head reads the reasoner's final hidden states to next-token logits (text out).
@@ -82,7 +84,8 @@ class WorldModel(nn.Module):
                                       nn.Linear(D, D, bias=False)) if c.pixel_cell else None
         self.frame_in = nn.Linear(c.vision_dim, D) if c.frame_condition else None
         self.moved_in = DomainLinear(c.max_embodiments, c.cond_rows * c.max_action_dim, D) if c.frame_condition else None
-        self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta, adapter=c.reason_adapter)
+        self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta, adapter=c.reason_adapter,
+                            gen_adapter=c.inverse_adapter)
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)
         self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
@@ -163,13 +166,26 @@ class WorldModel(nn.Module):
         logvar (training, config.loss_uncertainty): also return each sample's loss log-variance [B] at its noise
         level (level[:, 0]), last; computed here so distributed wrappers see it used in the forward."""
         adapt = None if text_at is None else (text_at.any(1) & ~tok.gen.any(1))[:, None]
-        h, _ = self.backbone(self.embed(tok, level, adapt), tok.gen, tok.group, tok.valid, tok.pos, cache=cache, adapt=adapt)
+        h, _ = self.backbone(self.embed(tok, level, adapt), tok.gen, tok.group, tok.valid, tok.pos, cache=cache,
+                             adapt=adapt, gen_adapt=self.inverse_samples(tok))
         out = (self.heads(tok, h),) + (() if text_at is None else (self.text_out(h[text_at]),))
         if logvar:
             if self.loss_logvar is None:
                 raise ValueError("logvar: this model has no learned loss uncertainty (config.loss_uncertainty)")
             out += (self.loss_logvar(level[:, 0]),)
         return out[0] if len(out) == 1 else out
+
+    def inverse_samples(self, tok: Tokens) -> torch.Tensor | None:
+        """bool [B, 1]: the samples whose noisy tokens are all actions (inverse dynamics), which take the inverse
+        adapter; None without one."""
+        if not self.config.inverse_adapter:
+            return None
+        return (tok.gen.any(1) & ~(tok.gen & (tok.kind != ACTION)).any(1))[:, None]
+
+    def inverse_parameters(self):
+        """(name, parameter) of the inverse-dynamics adapter: training these alone leaves every other mode's output
+        and the reasoner's answers exactly as they were."""
+        return ((name, p) for name, p in self.named_parameters() if ".inverse." in name)
 
     def reason(self, tok: Tokens, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
         """Clean tokens (after the cached ones) -> (next-token logits at the last token [B, vocab], the grown cache)."""

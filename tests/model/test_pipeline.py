@@ -112,6 +112,31 @@ def test_with_the_adapter_the_pixel_view_leaves_every_sample_as_it_was(tiny_pipe
         assert (a["actions"] is None and b["actions"] is None) or np.array_equal(a["actions"], b["actions"]), mode
 
 
+def test_the_inverse_adapter_moves_inverse_dynamics_alone(tiny_pipeline):
+    """With inverse_adapter the generator's LoRA (trained: not at its zero start) changes inverse dynamics' actions
+    and nothing else: every other mode samples the same frames and actions, seed for seed, as the same weights
+    without it, and inverse dynamics too while the adapter is at zero."""
+    from tests.model.helpers import random_heads, tiny_model
+
+    torch.manual_seed(0)
+    plain = random_heads(tiny_model(tiny_config()))
+    model = tiny_model(tiny_config(inverse_adapter=4))
+    model.load_state_dict(plain.state_dict(), strict=False)
+    p = tiny_pipeline
+    pipes = [Pipeline(m, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp32") for m in (model, plain)]
+    a, b = (_run(pipe, "inverse_dynamics") for pipe in pipes)
+    assert np.array_equal(a["actions"], b["actions"])  # B = 0: it starts as the model without it
+    with torch.no_grad():
+        for _, w in model.inverse_parameters():
+            w.normal_(0, 0.3)
+    for mode in ("text2video", "video2video", "forward_dynamics", "policy"):
+        a, b = (_run(pipe, mode) for pipe in pipes)
+        assert np.array_equal(a["frames"], b["frames"]), mode
+        assert (a["actions"] is None and b["actions"] is None) or np.array_equal(a["actions"], b["actions"]), mode
+    a, b = (_run(pipe, "inverse_dynamics") for pipe in pipes)
+    assert not np.allclose(a["actions"], b["actions"], atol=1e-3)
+
+
 def test_64_pixel_frames(tiny_pipeline):
     out = tiny_pipeline.run("image2video", num_frames=9, context=random_frames(1, size=64), num_steps=STEPS)
     assert out["frames"].shape == (9, 64, 64, 3)

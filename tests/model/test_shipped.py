@@ -50,3 +50,14 @@ def test_the_shipped_inverse_dynamics_calibration_fits_the_shipped_embodiments()
     scale, offset = np.array(cal.scale["single_arm"]), np.array(cal.offset["single_arm"])
     assert (scale[[0, 1, 2, 9]] == 1).all() and (offset[[0, 1, 2, 9]] == 0).all()
     assert ActionCalibration.beside(SHIPPED, "policy") is None  # tried, not shipped (BENCHMARKS.md)
+
+
+def test_the_shipped_checkpoint_has_inverse_dynamics_own_adapter():
+    """Trained alone on inverse dynamics (BENCHMARKS.md, "Inverse dynamics' own adapter"): present and trained."""
+    from kinema.train.checkpoint import load_pretrained
+
+    raw, state = load_pretrained(SHIPPED)
+    assert raw["model"]["inverse_adapter"] == 16
+    sites = [k for k in state if ".gen.inverse." in k]
+    assert len(sites) == 6 * 4 * 2  # every layer's four projections, A and B
+    assert all(state[k].float().abs().sum() > 0 for k in sites if k.endswith(".B"))  # moved from its zero start

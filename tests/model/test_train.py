@@ -475,6 +475,34 @@ def test_a_registered_embodiment_trains_from_its_episodes(tmp_path, capsys):
     assert "embodiment 'my_arm' is already registered" in capsys.readouterr().err
 
 
+def test_inverse_adapter_trains_alone_on_inverse_dynamics(tmp_path, capsys):
+    """--inverse-adapter: refused without --init, or with another mixture or mode weights (it draws inverse dynamics
+    alone); then it starts at zero and is the only thing that moves."""
+    from kinema.cli import main
+    from kinema.train.checkpoint import load_pretrained
+    from kinema.worlds.generate import generate
+
+    generate("push", 2, 0, tmp_path / "data" / "push", size=32, frames=33, progress=False)
+    common = ["--preset", "tiny", "--data", str(tmp_path / "data"), "--batch-size", "2", "--reason-weight", "0",
+              "--dtype", "fp32", "--device", "cpu", "--ema-decay", "0"]
+    assert main(["train", *common, "--steps", "1", "--out", str(tmp_path / "base")]) == 0
+    init = ["--init", str(tmp_path / "base" / "final")]
+    for bad, said in ((["--mixture", "actions"], "--init"), ([*init], "--mixture actions"),
+                      ([*init, "--mixture", "actions", "--mode-weights", "policy=2"], "no --mode-weights")):
+        capsys.readouterr()
+        assert main(["train", *common, "--steps", "1", "--inverse-adapter", "4", *bad, "--out", str(tmp_path / "x")]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["train", *common, *init, "--mixture", "actions", "--inverse-adapter", "4", "--steps", "2", "--lr",
+                 "1e-2", "--out", str(tmp_path / "inv")]) == 0
+    assert "the inverse-dynamics adapter (inverse_adapter) is not in the checkpoint" in capsys.readouterr().out
+    _, before = load_pretrained(tmp_path / "base" / "final")
+    raw, after = load_pretrained(tmp_path / "inv" / "final")
+    assert raw["model"]["inverse_adapter"] == 4
+    moved = {k for k in after if k not in before or not torch.equal(after[k], before[k])}
+    assert moved == {k for k in after if ".inverse." in k}
+    assert after["backbone.layers.0.gen.inverse.qkv.B"].float().abs().sum() > 0  # trained away from zero
+
+
 def test_train_with_edm_learns_its_loss_uncertainty(tmp_path):
     from kinema.cli import main
     from kinema.train.checkpoint import load_pretrained
