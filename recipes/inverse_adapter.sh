@@ -7,6 +7,7 @@
 #   bash recipes/inverse_adapter.sh export   # the run as a checkpoint folder beside the tokenizers
 #   bash recipes/inverse_adapter.sh calib    # 16 draws on the calibration episodes, then the line (~13 min)
 #   bash recipes/inverse_adapter.sh score A:B  # draws on held-out episodes A..B-1 and the ratios, beside the shipped model's
+#   bash recipes/inverse_adapter.sh high     # (tried, not shipped) the shipped adapter trained on at the one-step estimate's noise
 set -euo pipefail
 KINEMA=${KINEMA:-kinema}
 DATA=${DATA:-outputs/data} RUN=${RUN:-outputs/runs/world-model-inverse} RANK=${RANK:-16}
@@ -26,6 +27,10 @@ case "${1:-}" in
   train)
     $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack,camera_motion} $DATA/idtrain --init $SHIPPED --inverse-adapter $RANK --mixture actions \
       --reason-weight 0 --steps ${STEPS:-3000} --batch-size 16 --lr 5e-4 --seed 40 --dtype bf16 --out $RUN ;;
+  high)  # (tried, not shipped: the turn still not read) 1,500 more steps, half the noise levels in t = [0.9, 1]
+    $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack,camera_motion} $DATA/idtrain --init $SHIPPED \
+      --inverse-adapter $RANK --mixture actions --reason-weight 0 --steps 1500 --batch-size 16 --lr 2e-4 --seed 41 \
+      --dtype bf16 --high-noise-share 0.5 --out $RUN-high ;;
   export)
     python scripts/ship_world_model.py --run $RUN --out $CAND
     for t in tokenizer-cv4x8x8 tokenizer-audio; do ln -sfn "$(realpath checkpoints/$t)" "$(dirname $CAND)/$t"; done ;;

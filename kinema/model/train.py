@@ -55,11 +55,16 @@ def noised(schedule, batch: Tokens, t: torch.Tensor, noise: torch.Tensor) -> tup
     return replace(batch, value=value), level
 
 
-def world_model_loss(model, batch: Tokens, schedule, teacher=None, keep: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+def world_model_loss(model, batch: Tokens, schedule, teacher=None, keep: float = 0.0,
+                     high_noise: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """teacher: a frozen copy of the starting weights; with keep > 0 its answers are kept where it was right
-    (lm_loss.keep_loss), weighted by keep."""
+    (lm_loss.keep_loss), weighted by keep. high_noise (rectified flow): the share of samples whose time is drawn
+    uniformly from [0.9, 1] instead, where a one-step estimate from pure noise is made."""
     B, L, V = batch.value.shape
     t = schedule.sample_training_t(B, device=batch.value.device)
+    if high_noise:
+        top = torch.rand(B, device=t.device) < high_noise
+        t = torch.where(top, 0.9 + 0.1 * torch.rand(B, device=t.device), t)
     real = torch.arange(V, device=batch.value.device) < batch.dims[..., None]
     noise = torch.randn_like(batch.value) * real  # padding entries stay exactly 0, as at sampling
     tok, level = noised(schedule, batch, t, noise)
@@ -171,6 +176,10 @@ def train(args) -> Path:
         raise ValueError("--reason-adapter trains only the reasoner's adapter of an existing checkpoint (the generator "
                          f"stays still): give --init and --reason-weight 1 (got init={args.init!r}, reason weight "
                          f"{args.reason_weight})")
+    high_noise = getattr(args, "high_noise_share", 0.0)
+    if not 0 <= high_noise <= 1 or (high_noise and args.schedule != "rectified_flow"):
+        raise ValueError(f"--high-noise-share {high_noise}: expected a share in [0, 1], with the rectified_flow schedule "
+                         f"(got {args.schedule})")
     inverse = getattr(args, "inverse_adapter", 0)
     if inverse:
         if not args.init or args.reason_weight != 0 or adapter:
@@ -330,7 +339,7 @@ def train(args) -> Path:
     def loss_fn(m, b):
         if teacher is not None and next(teacher.parameters()).device != b.value.device:
             teacher.to(b.value.device)
-        return world_model_loss(m, b, schedule, teacher, keep)
+        return world_model_loss(m, b, schedule, teacher, keep, high_noise)
 
     # shifted for the data's resolution (every shard's latents share one grid: ClipTasks concatenates them)
     schedule = schedule_for(config, size=dataset_size(dataset, config))
@@ -464,6 +473,9 @@ def add_parser(sub) -> None:
                    help="add a LoRA of this rank to the generator that only inverse-dynamics samples take, and train "
                         "it alone on inverse dynamics: every other mode and the reasoner stay exactly as they were "
                         "(use with --init, --reason-weight 0 and --mixture actions)")
+    p.add_argument("--high-noise-share", type=float, default=0.0, metavar="P",
+                   help="draw a share P of the samples' noise levels uniformly from t in [0.9, 1] (rectified flow), "
+                        "where inverse dynamics' one-step estimate is made; the rest from the schedule (0: all)")
     p.add_argument("--reason-adapter-layers", type=int, default=None, metavar="N",
                    help="with --reason-adapter: only the adapter of the first N layers trains; the later layers' "
                         "adapters, the pixel view, final norm and text head stay as --init has them")

@@ -103,6 +103,20 @@ def test_noised_replaces_only_noisy_values():
     assert torch.equal(level, t[:, None].expand_as(level))
 
 
+def test_high_noise_share_draws_those_times_from_the_top_tenth():
+    cfg = tiny_config()
+    model, levels = WorldModel(cfg), []
+    model.register_forward_pre_hook(lambda m, args: levels.append(args[1][:, 0].clone()))
+    batch = collate([mixed_sample(cfg, seed=s) for s in range(64)])
+    torch.manual_seed(0)
+    world_model_loss(model, batch, schedule_for(cfg), high_noise=1.0)
+    world_model_loss(model, batch, schedule_for(cfg), high_noise=0.5)
+    world_model_loss(model, batch, schedule_for(cfg))
+    every, half, none = levels
+    assert (every >= 0.9).all() and (every <= 1).all()
+    assert 16 < int((half >= 0.9).sum()) < 48 and int((none >= 0.9).sum()) < 16  # the schedule: ~7% of draws
+
+
 def test_edm_schedule_trains_too():
     cfg = tiny_config(schedule="edm")
     assert isinstance(schedule_for(cfg), EDM)
