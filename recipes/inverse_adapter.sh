@@ -8,6 +8,8 @@
 #   bash recipes/inverse_adapter.sh calib    # 16 draws on the calibration episodes, then the line (~13 min)
 #   bash recipes/inverse_adapter.sh score A:B  # draws on held-out episodes A..B-1 and the ratios, beside the shipped model's
 #   bash recipes/inverse_adapter.sh high     # (tried, not shipped) the shipped adapter trained on at the one-step estimate's noise
+#   bash recipes/inverse_adapter.sh context  # the shipped adapter trained on with a reasoner adapter for its given frames
+#                                            # (--inverse-context 16; RUN=outputs/runs/world-model-inverse-context for export/calib/score)
 set -euo pipefail
 KINEMA=${KINEMA:-kinema}
 DATA=${DATA:-outputs/data} RUN=${RUN:-outputs/runs/world-model-inverse} RANK=${RANK:-16}
@@ -31,6 +33,10 @@ case "${1:-}" in
     $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack,camera_motion} $DATA/idtrain --init $SHIPPED \
       --inverse-adapter $RANK --mixture actions --reason-weight 0 --steps 1500 --batch-size 16 --lr 2e-4 --seed 41 \
       --dtype bf16 --high-noise-share 0.5 --out $RUN-high ;;
+  context)  # benchmarks/prereg/inverse-context.md
+    $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack,camera_motion} $DATA/idtrain --init $SHIPPED \
+      --inverse-adapter $RANK --inverse-context ${CONTEXT_RANK:-16} --mixture actions --reason-weight 0 \
+      --steps ${STEPS:-3000} --batch-size 16 --lr 5e-4 --seed 42 --dtype bf16 --out $RUN-context ;;
   export)
     python scripts/ship_world_model.py --run $RUN --out $CAND
     for t in tokenizer-cv4x8x8 tokenizer-audio; do ln -sfn "$(realpath checkpoints/$t)" "$(dirname $CAND)/$t"; done ;;

@@ -52,6 +52,10 @@ class WorldModelConfig(Config):
     # tokens of samples that generate actions and nothing else take: inverse dynamics learns in it while every
     # other mode stays exactly as it was; 0 = none
     inverse_adapter: int = 0
+    # rank of the reasoner's inverse-dynamics adapter, which the clean tokens (prompt, given frames) of those same
+    # samples take: inverse dynamics reads its frames through weights of its own (a context cache of its own);
+    # 0 = none; needs inverse_adapter
+    inverse_context: int = 0
     # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
     max_action_dim: int = 64
     max_embodiments: int = 32
@@ -87,9 +91,12 @@ class WorldModelConfig(Config):
             raise ValueError(f"pixel_cell: expected 0 (off) or a divisor of a token's "
                              f"{self.patch[0] * self.spatial_compression}x{self.patch[1] * self.spatial_compression} "
                              f"pixels, got {self.pixel_cell}")
-        for name in ("reason_adapter", "inverse_adapter"):
+        for name in ("reason_adapter", "inverse_adapter", "inverse_context"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a rank >= 0 (0: no adapter), got {getattr(self, name)}")
+        if self.inverse_context and not self.inverse_adapter:
+            raise ValueError(f"inverse_context: the reasoner's inverse-dynamics adapter (rank {self.inverse_context}) "
+                             "serves the generator's: give inverse_adapter too")
         if self.cond_rows not in (2, 3):
             raise ValueError(f"cond_rows: expected 2 or 3 action rows in cond, got {self.cond_rows}")
         self.latent_mean = list(self.latent_mean) or [0.0] * self.latent_channels

@@ -27,8 +27,11 @@ sample's prompt and given frames) runs the base weights alone, so training the
 update alone teaches the reasoner without moving what the generator reads.
 
 With `gen_adapter` (a rank), the generator expert likewise holds a LoRA that only
-the noisy tokens of samples marked `gen_adapt` take (the world model marks its
-inverse-dynamics samples), so one mode can be taught without moving the others.
+the noisy tokens of samples marked `inverse` take (the world model marks its
+inverse-dynamics samples), so one mode can be taught without moving the others;
+with `context_adapter` too, the reasoner expert holds one more that those
+samples' clean tokens take, so that mode also reads its given frames through
+weights of its own (its context cache is then its own).
 
 A reasoner-only backbone (`experts=("und",)`, the autoregressive world model)
 builds no generator weights at all and refuses generator tokens. For
@@ -63,33 +66,38 @@ def attention_mask(q_group, q_valid, k_group, k_valid) -> torch.Tensor:
 
 
 class Router:
-    """Splits flattened tokens into the experts' index sets once per forward: the generator's base weights (gen),
-    the generator's through its adapter (gen_ada: gen tokens of samples marked gen_adapt), the reasoner's through
-    its adapter (ada: marked adapt, never a gen token) and the reasoner's base weights (und, the rest)."""
+    """Splits flattened tokens once per forward into the ways a token can go, each an (expert, adapter site) pair:
+    ("gen", None) the generator's base weights; ("gen", "inverse") its inverse-dynamics adapter (the noisy tokens of
+    samples marked `inverse`); ("und", "lora") the reasoner's adapter (clean tokens marked `adapt`); ("und",
+    "inverse") the reasoner's inverse-dynamics adapter (the other clean tokens of samples marked `inverse`, with
+    `inverse_context`); ("und", None) the reasoner's base weights (the rest)."""
 
     def __init__(self, gen: torch.Tensor, experts: tuple[str, ...] = EXPERTS, adapt: torch.Tensor | None = None,
-                 gen_adapt: torch.Tensor | None = None):
+                 inverse: torch.Tensor | None = None, inverse_context: bool = False):
         flat = gen.reshape(-1)
         self.shape = gen.shape
         if "gen" not in experts and bool(flat.any()):
             raise ValueError(f"gen: {int(flat.sum())} tokens are marked for the generator expert, but this backbone "
                              f"has only the reasoner expert (experts={tuple(experts)}); pass gen all False")
-        gen_ada = torch.zeros_like(flat) if gen_adapt is None else gen_adapt.expand(gen.shape).reshape(-1) & flat
-        self.gen = (flat & ~gen_ada).nonzero().squeeze(1)
-        self.gen_ada = gen_ada.nonzero().squeeze(1)
-        ada = torch.zeros_like(flat) if adapt is None else adapt.expand(gen.shape).reshape(-1) & ~flat
-        self.ada = ada.nonzero().squeeze(1)
-        self.und = (~flat & ~ada).nonzero().squeeze(1)
+        gen_base, clean = flat, ~flat  # the base weights' tokens, once the adapted ones are taken out
+        masks = {}
+        if adapt is not None:
+            ada = adapt.expand(gen.shape).reshape(-1)
+            masks[("und", "lora")], clean = clean & ada, clean & ~ada
+        if inverse is not None:
+            inv = inverse.expand(gen.shape).reshape(-1)
+            masks[("gen", "inverse")], gen_base = flat & inv, flat & ~inv
+            if inverse_context:
+                masks[("und", "inverse")], clean = clean & inv, clean & ~inv
+        masks[("gen", None)], masks[("und", None)] = gen_base, clean
+        self.ways = {way: m.nonzero().squeeze(1) for way, m in masks.items() if bool(m.any())}
 
-    def __call__(self, x: torch.Tensor, f_und, f_gen, f_ada=None, f_gen_ada=None) -> torch.Tensor:
-        """x [B, L, Din] -> [B, L, Dout]: f_und on reasoner tokens, f_gen on generator tokens, f_ada and f_gen_ada on
-        the adapted ones of each."""
+    def __call__(self, x: torch.Tensor, f) -> torch.Tensor:
+        """x [B, L, Din] -> [B, L, Dout]: f(expert, site) is the function each way's tokens go through."""
         flat = x.reshape(-1, x.shape[-1])
-        sets = [(idx, f) for idx, f in ((self.und, f_und), (self.gen, f_gen), (self.ada, f_ada),
-                                        (self.gen_ada, f_gen_ada)) if len(idx)]
-        if len(sets) == 1:  # one set holds every token: no gather or scatter (the same numbers, fewer copies)
-            return sets[0][1](flat).reshape(*self.shape, -1)
-        parts = [(idx, f(flat[idx])) for idx, f in sets]
+        if len(self.ways) <= 1:  # one way holds every token: no gather or scatter (the same numbers, fewer copies)
+            return f(*next(iter(self.ways), ("und", None)))(flat).reshape(*self.shape, -1)
+        parts = [(idx, f(*way)(flat[idx])) for way, idx in self.ways.items()]
         dim = parts[0][1].shape[-1]
         out = flat.new_zeros(len(flat), dim, dtype=parts[0][1].dtype)
         for idx, y in parts:
@@ -128,12 +136,11 @@ class LoRA(nn.Module):
 
 
 class Expert(nn.Module):
-    """One expert's share of a layer; with `adapter` > 0 also a LoRA of that rank on each projection, held as
-    `site` (the reasoner's is `lora`, the generator's `inverse`)."""
+    """One expert's share of a layer; `adapters` {site: rank} adds a LoRA of that rank on each projection, held as
+    that site (the reasoner's question adapter is `lora`, either expert's inverse-dynamics adapter `inverse`)."""
 
-    def __init__(self, width: int, heads: int, hidden: int, adapter: int = 0, site: str = "lora"):
+    def __init__(self, width: int, heads: int, hidden: int, adapters: dict[str, int] | None = None):
         super().__init__()
-        self.site = site
         self.norm1 = RMSNorm(width)
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.q_norm = RMSNorm(width // heads)
@@ -141,25 +148,26 @@ class Expert(nn.Module):
         self.proj = nn.Linear(width, width, bias=False)
         self.norm2 = RMSNorm(width)
         self.mlp = SwiGLU(width, hidden)
-        if adapter:
-            setattr(self, site, nn.ModuleDict({
-                "qkv": LoRA(width, 3 * width, adapter), "proj": LoRA(width, width, adapter),
-                "gate_up": LoRA(width, 2 * hidden, adapter), "down": LoRA(hidden, width, adapter)}))
+        for site, rank in (adapters or {}).items():
+            if rank:
+                setattr(self, site, nn.ModuleDict({
+                    "qkv": LoRA(width, 3 * width, rank), "proj": LoRA(width, width, rank),
+                    "gate_up": LoRA(width, 2 * hidden, rank), "down": LoRA(hidden, width, rank)}))
 
-    def _linear(self, layer: nn.Linear, name: str, x, ada: bool):
-        return layer(x) + getattr(self, self.site)[name](x) if ada else layer(x)
+    def _linear(self, layer: nn.Linear, name: str, x, site: str | None):
+        return layer(x) + getattr(self, site)[name](x) if site else layer(x)
 
-    def qkv_normed(self, x, heads: int, ada: bool = False):
+    def qkv_normed(self, x, heads: int, site: str | None = None):
         """x [N, D] -> q, k, v [N, H, Dh] with q and k RMS-normalised per head."""
-        q, k, v = self._linear(self.qkv, "qkv", self.norm1(x), ada).unflatten(-1, (3, heads, -1)).unbind(-3)
+        q, k, v = self._linear(self.qkv, "qkv", self.norm1(x), site).unflatten(-1, (3, heads, -1)).unbind(-3)
         return torch.cat([self.q_norm(q), self.k_norm(k), v], dim=-1)
 
-    def out(self, a, ada: bool = False):
-        return self._linear(self.proj, "proj", a, ada)
+    def out(self, a, site: str | None = None):
+        return self._linear(self.proj, "proj", a, site)
 
-    def ffn(self, x, ada: bool = False):
-        gate, up = self._linear(self.mlp.gate_up, "gate_up", self.norm2(x), ada).chunk(2, dim=-1)
-        return self._linear(self.mlp.down, "down", F.silu(gate) * up, ada)
+    def ffn(self, x, site: str | None = None):
+        gate, up = self._linear(self.mlp.gate_up, "gate_up", self.norm2(x), site).chunk(2, dim=-1)
+        return self._linear(self.mlp.down, "down", F.silu(gate) * up, site)
 
 
 @dataclass
@@ -229,20 +237,18 @@ class Cache:
 
 class Layer(nn.Module):
     def __init__(self, width: int, heads: int, hidden: int, experts: tuple[str, ...] = EXPERTS, adapter: int = 0,
-                 gen_adapter: int = 0):
+                 gen_adapter: int = 0, context_adapter: int = 0):
         super().__init__()
         self.heads = heads
-        self.und = Expert(width, heads, hidden, adapter)
+        self.und = Expert(width, heads, hidden, {"lora": adapter, "inverse": context_adapter})
         if "gen" in experts:
-            self.gen = Expert(width, heads, hidden, gen_adapter, site="inverse")
+            self.gen = Expert(width, heads, hidden, {"inverse": gen_adapter})
 
     def forward(self, x, route: Router, cos, sin, mask, past: LayerCache | None, keep: bool = False):
         """x [B, L, D] -> (x [B, L, D], the past's and these tokens' K/V [B, H, Lc + L, Dh] if keep, else None)."""
         H = self.heads
-        und, gen = self.und, getattr(self, "gen", None)  # gen is absent in a reasoner-only MoT
-        qkv = route(x, lambda t: und.qkv_normed(t, H).flatten(1), lambda t: gen.qkv_normed(t, H).flatten(1),
-                    lambda t: und.qkv_normed(t, H, ada=True).flatten(1),
-                    lambda t: gen.qkv_normed(t, H, ada=True).flatten(1))
+        experts = {"und": self.und, "gen": getattr(self, "gen", None)}  # gen is absent in a reasoner-only MoT
+        qkv = route(x, lambda e, site: lambda t: experts[e].qkv_normed(t, H, site).flatten(1))
         q, k, v = qkv.unflatten(-1, (H, -1)).transpose(1, 2).chunk(3, dim=-1)  # [B, H, L, Dh] each
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         new = None
@@ -256,33 +262,38 @@ class Layer(nn.Module):
             keys, values = torch.cat([past.k, k.to(past.k.dtype)], 2), torch.cat([past.v, v.to(past.v.dtype)], 2)
         a = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask)
         a = a.transpose(1, 2).flatten(2)  # [B, L, D]
-        x = x + route(a, und.out, lambda t: gen.out(t), lambda t: und.out(t, ada=True), lambda t: gen.out(t, ada=True))
-        x = x + route(x, und.ffn, lambda t: gen.ffn(t), lambda t: und.ffn(t, ada=True), lambda t: gen.ffn(t, ada=True))
+        x = x + route(a, lambda e, site: lambda t: experts[e].out(t, site))
+        x = x + route(x, lambda e, site: lambda t: experts[e].ffn(t, site))
         return x, new
 
 
 class MoT(nn.Module):
     """experts: ("und", "gen") for the omnimodal model, ("und",) for a reasoner-only decoder (no generator weights);
-    adapter: rank of the reasoner's LoRA (0: none); gen_adapter: rank of the generator's (0: none)."""
+    adapter: rank of the reasoner's LoRA (0: none); gen_adapter: rank of the generator's inverse-dynamics LoRA (0:
+    none); context_adapter: rank of the reasoner's inverse-dynamics LoRA (0: none; needs gen_adapter)."""
 
     def __init__(self, width: int, depth: int, heads: int, hidden: int, rope_theta: float = 10000.0,
-                 experts: tuple[str, ...] = EXPERTS, adapter: int = 0, gen_adapter: int = 0):
+                 experts: tuple[str, ...] = EXPERTS, adapter: int = 0, gen_adapter: int = 0, context_adapter: int = 0):
         super().__init__()
         experts = tuple(experts)
         if experts not in (EXPERTS, ("und",)):
             raise ValueError(f"experts: expected {EXPERTS} or ('und',), got {experts}")
         if gen_adapter and "gen" not in experts:
             raise ValueError(f"gen_adapter: a reasoner-only backbone has no generator to adapt, got rank {gen_adapter}")
+        if context_adapter and not gen_adapter:
+            raise ValueError(f"context_adapter: the reasoner's inverse-dynamics adapter (rank {context_adapter}) serves "
+                             "the generator's: give gen_adapter too")
         self.heads, self.rope_theta, self.experts, self.adapter = heads, rope_theta, experts, adapter
-        self.gen_adapter = gen_adapter
-        self.layers = nn.ModuleList(Layer(width, heads, hidden, experts, adapter, gen_adapter) for _ in range(depth))
+        self.gen_adapter, self.context_adapter = gen_adapter, context_adapter
+        self.layers = nn.ModuleList(Layer(width, heads, hidden, experts, adapter, gen_adapter, context_adapter)
+                                    for _ in range(depth))
         self.norm_und = RMSNorm(width)
         if "gen" in experts:
             self.norm_gen = RMSNorm(width)
 
     def forward(self, x, gen, group, valid, pos, cache: Cache | None = None, keep_cache: bool = False,
                 attn_mask: torch.Tensor | None = None, adapt: torch.Tensor | bool | None = None,
-                gen_adapt: torch.Tensor | None = None):
+                inverse: torch.Tensor | None = None):
         """x [B, L, D] embedded tokens; gen/valid bool [B, L]; group int [B, L]; pos [B, L, 3].
 
         cache: K/V of context tokens already run (the tokens in x then attend them too).
@@ -291,15 +302,17 @@ class MoT(nn.Module):
             unattended). The groups still go into the returned Cache for later tokens' masks.
         adapt: bool, or bool [B, L] / [B, 1]: these clean tokens run the reasoner through its adapter (ignored
             without one). A cache holds the K/V of whichever weights made it: continue it with the same `adapt`.
-        gen_adapt: bool [B, L] / [B, 1]: these samples' noisy tokens run the generator through its adapter (ignored
-            without one). Context never takes it, so a cache serves either.
+        inverse: bool [B, 1]: these samples (inverse dynamics) take the inverse-dynamics adapters: their noisy tokens
+            the generator's (ignored without one), their clean tokens the reasoner's where there is one
+            (context_adapter). Without that a cache serves either; with it, continue a cache with the same samples
+            marked as made it.
         -> (hidden [B, L, D] after the final norm of each token's expert, Cache or None)
         """
         if not self.adapter or adapt is None or adapt is False:
             adapt = None
         elif adapt is True:
             adapt = torch.ones_like(gen)
-        route = Router(gen, self.experts, adapt, gen_adapt if self.gen_adapter else None)
+        route = Router(gen, self.experts, adapt, inverse if self.gen_adapter else None, bool(self.context_adapter))
         cos, sin = rope_angles(pos, x.shape[-1] // self.heads, self.rope_theta)
         k_group, k_valid = group, valid
         if cache is not None:
@@ -319,6 +332,5 @@ class MoT(nn.Module):
             x, kv = layer(x, route, cos, sin, mask, cache.layers[i] if cache is not None else None, keep_cache)
             if keep_cache:
                 kept.append(kv)
-        norm_gen = getattr(self, "norm_gen", None)
-        x = route(x, self.norm_und, norm_gen, self.norm_und, norm_gen)
+        x = route(x, lambda e, site: self.norm_und if e == "und" else self.norm_gen)
         return x, (Cache(kept, k_group, k_valid) if keep_cache else None)

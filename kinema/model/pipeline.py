@@ -283,11 +283,14 @@ class Pipeline:
 
     def _context(self, tok, guides):
         """The clean context of tok and of each guide's sequence, encoded once: their K/V cache (None: none)."""
-        ctx = [s.select(~s.gen) for s in [tok] + [u for u, _ in guides]]
+        seqs = [tok] + [u for u, _ in guides]
+        ctx = [s.select(~s.gen) for s in seqs]
         if not max(len(x) for x in ctx):
             return None
+        inverse = self.model.inverse_samples(collate([s.select(s.gen) for s in seqs]))  # their context is their own
         with self._autocast():
-            return self.model.encode_context(collate(ctx).to(self.device))
+            return self.model.encode_context(collate(ctx).to(self.device),
+                                             None if inverse is None else inverse.to(self.device))
 
     def _denoise(self, tok, guides, *, num_steps, shift, sampler, seed, progress, strength=1.0,
                  cache=None) -> torch.Tensor:

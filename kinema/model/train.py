@@ -32,7 +32,8 @@ TEXT_WEIGHT = 1.0
 NEW_PARTS = {"text_out.": "the reasoner's text head", "frame_in.": "the given-frame input (frame_condition)",
              "moved_in.": "the actions-since-the-given-frame input (frame_condition)",
              "pixel_in.": "the reasoner's pixel input (pixel_cell)", ".lora.": "the reasoner's adapter (reason_adapter)",
-             ".inverse.": "the inverse-dynamics adapter (inverse_adapter)"}
+             ".gen.inverse.": "the generator's inverse-dynamics adapter (inverse_adapter)",
+             ".und.inverse.": "the reasoner's inverse-dynamics adapter (inverse_context)"}
 
 
 def schedule_for(config: WorldModelConfig, shift: float | None = None, size: int = 64):
@@ -190,6 +191,10 @@ def train(args) -> Path:
             raise ValueError("--inverse-adapter draws inverse dynamics alone from the worlds with actions: give "
                              f"--mixture actions and no --mode-weights (got {args.mixture!r}, {mode_weights})")
         mode_weights = {"forward_dynamics": 0.0, "policy": 0.0}
+    context = getattr(args, "inverse_context", 0)
+    if context and not inverse:
+        raise ValueError(f"--inverse-context {context}: the reasoner's inverse-dynamics adapter trains with the "
+                         "generator's: give --inverse-adapter too")
     first = getattr(args, "reason_adapter_layers", None)
     keep = getattr(args, "reason_keep", 0.0)
     if keep and (not args.init or not keep > 0):
@@ -244,7 +249,7 @@ def train(args) -> Path:
             if adapter:
                 model_cfg.update(reason_adapter=adapter)
             if inverse:
-                model_cfg.update(inverse_adapter=inverse)
+                model_cfg.update(inverse_adapter=inverse, inverse_context=context or model_cfg.get("inverse_context", 0))
             if new_embodiments:  # registered without statistics: prepare fills them from the data
                 model_cfg.update(embodiments=[asdict(e) for e in init_embodiments])
             write_json(out / "model_config.json", model_cfg)
@@ -473,6 +478,10 @@ def add_parser(sub) -> None:
                    help="add a LoRA of this rank to the generator that only inverse-dynamics samples take, and train "
                         "it alone on inverse dynamics: every other mode and the reasoner stay exactly as they were "
                         "(use with --init, --reason-weight 0 and --mixture actions)")
+    p.add_argument("--inverse-context", type=int, default=0, metavar="RANK",
+                   help="with --inverse-adapter: also a LoRA of this rank on the reasoner that inverse-dynamics "
+                        "samples' given frames and prompt take, trained with it, so inverse dynamics reads its frames "
+                        "through weights of its own (every other mode and the reasoner still stay as they were)")
     p.add_argument("--high-noise-share", type=float, default=0.0, metavar="P",
                    help="draw a share P of the samples' noise levels uniformly from t in [0.9, 1] (rectified flow), "
                         "where inverse dynamics' one-step estimate is made; the rest from the schedule (0: all)")

@@ -23,7 +23,10 @@ output layer zero-initialised, so a checkpoint without it starts unchanged). Wit
 the pixel view is part of the adapter's path: only adapted tokens (a question's) read it, so training it with
 the adapter leaves every generator output as it was. With config.inverse_adapter, the noisy tokens of a sample
 that generates actions and nothing else (inverse dynamics: the policy also generates frames, forward dynamics no
-actions) run the generator through its own adapter, so inverse dynamics can be taught alone. The heads read the
+actions) run the generator through its own adapter, so inverse dynamics can be taught alone; with
+config.inverse_context too, such a sample's clean tokens (its prompt and given frames) run the reasoner through an
+adapter of inverse dynamics' own, so it reads its frames its own way (its context cache is its own:
+`encode_context(..., inverse=...)`). The heads read the
 generator's final hidden states back to values (the schedule's network
 output: velocity for rectified flow) for noisy tokens only. The reasoner's text
 head reads the reasoner's final hidden states to next-token logits (text out).
@@ -85,7 +88,7 @@ class WorldModel(nn.Module):
         self.frame_in = nn.Linear(c.vision_dim, D) if c.frame_condition else None
         self.moved_in = DomainLinear(c.max_embodiments, c.cond_rows * c.max_action_dim, D) if c.frame_condition else None
         self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta, adapter=c.reason_adapter,
-                            gen_adapter=c.inverse_adapter)
+                            gen_adapter=c.inverse_adapter, context_adapter=c.inverse_context)
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)
         self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
@@ -167,7 +170,7 @@ class WorldModel(nn.Module):
         level (level[:, 0]), last; computed here so distributed wrappers see it used in the forward."""
         adapt = None if text_at is None else (text_at.any(1) & ~tok.gen.any(1))[:, None]
         h, _ = self.backbone(self.embed(tok, level, adapt), tok.gen, tok.group, tok.valid, tok.pos, cache=cache,
-                             adapt=adapt, gen_adapt=self.inverse_samples(tok))
+                             adapt=adapt, inverse=self.inverse_samples(tok))
         out = (self.heads(tok, h),) + (() if text_at is None else (self.text_out(h[text_at]),))
         if logvar:
             if self.loss_logvar is None:
@@ -183,8 +186,9 @@ class WorldModel(nn.Module):
         return (tok.gen.any(1) & ~(tok.gen & (tok.kind != ACTION)).any(1))[:, None]
 
     def inverse_parameters(self):
-        """(name, parameter) of the inverse-dynamics adapter: training these alone leaves every other mode's output
-        and the reasoner's answers exactly as they were."""
+        """(name, parameter) of the inverse-dynamics adapters (the generator's and, with config.inverse_context, the
+        reasoner's): training these alone leaves every other mode's output and the reasoner's answers exactly as
+        they were."""
         return ((name, p) for name, p in self.named_parameters() if ".inverse." in name)
 
     def reason(self, tok: Tokens, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
@@ -201,12 +205,14 @@ class WorldModel(nn.Module):
                              tok.valid, tok.pos, cache=cache, keep_cache=keep_cache, adapt=True)
 
     @torch.no_grad()
-    def encode_context(self, tok: Tokens) -> Cache:
-        """Run clean context tokens once and keep their K/V for every denoising step."""
+    def encode_context(self, tok: Tokens, inverse: torch.Tensor | None = None) -> Cache:
+        """Run clean context tokens once and keep their K/V for every denoising step. inverse bool [B, 1]: the
+        samples whose noisy tokens will be inverse dynamics' (`inverse_samples` of them), whose context goes through
+        its adapter where the model has one (config.inverse_context)."""
         if tok.gen.any():
             raise ValueError("encode_context takes clean context tokens only")
         _, cache = self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,
-                                 tok.pos, keep_cache=True)
+                                 tok.pos, keep_cache=True, inverse=inverse)
         return cache
 
     def adapter_parameters(self, first_layers: int | None = None):

@@ -112,15 +112,17 @@ def test_with_the_adapter_the_pixel_view_leaves_every_sample_as_it_was(tiny_pipe
         assert (a["actions"] is None and b["actions"] is None) or np.array_equal(a["actions"], b["actions"]), mode
 
 
-def test_the_inverse_adapter_moves_inverse_dynamics_alone(tiny_pipeline):
+@pytest.mark.parametrize("context", [0, 4])
+def test_the_inverse_adapter_moves_inverse_dynamics_alone(tiny_pipeline, context):
     """With inverse_adapter the generator's LoRA (trained: not at its zero start) changes inverse dynamics' actions
     and nothing else: every other mode samples the same frames and actions, seed for seed, as the same weights
-    without it, and inverse dynamics too while the adapter is at zero."""
+    without it, and inverse dynamics too while the adapter is at zero. With inverse_context the same holds with the
+    reasoner's LoRA for inverse dynamics' given frames beside it (the pipeline builds that mode's cache through it)."""
     from tests.model.helpers import random_heads, tiny_model
 
     torch.manual_seed(0)
     plain = random_heads(tiny_model(tiny_config()))
-    model = tiny_model(tiny_config(inverse_adapter=4))
+    model = tiny_model(tiny_config(inverse_adapter=4, inverse_context=context))
     model.load_state_dict(plain.state_dict(), strict=False)
     p = tiny_pipeline
     pipes = [Pipeline(m, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp32") for m in (model, plain)]

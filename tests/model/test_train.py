@@ -508,13 +508,26 @@ def test_inverse_adapter_trains_alone_on_inverse_dynamics(tmp_path, capsys):
         assert said in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["train", *common, *init, "--mixture", "actions", "--inverse-adapter", "4", "--steps", "2", "--lr",
                  "1e-2", "--out", str(tmp_path / "inv")]) == 0
-    assert "the inverse-dynamics adapter (inverse_adapter) is not in the checkpoint" in capsys.readouterr().out
+    assert "the generator's inverse-dynamics adapter (inverse_adapter) is not in the checkpoint" in capsys.readouterr().out
     _, before = load_pretrained(tmp_path / "base" / "final")
     raw, after = load_pretrained(tmp_path / "inv" / "final")
-    assert raw["model"]["inverse_adapter"] == 4
+    assert raw["model"]["inverse_adapter"] == 4 and raw["model"]["inverse_context"] == 0
     moved = {k for k in after if k not in before or not torch.equal(after[k], before[k])}
-    assert moved == {k for k in after if ".inverse." in k}
+    assert moved == {k for k in after if ".gen.inverse." in k}
     assert after["backbone.layers.0.gen.inverse.qkv.B"].float().abs().sum() > 0  # trained away from zero
+    # --inverse-context: the reasoner's adapter for inverse dynamics' given frames joins it, from that checkpoint
+    assert main(["train", *common, *init, "--mixture", "actions", "--inverse-context", "4", "--steps", "1",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "give --inverse-adapter too" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["train", *common, "--init", str(tmp_path / "inv" / "final"), "--mixture", "actions",
+                 "--inverse-adapter", "4", "--inverse-context", "4", "--steps", "2", "--lr", "1e-2",
+                 "--out", str(tmp_path / "ctx")]) == 0
+    assert "the reasoner's inverse-dynamics adapter (inverse_context) is not in" in capsys.readouterr().out
+    raw, ctx = load_pretrained(tmp_path / "ctx" / "final")
+    assert raw["model"]["inverse_context"] == 4
+    moved = {k for k in ctx if k not in after or not torch.equal(ctx[k], after[k])}
+    assert moved == {k for k in ctx if ".inverse." in k}
+    assert ctx["backbone.layers.0.und.inverse.qkv.B"].float().abs().sum() > 0
 
 
 def test_train_with_edm_learns_its_loss_uncertainty(tmp_path):

@@ -216,3 +216,35 @@ def test_reason_adapter_moves_questions_only():
     # a question's logits through forward are those of reason() over the same tokens (both take the adapter)
     assert torch.allclose(question(m)[-1], m.reason(q)[0][0], atol=1e-5)
     assert not torch.allclose(question(m)[-1], base.reason(q)[0][0], atol=1e-3)
+
+
+@torch.no_grad()
+def test_inverse_context_adapter_gives_inverse_dynamics_a_context_of_its_own():
+    """config.inverse_context: an inverse-dynamics sample's clean tokens run the reasoner through an adapter of its
+    own, so its context cache is its own: cached sampling equals the full sequence when the cache is made with the
+    same samples marked, and differs when it is not; every other sample's context is the base model's."""
+    cfg = replace(CFG, inverse_adapter=4, inverse_context=4)
+    m, base = tiny_model(cfg), tiny_model(CFG)
+    m.load_state_dict(base.state_dict(), strict=False)
+    names = {n for n, _ in m.inverse_parameters()}
+    assert any(".und.inverse." in n for n in names) and any(".gen.inverse." in n for n in names)
+    for _, p in m.inverse_parameters():
+        p.normal_(0, 0.3)
+    samples = _batch()
+    full = collate(samples, multiple=1)
+    ctx = collate([s.select(~s.gen) for s in samples])
+    noisy = collate([s.select(s.gen) for s in samples])
+    inverse = m.inverse_samples(noisy)
+    assert inverse[:, 0].tolist() == [False, False, True]  # the third generates actions and nothing else
+    out_full = m(full, torch.full(full.kind.shape, 0.6))
+    level = torch.full(noisy.kind.shape, 0.6)
+    out_cached = m(noisy, level, cache=m.encode_context(ctx, inverse=inverse))
+    out_unmarked = m(noisy, level, cache=m.encode_context(ctx))
+    for b, s in enumerate(samples):
+        want, n = out_full[b, : len(s)][s.gen], int(s.gen.sum())
+        assert torch.allclose(out_cached[b, :n], want, atol=1e-5, rtol=1e-4), b
+        assert torch.allclose(out_unmarked[b, :n], want, atol=1e-5, rtol=1e-4) == (b < 2), b
+    for a, c in zip(m.encode_context(ctx, inverse=inverse).layers, base.encode_context(ctx).layers):
+        assert torch.equal(a.k[:2], c.k[:2]) and not torch.allclose(a.k[2], c.k[2], atol=1e-3)
+    with pytest.raises(ValueError, match="give inverse_adapter too"):
+        replace(CFG, inverse_context=4)
