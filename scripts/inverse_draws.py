@@ -11,6 +11,8 @@ bootstrap over episodes:
   python scripts/inverse_draws.py draw --episodes 0:30 --draws 32
   python scripts/inverse_draws.py score --episodes 30:90 --k 4,16
   python scripts/inverse_draws.py time --k 16     # the estimate's seconds a clip, against K separate samples
+  python scripts/inverse_draws.py compare --out DRAWS_B --against DRAWS_A --episodes 450:540 --k 16
+      # two models' draws on the same episodes: the paired difference of their raw ratios (B - A), episodes B won
 
 The affine recalibration (kinema.model.calibration) is fit on the same clips of episodes from CALIBRATION_SEED,
 which nothing trains on or evaluates, and scored beside the raw estimate:
@@ -160,6 +162,38 @@ def score(args):
                 print(f"  {g:11s} {name:9s} {e.mean() / b.mean():.3f} [{lo:.3f}, {hi:.3f}]  wins {np.mean(e < b):.2f}")
 
 
+def _errors(out: str, sc: str, episodes: str, k: int) -> dict:
+    """{group: (model's MSE [episodes], the mean action's [episodes])}, each episode the mean over its cameras."""
+    mean_action, per = MeanAction(), {}
+    for _, i, _, timing, est, target in _clips(out, sc, episodes, k):
+        m = mean_action.mean(sc, timing)
+        for g, (a, b) in GROUPS[timing].items():
+            d = per.setdefault(g, {}).setdefault(i, ([], []))
+            d[0].append(((est[:, a:b] - target[:, a:b]) ** 2).mean())
+            d[1].append(((m[a:b] - target[:, a:b]) ** 2).mean())
+    return {g: tuple(np.array([np.mean(d[i][j]) for i in _range(episodes)]) for j in (0, 1)) for g, d in per.items()}
+
+
+def compare(args):
+    if not args.against:
+        raise ValueError("compare: --against DIR (the other model's draws on the same episodes) is required")
+    k, rng = int(args.k.split(",")[-1]), np.random.default_rng(0)
+    n = len(_range(args.episodes))
+    idx = rng.integers(0, n, (2000, n))
+    print(f"{args.out} (B) against {args.against} (A), episodes {args.episodes}, K = {k}, raw: MSE / the mean "
+          "action's, A -> B, paired difference B - A [95% bootstrap over episodes], fraction of episodes B won")
+    for sc in args.scenarios.split(","):
+        new, old = _errors(args.out, sc, args.episodes, k), _errors(args.against, sc, args.episodes, k)
+        for g, (b, base) in new.items():
+            a = old[g][0]
+            if base.sum() == 0:
+                print(f"  {sc:13s} {g:11s} the mean action is exact: model MSE {a.mean():.2e} -> {b.mean():.2e}")
+                continue
+            lo, hi = np.percentile((b[idx].mean(1) - a[idx].mean(1)) / base[idx].mean(1), [2.5, 97.5])
+            print(f"  {sc:13s} {g:11s} {a.mean() / base.mean():.3f} -> {b.mean() / base.mean():.3f}  "
+                  f"{(b.mean() - a.mean()) / base.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]  won {np.mean(b < a):.2f}")
+
+
 def timing(args):
     import statistics
     import time
@@ -193,11 +227,12 @@ def timing(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("draw", "fit", "score", "time"))
+    ap.add_argument("command", choices=("draw", "fit", "score", "compare", "time"))
     ap.add_argument("--episodes", default="0:30", help="episode indices LO:HI")
     ap.add_argument("--set", choices=("heldout", "calibration"), default="heldout",
                     help="draw: the evaluation's held-out episodes, or the calibration seed's")
     ap.add_argument("--calibration", help="fit: where to write it; score: score it beside the raw estimate")
+    ap.add_argument("--against", help="compare: the other model's draws (the difference is --out's minus these)")
     ap.add_argument("--keep-raw", default="", help="fit: EMBODIMENT:GROUP,... left raw (scale 1, offset 0)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--draws", type=int, default=32)
@@ -207,7 +242,7 @@ def main():
     ap.add_argument("--out", default="outputs/inverse-draws")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    {"draw": draw, "fit": fit, "score": score, "time": timing}[args.command](args)
+    {"draw": draw, "fit": fit, "score": score, "compare": compare, "time": timing}[args.command](args)
 
 
 if __name__ == "__main__":
