@@ -36,7 +36,7 @@ case "${1:-}" in
   context)  # benchmarks/prereg/inverse-context.md
     $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack,camera_motion} $DATA/idtrain --init $SHIPPED \
       --inverse-adapter $RANK --inverse-context ${CONTEXT_RANK:-16} --mixture actions --reason-weight 0 \
-      --steps ${STEPS:-3000} --batch-size 16 --lr 5e-4 --seed 42 --dtype bf16 --out $RUN-context ;;
+      --steps ${STEPS:-3000} --batch-size 16 --lr ${LR:-5e-4} --seed ${SEED:-42} --dtype bf16 --out $RUN-context${SUFFIX:-} ;;
   export)
     python scripts/ship_world_model.py --run $RUN --out $CAND
     for t in tokenizer-cv4x8x8 tokenizer-audio; do ln -sfn "$(realpath checkpoints/$t)" "$(dirname $CAND)/$t"; done ;;
