@@ -10,11 +10,14 @@
 #   bash recipes/inverse_adapter.sh high     # (tried, not shipped) the shipped adapter trained on at the one-step estimate's noise
 #   bash recipes/inverse_adapter.sh context  # the shipped adapter trained on with a reasoner adapter for its given frames
 #                                            # (--inverse-context 16; RUN=outputs/runs/world-model-inverse-context for export/calib/score)
+#   bash recipes/inverse_adapter.sh own      # the arm's own adapters (--inverse-own single_arm) trained on from the shipped ones on
+#                                            # the tabletop alone; the camera's stay bit for bit
+#                                            # (RUN=outputs/runs/world-model-inverse-own for export/calib/score)
 set -euo pipefail
 KINEMA=${KINEMA:-kinema}
 DATA=${DATA:-outputs/data} RUN=${RUN:-outputs/runs/world-model-inverse} RANK=${RANK:-16}
 CAND=${CAND:-outputs/inverse-adapter/ckpt/world-model-small} SHIPPED=checkpoints/world-model-small
-DRAWS=outputs/inverse-adapter/draws
+DRAWS=${DRAWS:-outputs/inverse-adapter/draws}  # a new model needs a new folder: draws found there are kept
 case "${1:-}" in
   data)
     for w in push pick_place stack; do
@@ -37,6 +40,10 @@ case "${1:-}" in
     $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack,camera_motion} $DATA/idtrain --init $SHIPPED \
       --inverse-adapter $RANK --inverse-context ${CONTEXT_RANK:-16} --mixture actions --reason-weight 0 \
       --steps ${STEPS:-3000} --batch-size 16 --lr ${LR:-5e-4} --seed ${SEED:-42} --dtype bf16 --out $RUN-context${SUFFIX:-} ;;
+  own)  # benchmarks/prereg/inverse-own.md
+    $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack} $DATA/idtrain/{push,pick_place,stack}-* \
+      --init $SHIPPED --inverse-adapter $RANK --inverse-own single_arm --mixture actions --reason-weight 0 \
+      --steps ${STEPS:-4000} --batch-size 16 --lr ${LR:-3e-4} --seed ${SEED:-44} --dtype bf16 --out $RUN-own ;;
   export)
     python scripts/ship_world_model.py --run $RUN --out $CAND
     for t in tokenizer-cv4x8x8 tokenizer-audio; do ln -sfn "$(realpath checkpoints/$t)" "$(dirname $CAND)/$t"; done ;;
@@ -52,5 +59,5 @@ case "${1:-}" in
       python scripts/inverse_draws.py score --out $DRAWS/heldout-$m --episodes $R --k 16 \
         --calibration $M/inverse_dynamics_calibration.json | tee $DRAWS/score-$m-${R/:/-}.txt
     done ;;
-  *) sed -n 2,10p "$0"; exit 2 ;;
+  *) sed -n 2,15p "$0"; exit 2 ;;
 esac

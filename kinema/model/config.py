@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from kinema.config import Config
-from kinema.model.embodiments import BUILTIN, Embodiment
+from kinema.model.embodiments import BUILTIN, Embodiment, index
 
 KIND = "world_model"
 
@@ -56,6 +56,10 @@ class WorldModelConfig(Config):
     # samples take: inverse dynamics reads its frames through weights of its own (a context cache of its own);
     # 0 = none; needs inverse_adapter
     inverse_context: int = 0
+    # embodiments whose inverse-dynamics samples take adapters of their own (both experts', at the ranks above;
+    # site `inverse_{slot}`) instead of the shared ones: one robot's inverse dynamics is taught while every other
+    # embodiment's stays bit for bit (`kinema train --inverse-own NAME`)
+    inverse_own: tuple = ()
     # actions: one token per frame through a per-embodiment ("domain-aware") linear layer
     max_action_dim: int = 64
     max_embodiments: int = 32
@@ -97,12 +101,28 @@ class WorldModelConfig(Config):
         if self.inverse_context and not self.inverse_adapter:
             raise ValueError(f"inverse_context: the reasoner's inverse-dynamics adapter (rank {self.inverse_context}) "
                              "serves the generator's: give inverse_adapter too")
+        self.inverse_own = tuple(self.inverse_own)
+        if self.inverse_own and not self.inverse_adapter:
+            raise ValueError(f"inverse_own {self.inverse_own}: own inverse-dynamics adapters take the shared one's rank: "
+                             "give inverse_adapter too")
+        names = [e.name for e in self.embodiments]
+        for name in self.inverse_own:
+            if name not in names or self.inverse_own.count(name) > 1:
+                raise ValueError(f"inverse_own: {name!r} is not a registered embodiment or is named twice "
+                                 f"(registered: {names})")
         if self.cond_rows not in (2, 3):
             raise ValueError(f"cond_rows: expected 2 or 3 action rows in cond, got {self.cond_rows}")
         self.latent_mean = list(self.latent_mean) or [0.0] * self.latent_channels
         self.latent_std = list(self.latent_std) or [1.0] * self.latent_channels
         self.audio_mean = list(self.audio_mean) or [0.0] * self.audio_channels
         self.audio_std = list(self.audio_std) or [1.0] * self.audio_channels
+
+    @property
+    def inverse_sites(self) -> tuple[str, ...]:
+        """The inverse-dynamics adapter sites: the shared `inverse`, then `inverse_{slot}` per own embodiment."""
+        if not self.inverse_adapter:
+            return ()
+        return ("inverse",) + tuple(f"inverse_{index(self.embodiments, n)}" for n in self.inverse_own)
 
     @property
     def head_dim(self) -> int:

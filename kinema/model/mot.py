@@ -67,13 +67,14 @@ def attention_mask(q_group, q_valid, k_group, k_valid) -> torch.Tensor:
 
 class Router:
     """Splits flattened tokens once per forward into the ways a token can go, each an (expert, adapter site) pair:
-    ("gen", None) the generator's base weights; ("gen", "inverse") its inverse-dynamics adapter (the noisy tokens of
-    samples marked `inverse`); ("und", "lora") the reasoner's adapter (clean tokens marked `adapt`); ("und",
-    "inverse") the reasoner's inverse-dynamics adapter (the other clean tokens of samples marked `inverse`, with
-    `inverse_context`); ("und", None) the reasoner's base weights (the rest)."""
+    ("gen", None) the generator's base weights; ("gen", site) an inverse-dynamics adapter (the noisy tokens of
+    samples marked in `inverse` {site: bool [B, 1]}: the shared `inverse` or an embodiment's own `inverse_{slot}`);
+    ("und", "lora") the reasoner's adapter (clean tokens marked `adapt`); ("und", site) the reasoner's
+    inverse-dynamics adapter of that site (the other clean tokens of those samples, with `inverse_context`);
+    ("und", None) the reasoner's base weights (the rest)."""
 
     def __init__(self, gen: torch.Tensor, experts: tuple[str, ...] = EXPERTS, adapt: torch.Tensor | None = None,
-                 inverse: torch.Tensor | None = None, inverse_context: bool = False):
+                 inverse: dict[str, torch.Tensor] | None = None, inverse_context: bool = False):
         flat = gen.reshape(-1)
         self.shape = gen.shape
         if "gen" not in experts and bool(flat.any()):
@@ -84,11 +85,11 @@ class Router:
         if adapt is not None:
             ada = adapt.expand(gen.shape).reshape(-1)
             masks[("und", "lora")], clean = clean & ada, clean & ~ada
-        if inverse is not None:
-            inv = inverse.expand(gen.shape).reshape(-1)
-            masks[("gen", "inverse")], gen_base = flat & inv, flat & ~inv
+        for site, marked in (inverse or {}).items():
+            inv = marked.expand(gen.shape).reshape(-1)
+            masks[("gen", site)], gen_base = gen_base & inv, gen_base & ~inv
             if inverse_context:
-                masks[("und", "inverse")], clean = clean & inv, clean & ~inv
+                masks[("und", site)], clean = clean & inv, clean & ~inv
         masks[("gen", None)], masks[("und", None)] = gen_base, clean
         self.ways = {way: m.nonzero().squeeze(1) for way, m in masks.items() if bool(m.any())}
 
@@ -137,7 +138,8 @@ class LoRA(nn.Module):
 
 class Expert(nn.Module):
     """One expert's share of a layer; `adapters` {site: rank} adds a LoRA of that rank on each projection, held as
-    that site (the reasoner's question adapter is `lora`, either expert's inverse-dynamics adapter `inverse`)."""
+    that site (the reasoner's question adapter is `lora`, either expert's inverse-dynamics adapters `inverse` and
+    `inverse_{slot}`)."""
 
     def __init__(self, width: int, heads: int, hidden: int, adapters: dict[str, int] | None = None):
         super().__init__()
@@ -237,12 +239,12 @@ class Cache:
 
 class Layer(nn.Module):
     def __init__(self, width: int, heads: int, hidden: int, experts: tuple[str, ...] = EXPERTS, adapter: int = 0,
-                 gen_adapter: int = 0, context_adapter: int = 0):
+                 gen_adapter: int = 0, context_adapter: int = 0, inverse_sites: tuple[str, ...] = ("inverse",)):
         super().__init__()
         self.heads = heads
-        self.und = Expert(width, heads, hidden, {"lora": adapter, "inverse": context_adapter})
+        self.und = Expert(width, heads, hidden, {"lora": adapter, **{s: context_adapter for s in inverse_sites}})
         if "gen" in experts:
-            self.gen = Expert(width, heads, hidden, {"inverse": gen_adapter})
+            self.gen = Expert(width, heads, hidden, {s: gen_adapter for s in inverse_sites})
 
     def forward(self, x, route: Router, cos, sin, mask, past: LayerCache | None, keep: bool = False):
         """x [B, L, D] -> (x [B, L, D], the past's and these tokens' K/V [B, H, Lc + L, Dh] if keep, else None)."""
@@ -270,10 +272,12 @@ class Layer(nn.Module):
 class MoT(nn.Module):
     """experts: ("und", "gen") for the omnimodal model, ("und",) for a reasoner-only decoder (no generator weights);
     adapter: rank of the reasoner's LoRA (0: none); gen_adapter: rank of the generator's inverse-dynamics LoRA (0:
-    none); context_adapter: rank of the reasoner's inverse-dynamics LoRA (0: none; needs gen_adapter)."""
+    none); context_adapter: rank of the reasoner's inverse-dynamics LoRA (0: none; needs gen_adapter); inverse_sites:
+    the inverse-dynamics adapters each expert holds at those ranks (the shared `inverse`, then embodiments' own)."""
 
     def __init__(self, width: int, depth: int, heads: int, hidden: int, rope_theta: float = 10000.0,
-                 experts: tuple[str, ...] = EXPERTS, adapter: int = 0, gen_adapter: int = 0, context_adapter: int = 0):
+                 experts: tuple[str, ...] = EXPERTS, adapter: int = 0, gen_adapter: int = 0, context_adapter: int = 0,
+                 inverse_sites: tuple[str, ...] = ("inverse",)):
         super().__init__()
         experts = tuple(experts)
         if experts not in (EXPERTS, ("und",)):
@@ -285,15 +289,15 @@ class MoT(nn.Module):
                              "the generator's: give gen_adapter too")
         self.heads, self.rope_theta, self.experts, self.adapter = heads, rope_theta, experts, adapter
         self.gen_adapter, self.context_adapter = gen_adapter, context_adapter
-        self.layers = nn.ModuleList(Layer(width, heads, hidden, experts, adapter, gen_adapter, context_adapter)
-                                    for _ in range(depth))
+        self.layers = nn.ModuleList(Layer(width, heads, hidden, experts, adapter, gen_adapter, context_adapter,
+                                          tuple(inverse_sites)) for _ in range(depth))
         self.norm_und = RMSNorm(width)
         if "gen" in experts:
             self.norm_gen = RMSNorm(width)
 
     def forward(self, x, gen, group, valid, pos, cache: Cache | None = None, keep_cache: bool = False,
                 attn_mask: torch.Tensor | None = None, adapt: torch.Tensor | bool | None = None,
-                inverse: torch.Tensor | None = None):
+                inverse: dict[str, torch.Tensor] | torch.Tensor | None = None):
         """x [B, L, D] embedded tokens; gen/valid bool [B, L]; group int [B, L]; pos [B, L, 3].
 
         cache: K/V of context tokens already run (the tokens in x then attend them too).
@@ -302,16 +306,18 @@ class MoT(nn.Module):
             unattended). The groups still go into the returned Cache for later tokens' masks.
         adapt: bool, or bool [B, L] / [B, 1]: these clean tokens run the reasoner through its adapter (ignored
             without one). A cache holds the K/V of whichever weights made it: continue it with the same `adapt`.
-        inverse: bool [B, 1]: these samples (inverse dynamics) take the inverse-dynamics adapters: their noisy tokens
-            the generator's (ignored without one), their clean tokens the reasoner's where there is one
-            (context_adapter). Without that a cache serves either; with it, continue a cache with the same samples
-            marked as made it.
+        inverse: {site: bool [B, 1]} (a bare bool [B, 1] is the shared site `inverse`): these samples (inverse
+            dynamics) take that site's inverse-dynamics adapters: their noisy tokens the generator's (ignored without
+            one), their clean tokens the reasoner's where there is one (context_adapter). Without that a cache serves
+            either; with it, continue a cache with the same samples marked as made it.
         -> (hidden [B, L, D] after the final norm of each token's expert, Cache or None)
         """
         if not self.adapter or adapt is None or adapt is False:
             adapt = None
         elif adapt is True:
             adapt = torch.ones_like(gen)
+        if isinstance(inverse, torch.Tensor):
+            inverse = {"inverse": inverse}
         route = Router(gen, self.experts, adapt, inverse if self.gen_adapter else None, bool(self.context_adapter))
         cos, sin = rope_angles(pos, x.shape[-1] // self.heads, self.rope_theta)
         k_group, k_valid = group, valid

@@ -290,7 +290,8 @@ class Pipeline:
         inverse = self.model.inverse_samples(collate([s.select(s.gen) for s in seqs]))  # their context is their own
         with self._autocast():
             return self.model.encode_context(collate(ctx).to(self.device),
-                                             None if inverse is None else inverse.to(self.device))
+                                             None if inverse is None else
+                                             {site: m.to(self.device) for site, m in inverse.items()})
 
     def _denoise(self, tok, guides, *, num_steps, shift, sampler, seed, progress, strength=1.0,
                  cache=None) -> torch.Tensor:

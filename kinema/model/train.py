@@ -195,6 +195,10 @@ def train(args) -> Path:
     if context and not inverse:
         raise ValueError(f"--inverse-context {context}: the reasoner's inverse-dynamics adapter trains with the "
                          "generator's: give --inverse-adapter too")
+    own = getattr(args, "inverse_own", None)
+    if own and not inverse:
+        raise ValueError(f"--inverse-own {own}: an embodiment's own inverse-dynamics adapters start as the shared "
+                         "ones and train as they do: give --inverse-adapter too")
     first = getattr(args, "reason_adapter_layers", None)
     keep = getattr(args, "reason_keep", 0.0)
     if keep and (not args.init or not keep > 0):
@@ -225,6 +229,9 @@ def train(args) -> Path:
             emb.register_embodiment(init_embodiments, name, dim, timing=timing,
                                     max_action_dim=raw["model"]["max_action_dim"],
                                     max_embodiments=raw["model"]["max_embodiments"])
+        if own and own not in [e.name for e in init_embodiments]:
+            raise ValueError(f"--inverse-own {own!r}: not an embodiment of {args.init} (registered: "
+                             f"{[e.name for e in init_embodiments]})")
         if adapter and raw["model"].get("pixel_cell") and not raw["model"].get("reason_adapter"):
             raise ValueError(f"--reason-adapter: {args.init}'s pixel view is read by its generator too (pixel_cell "
                              f"{raw['model']['pixel_cell']} without an adapter); with an adapter only questions read "
@@ -250,6 +257,8 @@ def train(args) -> Path:
                 model_cfg.update(reason_adapter=adapter)
             if inverse:
                 model_cfg.update(inverse_adapter=inverse, inverse_context=context or model_cfg.get("inverse_context", 0))
+            if own and own not in model_cfg.get("inverse_own", ()):
+                model_cfg.update(inverse_own=[*model_cfg.get("inverse_own", ()), own])
             if new_embodiments:  # registered without statistics: prepare fills them from the data
                 model_cfg.update(embodiments=[asdict(e) for e in init_embodiments])
             write_json(out / "model_config.json", model_cfg)
@@ -307,6 +316,12 @@ def train(args) -> Path:
         from kinema.train.checkpoint import load_state_strict
 
         state = {k: v.float() for k, v in init_state.items()}
+        if own:  # an embodiment's own adapters start as the shared ones: its inverse dynamics starts where it was
+            site = config.inverse_sites[1 + config.inverse_own.index(own)]
+            copied = {k.replace(".inverse.", f".{site}."): v.clone() for k, v in state.items() if ".inverse." in k}
+            if any(k not in state for k in copied):
+                print(f"init: {own}'s own inverse-dynamics adapters ({site}) start as the shared ones")
+                state.update({k: v for k, v in copied.items() if k not in state})
         for part, what in NEW_PARTS.items():  # parts an older checkpoint lacks start as a fresh model's
             fresh = {k: v for k, v in model.state_dict().items() if part in k and k not in state}
             if fresh:
@@ -329,9 +344,11 @@ def train(args) -> Path:
         print(f"--reason-adapter {adapter}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train "
               f"({what}); {sum(frozen) / 1e6:.2f}M stay still")
     if inverse:
-        trainable = dict(model.inverse_parameters())
+        sites = (config.inverse_sites[1 + config.inverse_own.index(own)],) if own else None
+        trainable = dict(model.inverse_parameters(sites))
         frozen = [p.requires_grad_(False).numel() for name, p in model.named_parameters() if name not in trainable]
-        print(f"--inverse-adapter {inverse}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train; "
+        print(f"--inverse-adapter {inverse}{f' --inverse-own {own}' if own else ''}: "
+              f"{sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train; "
               f"{sum(frozen) / 1e6:.2f}M stay still")
     print(f"world model {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters")
     teacher = None
@@ -482,6 +499,11 @@ def add_parser(sub) -> None:
                    help="with --inverse-adapter: also a LoRA of this rank on the reasoner that inverse-dynamics "
                         "samples' given frames and prompt take, trained with it, so inverse dynamics reads its frames "
                         "through weights of its own (every other mode and the reasoner still stay as they were)")
+    p.add_argument("--inverse-own", default=None, metavar="EMBODIMENT",
+                   help="with --inverse-adapter: this embodiment's inverse-dynamics samples take adapters of their "
+                        "own, which start as the shared ones and alone train: its inverse dynamics learns while every "
+                        "other embodiment's stays exactly as it was (give data of this embodiment only: the others' "
+                        "samples would pass through frozen weights)")
     p.add_argument("--high-noise-share", type=float, default=0.0, metavar="P",
                    help="draw a share P of the samples' noise levels uniformly from t in [0.9, 1] (rectified flow), "
                         "where inverse dynamics' one-step estimate is made; the rest from the schedule (0: all)")

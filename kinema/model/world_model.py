@@ -26,10 +26,11 @@ that generates actions and nothing else (inverse dynamics: the policy also gener
 actions) run the generator through its own adapter, so inverse dynamics can be taught alone; with
 config.inverse_context too, such a sample's clean tokens (its prompt and given frames) run the reasoner through an
 adapter of inverse dynamics' own, so it reads its frames its own way (its context cache is its own:
-`encode_context(..., inverse=...)`). The heads read the
-generator's final hidden states back to values (the schedule's network
-output: velocity for rectified flow) for noisy tokens only. The reasoner's text
-head reads the reasoner's final hidden states to next-token logits (text out).
+`encode_context(..., inverse=...)`). An embodiment named in config.inverse_own has both adapters of its own
+(site `inverse_{slot}`), so one robot's inverse dynamics is taught while the others' stay bit for bit. The heads
+read the generator's final hidden states back to values (the schedule's network output: velocity for rectified
+flow) for noisy tokens only. The reasoner's text head reads the reasoner's final hidden states to next-token logits
+(text out).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class WorldModel(nn.Module):
         self.frame_in = nn.Linear(c.vision_dim, D) if c.frame_condition else None
         self.moved_in = DomainLinear(c.max_embodiments, c.cond_rows * c.max_action_dim, D) if c.frame_condition else None
         self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta, adapter=c.reason_adapter,
-                            gen_adapter=c.inverse_adapter, context_adapter=c.inverse_context)
+                            gen_adapter=c.inverse_adapter, context_adapter=c.inverse_context,
+                            inverse_sites=c.inverse_sites)
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)
         self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
@@ -178,18 +180,27 @@ class WorldModel(nn.Module):
             out += (self.loss_logvar(level[:, 0]),)
         return out[0] if len(out) == 1 else out
 
-    def inverse_samples(self, tok: Tokens) -> torch.Tensor | None:
-        """bool [B, 1]: the samples whose noisy tokens are all actions (inverse dynamics), which take the inverse
-        adapter; None without one."""
+    def inverse_samples(self, tok: Tokens) -> dict[str, torch.Tensor] | None:
+        """{site: bool [B, 1]}: the samples whose noisy tokens are all actions (inverse dynamics), which take the
+        inverse adapters, by site: an embodiment in config.inverse_own its own (`inverse_{slot}`), the others the
+        shared `inverse`; None without adapters."""
         if not self.config.inverse_adapter:
             return None
-        return (tok.gen.any(1) & ~(tok.gen & (tok.kind != ACTION)).any(1))[:, None]
+        inverse = (tok.gen.any(1) & ~(tok.gen & (tok.kind != ACTION)).any(1))[:, None]
+        sites = {"inverse": inverse}
+        if self.config.inverse_own:
+            slot = torch.where(tok.gen, tok.domain, -1).amax(1, keepdim=True)  # [B, 1]: the sample's embodiment
+            for site in self.config.inverse_sites[1:]:
+                own = inverse & (slot == int(site.removeprefix("inverse_")))
+                sites[site], sites["inverse"] = own, sites["inverse"] & ~own
+        return sites
 
-    def inverse_parameters(self):
+    def inverse_parameters(self, sites: tuple[str, ...] | None = None):
         """(name, parameter) of the inverse-dynamics adapters (the generator's and, with config.inverse_context, the
-        reasoner's): training these alone leaves every other mode's output and the reasoner's answers exactly as
-        they were."""
-        return ((name, p) for name, p in self.named_parameters() if ".inverse." in name)
+        reasoner's) of these sites (None: all): training these alone leaves every other mode's output, the
+        reasoner's answers and the other sites' embodiments exactly as they were."""
+        sites = self.config.inverse_sites if sites is None else sites
+        return ((name, p) for name, p in self.named_parameters() if any(f".{s}." in name for s in sites))
 
     def reason(self, tok: Tokens, cache: Cache | None = None) -> tuple[torch.Tensor, Cache]:
         """Clean tokens (after the cached ones) -> (next-token logits at the last token [B, vocab], the grown cache)."""
@@ -205,10 +216,10 @@ class WorldModel(nn.Module):
                              tok.valid, tok.pos, cache=cache, keep_cache=keep_cache, adapt=True)
 
     @torch.no_grad()
-    def encode_context(self, tok: Tokens, inverse: torch.Tensor | None = None) -> Cache:
-        """Run clean context tokens once and keep their K/V for every denoising step. inverse bool [B, 1]: the
-        samples whose noisy tokens will be inverse dynamics' (`inverse_samples` of them), whose context goes through
-        its adapter where the model has one (config.inverse_context)."""
+    def encode_context(self, tok: Tokens, inverse: dict[str, torch.Tensor] | None = None) -> Cache:
+        """Run clean context tokens once and keep their K/V for every denoising step. inverse {site: bool [B, 1]}:
+        the samples whose noisy tokens will be inverse dynamics' (`inverse_samples` of them), whose context goes
+        through their site's adapter where the model has one (config.inverse_context)."""
         if tok.gen.any():
             raise ValueError("encode_context takes clean context tokens only")
         _, cache = self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0])), tok.gen, tok.group, tok.valid,

@@ -139,6 +139,28 @@ def test_the_inverse_adapter_moves_inverse_dynamics_alone(tiny_pipeline, context
     assert not np.allclose(a["actions"], b["actions"], atol=1e-3)
 
 
+def test_an_embodiments_own_inverse_adapters_move_its_inverse_dynamics_alone(tiny_pipeline):
+    """inverse_own=("camera",): moving the camera's own adapters (site inverse_1) changes the camera's inverse
+    dynamics and leaves the arm's, which takes the shared ones, sample for sample as it was."""
+    from tests.model.helpers import random_heads, tiny_model
+
+    torch.manual_seed(0)
+    model = random_heads(tiny_model(tiny_config(inverse_adapter=4, inverse_context=4, inverse_own=("camera",))))
+    with torch.no_grad():
+        for _, w in model.inverse_parameters():
+            w.normal_(0, 0.3)
+        moved = tiny_model(model.config)
+        moved.load_state_dict(model.state_dict())
+        for _, w in moved.inverse_parameters(("inverse_1",)):
+            w.add_(0.2)
+    p = tiny_pipeline
+    pipes = [Pipeline(m, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp32") for m in (model, moved)]
+    a, b = (_run(pipe, "inverse_dynamics") for pipe in pipes)
+    assert np.array_equal(a["actions"], b["actions"])
+    a, b = (_run(pipe, "inverse_dynamics", domain_name="camera") for pipe in pipes)
+    assert not np.allclose(a["actions"], b["actions"], atol=1e-3)
+
+
 def test_64_pixel_frames(tiny_pipeline):
     out = tiny_pipeline.run("image2video", num_frames=9, context=random_frames(1, size=64), num_steps=STEPS)
     assert out["frames"].shape == (9, 64, 64, 3)

@@ -528,6 +528,22 @@ def test_inverse_adapter_trains_alone_on_inverse_dynamics(tmp_path, capsys):
     moved = {k for k in ctx if k not in after or not torch.equal(ctx[k], after[k])}
     assert moved == {k for k in ctx if ".inverse." in k}
     assert ctx["backbone.layers.0.und.inverse.qkv.B"].float().abs().sum() > 0
+    # --inverse-own: the arm's own adapters start as the shared ones and alone train; the shared ones (the camera's)
+    # stay bit for bit
+    ctx_init = ["--init", str(tmp_path / "ctx" / "final"), "--mixture", "actions"]
+    for bad, said in ((["--inverse-own", "single_arm"], "give --inverse-adapter too"),
+                      (["--inverse-adapter", "4", "--inverse-own", "hexapod"], "'hexapod': not an embodiment")):
+        assert main(["train", *common, *ctx_init, *bad, "--steps", "1", "--out", str(tmp_path / "x")]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["train", *common, *ctx_init, "--inverse-adapter", "4", "--inverse-own", "single_arm", "--steps", "2",
+                 "--lr", "1e-2", "--out", str(tmp_path / "own")]) == 0
+    assert "single_arm's own inverse-dynamics adapters (inverse_0) start as the shared ones" in capsys.readouterr().out
+    raw, own = load_pretrained(tmp_path / "own" / "final")
+    assert raw["model"]["inverse_own"] == ["single_arm"] and raw["model"]["inverse_context"] == 4
+    assert {k for k in own if k not in ctx} == {k.replace(".inverse.", ".inverse_0.") for k in ctx if ".inverse." in k}
+    assert all(torch.equal(own[k], ctx[k]) for k in ctx)  # everything it had, the shared adapters too, is as it was
+    key = "backbone.layers.0.und.inverse_0.qkv.B"
+    assert not torch.equal(own[key], ctx[key.replace("inverse_0", "inverse")])  # trained on from the shared copy
 
 
 def test_train_with_edm_learns_its_loss_uncertainty(tmp_path):

@@ -235,7 +235,8 @@ def test_inverse_context_adapter_gives_inverse_dynamics_a_context_of_its_own():
     ctx = collate([s.select(~s.gen) for s in samples])
     noisy = collate([s.select(s.gen) for s in samples])
     inverse = m.inverse_samples(noisy)
-    assert inverse[:, 0].tolist() == [False, False, True]  # the third generates actions and nothing else
+    assert list(inverse) == ["inverse"]  # one site: no embodiment has adapters of its own
+    assert inverse["inverse"][:, 0].tolist() == [False, False, True]  # the third generates actions and nothing else
     out_full = m(full, torch.full(full.kind.shape, 0.6))
     level = torch.full(noisy.kind.shape, 0.6)
     out_cached = m(noisy, level, cache=m.encode_context(ctx, inverse=inverse))
@@ -248,3 +249,44 @@ def test_inverse_context_adapter_gives_inverse_dynamics_a_context_of_its_own():
         assert torch.equal(a.k[:2], c.k[:2]) and not torch.allclose(a.k[2], c.k[2], atol=1e-3)
     with pytest.raises(ValueError, match="give inverse_adapter too"):
         replace(CFG, inverse_context=4)
+
+
+@torch.no_grad()
+def test_an_embodiment_with_inverse_adapters_of_its_own_leaves_the_others_bit_for_bit():
+    """config.inverse_own: the camera's inverse-dynamics samples take adapters of their own (site inverse_1, both
+    experts), the arm's the shared ones; moving one site's weights moves only its embodiment's outputs, and each
+    sample's cached context is the full sequence's."""
+    cfg = replace(CFG, inverse_adapter=4, inverse_context=4, inverse_own=("camera",))
+    assert cfg.inverse_sites == ("inverse", "inverse_1")
+    m = tiny_model(cfg)
+    for _, p in m.inverse_parameters():
+        p.normal_(0, 0.3)
+    assert {n.split(".")[4] for n, _ in m.inverse_parameters(("inverse_1",))} == {"inverse_1"}
+    samples = [mixed_sample(cfg, n_text=3, t=3, vision_gen=(False,) * 3, audio_gen=False, action_gen=[True] * 8,
+                            domain=d, seed=d) for d in (0, 1)] + [_batch()[0]]
+    full = collate(samples, multiple=1)
+    level = torch.full(full.kind.shape, 0.6)
+    sites = m.inverse_samples(collate([s.select(s.gen) for s in samples]))
+    assert {k: v[:, 0].tolist() for k, v in sites.items()} == {"inverse": [True, False, False],
+                                                                "inverse_1": [False, True, False]}
+
+    def outputs():
+        out = m(full, level)
+        return [out[b, : len(s)][s.gen] for b, s in enumerate(samples)]
+
+    before = outputs()
+    ctx, noisy = collate([s.select(~s.gen) for s in samples]), collate([s.select(s.gen) for s in samples])
+    cached = m(noisy, torch.full(noisy.kind.shape, 0.6), cache=m.encode_context(ctx, inverse=sites))
+    for b, s in enumerate(samples):
+        assert torch.allclose(cached[b, : int(s.gen.sum())], before[b], atol=1e-5, rtol=1e-4), b
+    for site, moves in (("inverse_1", 1), ("inverse", 0)):
+        for _, p in m.inverse_parameters((site,)):
+            p.add_(0.2)
+        after = outputs()
+        for b in range(3):
+            assert torch.equal(after[b], before[b]) == (b != moves), (site, b)
+        before = after
+    with pytest.raises(ValueError, match="not a registered embodiment"):
+        replace(CFG, inverse_adapter=4, inverse_own=("hexapod",))
+    with pytest.raises(ValueError, match="give inverse_adapter too"):
+        replace(CFG, inverse_own=("camera",))
