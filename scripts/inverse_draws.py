@@ -13,6 +13,8 @@ bootstrap over episodes:
   python scripts/inverse_draws.py time --k 16     # the estimate's seconds a clip, against K separate samples
   python scripts/inverse_draws.py compare --out DRAWS_B --against DRAWS_A --episodes 450:540 --k 16
       # two models' draws on the same episodes: the paired difference of their raw ratios (B - A), episodes B won
+  python scripts/inverse_draws.py spread --out DRAWS --episodes 0:300 --k 16
+      # (calibration draws) would a line that shrinks by the draws' variance beat the plain one? halves: fit / score
 
 The affine recalibration (kinema.model.calibration) is fit on the same clips of episodes from CALIBRATION_SEED,
 which nothing trains on or evaluates, and scored beside the raw estimate:
@@ -194,6 +196,40 @@ def compare(args):
                   f"{(b.mean() - a.mean()) / base.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]  won {np.mean(b < a):.2f}")
 
 
+def spread(args):
+    """Would the line gain from knowing how sure the draws are? On the arm's worlds' stored draws, split --episodes
+    in halves: fit on the first, per dimension of the group, target = offset + scale * (estimate - mean) / (1 + c *
+    the variance of the k draws), for several c (c = 0: the plain line); score the second half per world, MSE / the
+    fit half's mean action's."""
+    k, (lo, hi) = int(args.k.split(",")[-1]), map(int, args.episodes.split(":"))
+    a, b = GROUPS["after"][args.group]
+    worlds = [sc for sc in args.scenarios.split(",") if sc != "camera_motion"]
+    rows = {}  # (world, first half?) -> (mean [N, d], variance [N, d], target [N, d]) over every clip's frames
+    for sc in worlds:
+        for i in range(lo, hi):
+            z = np.load(Path(args.out) / f"{sc}_{i}.npz")
+            for cam in z["cams"]:
+                d = z[f"draws/{cam}"][:k, :, a:b]
+                r = rows.setdefault((sc, i < (lo + hi) // 2), ([], [], []))
+                for part, x in zip(r, (d.mean(0), d.var(0), z["target"][:, a:b])):
+                    part.append(x)
+    cat = {key: [np.concatenate(p) for p in r] for key, r in rows.items()}
+    m, v, t = (np.concatenate([cat[(sc, True)][j] for sc in worlds]) for j in range(3))
+    mu = t.mean(0)
+    print(f"{args.group}, k = {k}: fit on episodes {lo}:{(lo + hi) // 2}, scored on {(lo + hi) // 2}:{hi}; "
+          f"MSE / the mean action's per world ({', '.join(worlds)})")
+    for c in (0, 10, 100, 300, 1000, 10000):
+        x = (m - mu) / (1 + c * v)
+        scale = ((x - x.mean(0)) * (t - t.mean(0))).sum(0) / ((x - x.mean(0)) ** 2).sum(0).clip(1e-12)
+        offset = t.mean(0) - scale * x.mean(0)
+        fit_err = ((offset + scale * x - t) ** 2).mean()
+        ratios = []
+        for sc in worlds:
+            mm, vv, tt = cat[(sc, False)]
+            ratios.append(((offset + scale * (mm - mu) / (1 + c * vv) - tt) ** 2).sum() / ((mu - tt) ** 2).sum())
+        print(f"  c = {c:<6g} fit-half MSE {fit_err:.4e}   " + " / ".join(f"{r:.3f}" for r in ratios))
+
+
 def timing(args):
     import statistics
     import time
@@ -227,12 +263,13 @@ def timing(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("draw", "fit", "score", "compare", "time"))
+    ap.add_argument("command", choices=("draw", "fit", "score", "compare", "spread", "time"))
     ap.add_argument("--episodes", default="0:30", help="episode indices LO:HI")
     ap.add_argument("--set", choices=("heldout", "calibration"), default="heldout",
                     help="draw: the evaluation's held-out episodes, or the calibration seed's")
     ap.add_argument("--calibration", help="fit: where to write it; score: score it beside the raw estimate")
     ap.add_argument("--against", help="compare: the other model's draws (the difference is --out's minus these)")
+    ap.add_argument("--group", default="rotation", help="spread: the arm's action group to check")
     ap.add_argument("--keep-raw", default="", help="fit: EMBODIMENT:GROUP,... left raw (scale 1, offset 0)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--draws", type=int, default=32)
@@ -242,7 +279,7 @@ def main():
     ap.add_argument("--out", default="outputs/inverse-draws")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    {"draw": draw, "fit": fit, "score": score, "compare": compare, "time": timing}[args.command](args)
+    {"draw": draw, "fit": fit, "score": score, "compare": compare, "spread": spread, "time": timing}[args.command](args)
 
 
 if __name__ == "__main__":
