@@ -297,7 +297,7 @@ class MoT(nn.Module):
 
     def forward(self, x, gen, group, valid, pos, cache: Cache | None = None, keep_cache: bool = False,
                 attn_mask: torch.Tensor | None = None, adapt: torch.Tensor | bool | None = None,
-                inverse: dict[str, torch.Tensor] | torch.Tensor | None = None):
+                inverse: dict[str, torch.Tensor] | None = None):
         """x [B, L, D] embedded tokens; gen/valid bool [B, L]; group int [B, L]; pos [B, L, 3].
 
         cache: K/V of context tokens already run (the tokens in x then attend them too).
@@ -306,18 +306,16 @@ class MoT(nn.Module):
             unattended). The groups still go into the returned Cache for later tokens' masks.
         adapt: bool, or bool [B, L] / [B, 1]: these clean tokens run the reasoner through its adapter (ignored
             without one). A cache holds the K/V of whichever weights made it: continue it with the same `adapt`.
-        inverse: {site: bool [B, 1]} (a bare bool [B, 1] is the shared site `inverse`): these samples (inverse
-            dynamics) take that site's inverse-dynamics adapters: their noisy tokens the generator's (ignored without
-            one), their clean tokens the reasoner's where there is one (context_adapter). Without that a cache serves
-            either; with it, continue a cache with the same samples marked as made it.
+        inverse: {site: bool [B, 1]} (WorldModel.inverse_samples): these samples (inverse dynamics) take that site's
+            inverse-dynamics adapters: their noisy tokens the generator's (ignored without one), their clean tokens the
+            reasoner's where there is one (context_adapter). Without that a cache serves either; with it, continue a
+            cache with the same samples marked as made it.
         -> (hidden [B, L, D] after the final norm of each token's expert, Cache or None)
         """
         if not self.adapter or adapt is None or adapt is False:
             adapt = None
         elif adapt is True:
             adapt = torch.ones_like(gen)
-        if isinstance(inverse, torch.Tensor):
-            inverse = {"inverse": inverse}
         route = Router(gen, self.experts, adapt, inverse if self.gen_adapter else None, bool(self.context_adapter))
         cos, sin = rope_angles(pos, x.shape[-1] // self.heads, self.rope_theta)
         k_group, k_valid = group, valid
