@@ -12,7 +12,8 @@
 #                                            # (--inverse-context 16; RUN=outputs/runs/world-model-inverse-context for export/calib/score)
 #   bash recipes/inverse_adapter.sh own      # the arm's own adapters (--inverse-own single_arm) trained on from the shipped ones on
 #                                            # the tabletop alone; the camera's stay bit for bit
-#                                            # (RUN=outputs/runs/world-model-inverse-own for export/calib/score)
+#                                            # (RUN=outputs/runs/world-model-inverse-own for export/calib/score);
+#                                            # INIT=that candidate STEPS=2000 LR=2e-4 SEED=45 SUFFIX=-more trains on
 set -euo pipefail
 KINEMA=${KINEMA:-kinema}
 DATA=${DATA:-outputs/data} RUN=${RUN:-outputs/runs/world-model-inverse} RANK=${RANK:-16}
@@ -40,10 +41,10 @@ case "${1:-}" in
     $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack,camera_motion} $DATA/idtrain --init $SHIPPED \
       --inverse-adapter $RANK --inverse-context ${CONTEXT_RANK:-16} --mixture actions --reason-weight 0 \
       --steps ${STEPS:-3000} --batch-size 16 --lr ${LR:-5e-4} --seed ${SEED:-42} --dtype bf16 --out $RUN-context${SUFFIX:-} ;;
-  own)  # benchmarks/prereg/inverse-own.md
+  own)  # benchmarks/prereg/inverse-own.md; inverse-own-more.md trains on from that candidate (INIT, SUFFIX=-more)
     $KINEMA train --preset small --data $DATA/train/{push,pick_place,stack} $DATA/idtrain/{push,pick_place,stack}-* \
-      --init $SHIPPED --inverse-adapter $RANK --inverse-own single_arm --mixture actions --reason-weight 0 \
-      --steps ${STEPS:-4000} --batch-size 16 --lr ${LR:-3e-4} --seed ${SEED:-44} --dtype bf16 --out $RUN-own ;;
+      --init ${INIT:-$SHIPPED} --inverse-adapter $RANK --inverse-own single_arm --mixture actions --reason-weight 0 \
+      --steps ${STEPS:-4000} --batch-size 16 --lr ${LR:-3e-4} --seed ${SEED:-44} --dtype bf16 --out $RUN-own${SUFFIX:-} ;;
   export)
     python scripts/ship_world_model.py --run $RUN --out $CAND
     for t in tokenizer-cv4x8x8 tokenizer-audio; do ln -sfn "$(realpath checkpoints/$t)" "$(dirname $CAND)/$t"; done ;;

@@ -164,11 +164,12 @@ def score(args):
                 print(f"  {g:11s} {name:9s} {e.mean() / b.mean():.3f} [{lo:.3f}, {hi:.3f}]  wins {np.mean(e < b):.2f}")
 
 
-def _errors(out: str, sc: str, episodes: str, k: int) -> dict:
-    """{group: (model's MSE [episodes], the mean action's [episodes])}, each episode the mean over its cameras."""
+def _errors(out: str, sc: str, episodes: str, k: int, cal: ActionCalibration | None = None) -> dict:
+    """{group: (model's MSE [episodes], the mean action's [episodes])}, each episode the mean over its cameras; the
+    estimate through `cal`'s line when given."""
     mean_action, per = MeanAction(), {}
-    for _, i, _, timing, est, target in _clips(out, sc, episodes, k):
-        m = mean_action.mean(sc, timing)
+    for _, i, emb, timing, est, target in _clips(out, sc, episodes, k):
+        m, est = mean_action.mean(sc, timing), cal.apply(emb, est) if cal else est
         for g, (a, b) in GROUPS[timing].items():
             d = per.setdefault(g, {}).setdefault(i, ([], []))
             d[0].append(((est[:, a:b] - target[:, a:b]) ** 2).mean())
@@ -179,13 +180,18 @@ def _errors(out: str, sc: str, episodes: str, k: int) -> dict:
 def compare(args):
     if not args.against:
         raise ValueError("compare: --against DIR (the other model's draws on the same episodes) is required")
+    if bool(args.calibration) != bool(args.against_calibration):
+        raise ValueError("compare: give both models' lines (--calibration for --out's, --against-calibration for "
+                         "--against's) or neither (raw)")
+    cal_b, cal_a = (ActionCalibration.load(Path(c)) if c else None for c in (args.calibration, args.against_calibration))
     k, rng = int(args.k.split(",")[-1]), np.random.default_rng(0)
     n = len(_range(args.episodes))
     idx = rng.integers(0, n, (2000, n))
-    print(f"{args.out} (B) against {args.against} (A), episodes {args.episodes}, K = {k}, raw: MSE / the mean "
-          "action's, A -> B, paired difference B - A [95% bootstrap over episodes], fraction of episodes B won")
+    print(f"{args.out} (B) against {args.against} (A), episodes {args.episodes}, K = {k}, "
+          f"{'each through its own line' if cal_b else 'raw'}: MSE / the mean action's, A -> B, paired difference "
+          "B - A [95% bootstrap over episodes], fraction of episodes B won")
     for sc in args.scenarios.split(","):
-        new, old = _errors(args.out, sc, args.episodes, k), _errors(args.against, sc, args.episodes, k)
+        new, old = _errors(args.out, sc, args.episodes, k, cal_b), _errors(args.against, sc, args.episodes, k, cal_a)
         for g, (b, base) in new.items():
             a = old[g][0]
             if base.sum() == 0:
@@ -267,8 +273,9 @@ def main():
     ap.add_argument("--episodes", default="0:30", help="episode indices LO:HI")
     ap.add_argument("--set", choices=("heldout", "calibration"), default="heldout",
                     help="draw: the evaluation's held-out episodes, or the calibration seed's")
-    ap.add_argument("--calibration", help="fit: where to write it; score: score it beside the raw estimate")
+    ap.add_argument("--calibration", help="fit: where to write it; score: score it beside the raw estimate; compare: --out's line")
     ap.add_argument("--against", help="compare: the other model's draws (the difference is --out's minus these)")
+    ap.add_argument("--against-calibration", help="compare: --against's line (then --calibration is --out's)")
     ap.add_argument("--group", default="rotation", help="spread: the arm's action group to check")
     ap.add_argument("--keep-raw", default="", help="fit: EMBODIMENT:GROUP,... left raw (scale 1, offset 0)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
