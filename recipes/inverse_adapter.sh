@@ -13,7 +13,7 @@
 #   bash recipes/inverse_adapter.sh own      # the arm's own adapters (--inverse-own single_arm) trained on from the shipped ones on
 #                                            # the tabletop alone; the camera's stay bit for bit
 #                                            # (RUN=outputs/runs/world-model-inverse-own for export/calib/score);
-#                                            # INIT=that candidate STEPS=2000 LR=2e-4 SEED=45 SUFFIX=-more trains on
+#                                            # INIT=that candidate STEPS=2000 LR=2e-4 SEED=46 SUFFIX=-more46 trains on (shipped)
 set -euo pipefail
 KINEMA=${KINEMA:-kinema}
 DATA=${DATA:-outputs/data} RUN=${RUN:-outputs/runs/world-model-inverse} RANK=${RANK:-16}
@@ -60,5 +60,5 @@ case "${1:-}" in
       python scripts/inverse_draws.py score --out $DRAWS/heldout-$m --episodes $R --k 16 \
         --calibration $M/inverse_dynamics_calibration.json | tee $DRAWS/score-$m-${R/:/-}.txt
     done ;;
-  *) sed -n 2,15p "$0"; exit 2 ;;
+  *) sed -n 2,16p "$0"; exit 2 ;;
 esac

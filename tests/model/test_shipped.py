@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from kinema.model.demo import REGRESSION, demo, regression_outputs
 
@@ -61,3 +62,19 @@ def test_the_shipped_checkpoint_has_inverse_dynamics_own_adapter():
     sites = [k for k in state if ".gen.inverse." in k]
     assert len(sites) == 6 * 4 * 2  # every layer's four projections, A and B
     assert all(state[k].float().abs().sum() > 0 for k in sites if k.endswith(".B"))  # moved from its zero start
+
+
+def test_the_shipped_arm_has_inverse_dynamics_adapters_of_its_own():
+    """The arm's own adapters (BENCHMARKS.md, "The arm's own inverse-dynamics adapters"): both experts', trained on
+    from the shared ones, which the camera keeps."""
+    from kinema.train.checkpoint import load_pretrained
+
+    raw, state = load_pretrained(SHIPPED)
+    assert raw["model"]["inverse_own"] == ["single_arm"]
+    own = [k for k in state if ".inverse_0." in k]
+    assert {k.split(".")[3] for k in own} == {"gen", "und"} and len(own) == 2 * 6 * 4 * 2
+    assert all(k.replace(".inverse_0.", ".inverse.") in state for k in own)
+    still = {k for k in own if torch.equal(state[k], state[k.replace(".inverse_0.", ".inverse.")])}
+    # trained away from the shared start, all but what nothing reads: the last layer's reasoner output (only its K/V
+    # are read), whose B stays at its zero start in the shared adapters too
+    assert still == {f"backbone.layers.5.und.inverse_0.{p}.B" for p in ("down", "gate_up", "proj")}
