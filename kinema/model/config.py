@@ -48,6 +48,12 @@ class WorldModelConfig(Config):
     # the reasoner learns in it while the weights that encode the generator's prompt and given frames stay
     # still; 0 = none
     reason_adapter: int = 0
+    # worlds whose questions take a reasoner adapter of their own (site `lora_{world}`: a LoRA of rank
+    # reason_own_rank, 0 = reason_adapter's, added on top of the shared one) instead of the shared one alone: one
+    # world's questions are taught while every other world's answers stay bit for bit (`kinema train --reason-own
+    # WORLD`); a question is routed by the world its asker names (`kinema reason --domain`)
+    reason_own: tuple = ()
+    reason_own_rank: int = 0
     # rank of the generator's inverse-dynamics adapter (mot.LoRA on its expert's projections), which only the noisy
     # tokens of samples that generate actions and nothing else take: inverse dynamics learns in it while every
     # other mode stays exactly as it was; 0 = none
@@ -95,12 +101,20 @@ class WorldModelConfig(Config):
             raise ValueError(f"pixel_cell: expected 0 (off) or a divisor of a token's "
                              f"{self.patch[0] * self.spatial_compression}x{self.patch[1] * self.spatial_compression} "
                              f"pixels, got {self.pixel_cell}")
-        for name in ("reason_adapter", "inverse_adapter", "inverse_context"):
+        for name in ("reason_adapter", "reason_own_rank", "inverse_adapter", "inverse_context"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a rank >= 0 (0: no adapter), got {getattr(self, name)}")
         if self.inverse_context and not self.inverse_adapter:
             raise ValueError(f"inverse_context: the reasoner's inverse-dynamics adapter (rank {self.inverse_context}) "
                              "serves the generator's: give inverse_adapter too")
+        self.reason_own = tuple(self.reason_own)
+        if self.reason_own and not self.reason_adapter:
+            raise ValueError(f"reason_own {self.reason_own}: a world's own reasoner adapter takes the shared one's rank: "
+                             "give reason_adapter too")
+        for name in self.reason_own:
+            if not (isinstance(name, str) and name.isidentifier()) or self.reason_own.count(name) > 1:
+                raise ValueError(f"reason_own: expected distinct world names (letters, digits, _), got {name!r} in "
+                                 f"{self.reason_own}")
         self.inverse_own = tuple(self.inverse_own)
         if self.inverse_own and not self.inverse_adapter:
             raise ValueError(f"inverse_own {self.inverse_own}: own inverse-dynamics adapters take the shared one's rank: "
@@ -116,6 +130,15 @@ class WorldModelConfig(Config):
         self.latent_std = list(self.latent_std) or [1.0] * self.latent_channels
         self.audio_mean = list(self.audio_mean) or [0.0] * self.audio_channels
         self.audio_std = list(self.audio_std) or [1.0] * self.audio_channels
+
+    @property
+    def reason_sites(self) -> tuple[str, ...]:
+        """The reasoner's question adapter sites: the shared `lora`, then `lora_{world}` per own world."""
+        return ("lora",) + tuple(f"lora_{w}" for w in self.reason_own) if self.reason_adapter else ()
+
+    def reason_slot(self, world: str | None) -> int:
+        """Which question adapter a question about `world` takes: 0 the shared one, k the k-th own world's."""
+        return 1 + self.reason_own.index(world) if world in self.reason_own else 0
 
     @property
     def inverse_sites(self) -> tuple[str, ...]:

@@ -69,11 +69,11 @@ class Router:
     """Splits flattened tokens once per forward into the ways a token can go, each an (expert, adapter site) pair:
     ("gen", None) the generator's base weights; ("gen", site) an inverse-dynamics adapter (the noisy tokens of
     samples marked in `inverse` {site: bool [B, 1]}: the shared `inverse` or an embodiment's own `inverse_{slot}`);
-    ("und", "lora") the reasoner's adapter (clean tokens marked `adapt`); ("und", site) the reasoner's
-    inverse-dynamics adapter of that site (the other clean tokens of those samples, with `inverse_context`);
+    ("und", site) a reasoner's question adapter (clean tokens marked in `adapt` {site: bool}: the shared `lora` or
+    a world's own `lora_{world}`); ("und", site) the reasoner's inverse-dynamics adapter of that site (the other clean tokens of those samples, with `inverse_context`);
     ("und", None) the reasoner's base weights (the rest)."""
 
-    def __init__(self, gen: torch.Tensor, experts: tuple[str, ...] = EXPERTS, adapt: torch.Tensor | None = None,
+    def __init__(self, gen: torch.Tensor, experts: tuple[str, ...] = EXPERTS, adapt: dict[str, torch.Tensor] | None = None,
                  inverse: dict[str, torch.Tensor] | None = None, inverse_context: bool = False):
         flat = gen.reshape(-1)
         self.shape = gen.shape
@@ -82,9 +82,9 @@ class Router:
                              f"has only the reasoner expert (experts={tuple(experts)}); pass gen all False")
         gen_base, clean = flat, ~flat  # the base weights' tokens, once the adapted ones are taken out
         masks = {}
-        if adapt is not None:
-            ada = adapt.expand(gen.shape).reshape(-1)
-            masks[("und", "lora")], clean = clean & ada, clean & ~ada
+        for site, marked in (adapt or {}).items():
+            ada = marked.expand(gen.shape).reshape(-1)
+            masks[("und", site)], clean = clean & ada, clean & ~ada
         for site, marked in (inverse or {}).items():
             inv = marked.expand(gen.shape).reshape(-1)
             masks[("gen", site)], gen_base = gen_base & inv, gen_base & ~inv
@@ -138,11 +138,14 @@ class LoRA(nn.Module):
 
 class Expert(nn.Module):
     """One expert's share of a layer; `adapters` {site: rank} adds a LoRA of that rank on each projection, held as
-    that site (the reasoner's question adapter is `lora`, either expert's inverse-dynamics adapters `inverse` and
-    `inverse_{slot}`)."""
+    that site (the reasoner's question adapter is `lora`, a world's own `lora_{world}`, either expert's
+    inverse-dynamics adapters `inverse` and `inverse_{slot}`). `over` {site: base site}: that site's update adds to
+    the base site's (a world's own question adapter is a low-rank update on top of the shared one)."""
 
-    def __init__(self, width: int, heads: int, hidden: int, adapters: dict[str, int] | None = None):
+    def __init__(self, width: int, heads: int, hidden: int, adapters: dict[str, int] | None = None,
+                 over: dict[str, str] | None = None):
         super().__init__()
+        self.over = dict(over or {})
         self.norm1 = RMSNorm(width)
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.q_norm = RMSNorm(width // heads)
@@ -157,7 +160,10 @@ class Expert(nn.Module):
                     "gate_up": LoRA(width, 2 * hidden, rank), "down": LoRA(hidden, width, rank)}))
 
     def _linear(self, layer: nn.Linear, name: str, x, site: str | None):
-        return layer(x) + getattr(self, site)[name](x) if site else layer(x)
+        if not site:
+            return layer(x)
+        y = layer(x) + getattr(self, site)[name](x)
+        return y + getattr(self, self.over[site])[name](x) if site in self.over else y
 
     def qkv_normed(self, x, heads: int, site: str | None = None):
         """x [N, D] -> q, k, v [N, H, Dh] with q and k RMS-normalised per head."""
@@ -239,10 +245,14 @@ class Cache:
 
 class Layer(nn.Module):
     def __init__(self, width: int, heads: int, hidden: int, experts: tuple[str, ...] = EXPERTS, adapter: int = 0,
-                 gen_adapter: int = 0, context_adapter: int = 0, inverse_sites: tuple[str, ...] = ("inverse",)):
+                 gen_adapter: int = 0, context_adapter: int = 0, inverse_sites: tuple[str, ...] = ("inverse",),
+                 reason_sites: tuple[str, ...] = ("lora",), own_rank: int = 0):
         super().__init__()
         self.heads = heads
-        self.und = Expert(width, heads, hidden, {"lora": adapter, **{s: context_adapter for s in inverse_sites}})
+        own = reason_sites[1:]  # worlds' own question adapters: updates on top of the shared `lora`
+        self.und = Expert(width, heads, hidden, {"lora": adapter, **{s: own_rank or adapter for s in own},
+                                                 **{s: context_adapter for s in inverse_sites}},
+                          over={s: "lora" for s in own})
         if "gen" in experts:
             self.gen = Expert(width, heads, hidden, {s: gen_adapter for s in inverse_sites})
 
@@ -273,11 +283,14 @@ class MoT(nn.Module):
     """experts: ("und", "gen") for the omnimodal model, ("und",) for a reasoner-only decoder (no generator weights);
     adapter: rank of the reasoner's LoRA (0: none); gen_adapter: rank of the generator's inverse-dynamics LoRA (0:
     none); context_adapter: rank of the reasoner's inverse-dynamics LoRA (0: none; needs gen_adapter); inverse_sites:
-    the inverse-dynamics adapters each expert holds at those ranks (the shared `inverse`, then embodiments' own)."""
+    the inverse-dynamics adapters each expert holds at those ranks (the shared `inverse`, then embodiments' own);
+    reason_sites: the question adapters the reasoner holds (the shared `lora` at `adapter`'s rank, then worlds' own
+    at own_rank, 0: the same, each an update on top of the shared one)."""
 
     def __init__(self, width: int, depth: int, heads: int, hidden: int, rope_theta: float = 10000.0,
                  experts: tuple[str, ...] = EXPERTS, adapter: int = 0, gen_adapter: int = 0, context_adapter: int = 0,
-                 inverse_sites: tuple[str, ...] = ("inverse",)):
+                 inverse_sites: tuple[str, ...] = ("inverse",), reason_sites: tuple[str, ...] = ("lora",),
+                 own_rank: int = 0):
         super().__init__()
         experts = tuple(experts)
         if experts not in (EXPERTS, ("und",)):
@@ -290,13 +303,13 @@ class MoT(nn.Module):
         self.heads, self.rope_theta, self.experts, self.adapter = heads, rope_theta, experts, adapter
         self.gen_adapter, self.context_adapter = gen_adapter, context_adapter
         self.layers = nn.ModuleList(Layer(width, heads, hidden, experts, adapter, gen_adapter, context_adapter,
-                                          tuple(inverse_sites)) for _ in range(depth))
+                                          tuple(inverse_sites), tuple(reason_sites), own_rank) for _ in range(depth))
         self.norm_und = RMSNorm(width)
         if "gen" in experts:
             self.norm_gen = RMSNorm(width)
 
     def forward(self, x, gen, group, valid, pos, cache: Cache | None = None, keep_cache: bool = False,
-                attn_mask: torch.Tensor | None = None, adapt: torch.Tensor | bool | None = None,
+                attn_mask: torch.Tensor | None = None, adapt: dict | torch.Tensor | bool | None = None,
                 inverse: dict[str, torch.Tensor] | None = None):
         """x [B, L, D] embedded tokens; gen/valid bool [B, L]; group int [B, L]; pos [B, L, 3].
 
@@ -305,7 +318,9 @@ class MoT(nn.Module):
         attn_mask: bool [B or 1, 1, L, Lc + L], True = may attend; replaces the group rule (padding keys stay
             unattended). The groups still go into the returned Cache for later tokens' masks.
         adapt: bool, or bool [B, L] / [B, 1]: these clean tokens run the reasoner through its adapter (ignored
-            without one). A cache holds the K/V of whichever weights made it: continue it with the same `adapt`.
+            without one); or {site: bool [B, L] / [B, 1]}: through that question adapter (`lora` the shared, a
+            world's own `lora_{world}`). A cache holds the K/V of whichever weights made it: continue it with the
+            same `adapt`.
         inverse: {site: bool [B, 1]} (WorldModel.inverse_samples): these samples (inverse dynamics) take that site's
             inverse-dynamics adapters: their noisy tokens the generator's (ignored without one), their clean tokens the
             reasoner's where there is one (context_adapter). Without that a cache serves either; with it, continue a
@@ -314,8 +329,8 @@ class MoT(nn.Module):
         """
         if not self.adapter or adapt is None or adapt is False:
             adapt = None
-        elif adapt is True:
-            adapt = torch.ones_like(gen)
+        elif not isinstance(adapt, dict):
+            adapt = {"lora": torch.ones_like(gen) if adapt is True else adapt}
         route = Router(gen, self.experts, adapt, inverse if self.gen_adapter else None, bool(self.context_adapter))
         cos, sin = rope_angles(pos, x.shape[-1] // self.heads, self.rope_theta)
         k_group, k_valid = group, valid

@@ -28,10 +28,13 @@ def _reason(args):
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": content}]
     reasoner = Reasoner.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    if args.domain is not None and args.domain not in reasoner.config.reason_own:
+        print(f"--domain {args.domain}: {args.model} has no adapter of that world's own (it has "
+              f"{list(reasoner.config.reason_own) or 'none'}); asking through the shared one", file=sys.stderr)
     if args.no_stream:
-        print(reasoner.answer(messages, params))
+        print(reasoner.answer(messages, params, domain=args.domain))
         return
-    for piece in reasoner.stream(messages, params):
+    for piece in reasoner.stream(messages, params, domain=args.domain):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -47,7 +50,8 @@ def _eval_reason(args):
     out = Path(args.out)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     res = evaluate(reasoner, args.data, out, max_per_task=args.max_per_task, seed=args.seed, tasks=tasks,
-                   other_video=args.other_video, mute=args.mute, progress=not args.no_progress)
+                   other_video=args.other_video, mute=args.mute, progress=not args.no_progress,
+                   by_world=not args.no_domain)
     out.mkdir(parents=True, exist_ok=True)  # data given as shards built before writes nothing under out until here
     write_json(out / "reason.json", res)
     (out / "reason.md").write_text(table(res["summary"]) + "\n")
@@ -77,6 +81,9 @@ def add_parser(sub) -> None:
                    help="end the answer before this text (repeatable; the text itself is not printed; "
                         "a newline in bash: --stop $'\\n')")
     p.add_argument("--no-stream", action="store_true", help="print the whole answer at the end")
+    p.add_argument("--domain", default=None, metavar="WORLD",
+                   help="the world the video shows (Cosmos' domain_name): a world with a reasoner adapter of its own "
+                        "(the checkpoint's reason_own) is asked through it; default: the shared adapter")
     _common(p)
     p.set_defaults(func=_reason)
 
@@ -94,5 +101,8 @@ def add_eval_parser(e) -> None:
     r.add_argument("--mute", action="store_true",
                    help="a model that hears (reason_audio) is asked about the silent videos: what the sound adds")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-domain", action="store_true",
+                   help="do not tell the model which world each clip shows: every question through the shared "
+                        "adapter, none through a world's own (reason_own)")
     _common(r)
     r.set_defaults(func=_eval_reason)

@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 
 from kinema.model.data import dataset_shards, shard_complete
 from kinema.model.reasoner import CAPTION_QUESTION, reasoner_clip
-from kinema.model.sequence import audio_latent_frames, build_interleaved, keyframes, latent_frame_count, latent_frame_ends
+from kinema.model.sequence import (audio_latent_frames, build_interleaved, for_world, keyframes, latent_frame_count,
+                                   latent_frame_ends)
 from kinema.train.checkpoint import load_tensors, read_json, save_tensors, write_json
 
 SKIP = {"final_position"}  # metric regression, not one of the reasoner's tasks
@@ -303,11 +304,12 @@ def messages_for(q: dict, answer: bool = True) -> list[dict]:
 
 
 def question_tokens(config, text, latent: torch.Tensor, fps: float, q: dict, *, answer: bool = True,
-                    latent_mean=None, latent_std=None, audio=None, audio_stats=None, keys=None):
+                    latent_mean=None, latent_std=None, audio=None, audio_stats=None, keys=None, world: str | None = None):
     """One question as tokens: standardised latents [C, t, h, w] (cut to q's latent_frames) + chat text.
     keys: the clip's keyframes uint8 [t, H, W, 3] (cut alike), seen only when config.pixel_cell.
     audio: the episode's audio latents [Ca, Na] (raw; audio_stats = (mean, std) [Ca, 1]), heard only when
-    config.reason_audio, cut to the clip's last visible frame; None: a silent film (no sound tokens)."""
+    config.reason_audio, cut to the clip's last visible frame; None: a silent film (no sound tokens).
+    world: the world the clip shows; one in config.reason_own is asked through its own adapter (sequence.for_world)."""
     from kinema.model.chat import render
     from kinema.model.data import audio_to_model
 
@@ -326,7 +328,7 @@ def question_tokens(config, text, latent: torch.Tensor, fps: float, q: dict, *, 
     if keys is not None:
         keys = keys[: z.shape[1]]
     segs = [("vision", z, fps, sound, keys) if s[0] == "media" else s for s in segments]
-    return build_interleaved(config, segs, scored)
+    return for_world(config, build_interleaved(config, segs, scored), world)
 
 
 class ReasonTasks(torch.utils.data.Dataset):
@@ -335,7 +337,8 @@ class ReasonTasks(torch.utils.data.Dataset):
     about videos without a sound track (torch's global RNG: a resumed run draws alike)."""
 
     def __init__(self, shards, config, text_tokenizer, mute: float = 0.2, task_weights: dict | None = None,
-                 question: str | None = None, question_share: float | None = None, question_shards=()):
+                 question: str | None = None, question_share: float | None = None, question_shards=(),
+                 worlds: tuple[str, ...] | None = None):
         if not 0 <= mute <= 1:
             raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
         if question_share is not None and (question is None or not 0 < question_share < 1):
@@ -352,8 +355,12 @@ class ReasonTasks(torch.utils.data.Dataset):
         # Clips of question_shards (the drill's extra episodes) give that question only, so the rest of the
         # mixture keeps the worlds' balance of `shards`.
         only = [question is not None and question_share is None] * len(base[1]) + [True] * len(extra[1])
+        # worlds: questions about these worlds' clips only (a world's own adapter learns from its own questions)
+        shown = sorted({str(c.get("world")) for c in self.clips})
+        if worlds is not None and not set(worlds) & set(shown):
+            raise ValueError(f"reason worlds: no clip in the shards shows {sorted(worlds)} (they show {shown})")
         self.items = [(i, j) for i, c in enumerate(self.clips) for j, q in enumerate(c["questions"])
-                      if not only[i] or q["question"] == question]
+                      if (not only[i] or q["question"] == question) and (worlds is None or c.get("world") in worlds)]
         asked = torch.tensor([self.clips[i]["questions"][j]["question"] == question for i, j in self.items])
         if question is not None and not asked.any():
             raise ValueError(f"reason question: no clip in the shards is asked {question!r}")
@@ -389,7 +396,7 @@ class ReasonTasks(torch.utils.data.Dataset):
         hear = self.config.reason_audio and float(torch.rand(())) >= self.mute
         return question_tokens(self.config, self.text, self.vision[i], c["fps"], c["questions"][j],
                                latent_mean=self.mean, latent_std=self.std, audio=self.audio[i] if hear else None,
-                               audio_stats=self.audio_stats, keys=self.keys[i])
+                               audio_stats=self.audio_stats, keys=self.keys[i], world=c.get("world"))
 
 
 class JointTasks(torch.utils.data.Dataset):

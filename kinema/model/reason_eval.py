@@ -100,7 +100,10 @@ def other_episodes(clips: list[dict], seed: int = 0) -> list[int]:
 
 
 def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tasks=None, other_video: bool = False,
-             mute: bool = False, progress: bool = True) -> dict:
+             mute: bool = False, progress: bool = True, by_world: bool = True) -> dict:
+    """by_world: each question names the world its clip shows, so a world with an adapter of its own
+    (config.reason_own) is asked through it; False: every question through the shared adapter (a user who does
+    not say which world)."""
     out = Path(out)
     vt = reasoner.pipeline.video_tokenizer
     cfg = reasoner.config
@@ -133,7 +136,7 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
         c = clips[i]
         tok = question_tokens(cfg, reasoner.text, vision[source[i]], c["fps"], q, answer=False, latent_mean=mean,
                               latent_std=std, audio=audio[source[i]] if hear else None, audio_stats=audio_stats,
-                              keys=keys[source[i]])
+                              keys=keys[source[i]], world=c["world"] if by_world else None)
         row = dict(task=task, type=q["type"], world=c["world"], seed=c["seed"], camera=c["camera"],
                    question=q["question"], truth=q["answer"], value=q.get("value"))
         if task == "plausibility":
@@ -145,7 +148,7 @@ def evaluate(reasoner, data, out, *, max_per_task: int = 120, seed: int = 0, tas
             row["min_risk"] = TIMING_CHOICES[reasoner.min_risk(tok, TIMING_CHOICES, time_loss)[0]]
         rows.append(row)
     return dict(rows=rows, summary=summarise(rows), settings=dict(max_per_task=max_per_task, seed=seed, tasks=tasks,
-                                                                   other_video=other_video, mute=mute,
+                                                                   other_video=other_video, mute=mute, by_world=by_world,
                                                                    data=[str(d) for d in data]))
 
 

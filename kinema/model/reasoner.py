@@ -31,7 +31,7 @@ import torch
 
 from kinema.model.chat import render
 from kinema.model.decoding import SamplingParams, sample_next
-from kinema.model.sequence import TEXT, Tokens, build_interleaved, collate, keyframes
+from kinema.model.sequence import TEXT, Tokens, build_interleaved, collate, for_world, keyframes
 
 MAX_VIDEO_FRAMES = 49  # 13 latent frames: a 97-frame 16 fps episode at 8 fps
 DEFAULT_FPS = 16.0
@@ -85,8 +85,9 @@ class Reasoner:
 
         return cls(Pipeline.from_pretrained(path, **kw))
 
-    def prompt(self, messages, *, add_generation_prompt: bool = True) -> Tokens:
-        """Chat messages -> one sample's tokens (videos encoded)."""
+    def prompt(self, messages, *, add_generation_prompt: bool = True, domain: str | None = None) -> Tokens:
+        """Chat messages -> one sample's tokens (videos encoded). domain: the world the video shows; one with an
+        adapter of its own (config.reason_own) is asked through it, any other through the shared one."""
         segments, scored = render(messages, self.text, add_generation_prompt=add_generation_prompt)
         out = []
         for seg in segments:
@@ -102,7 +103,7 @@ class Reasoner:
                 out.append(("vision", self.pipeline.encode_frames(frames), fps, sound, keys))
             else:
                 out.append(seg)
-        return build_interleaved(self.config, out, scored)
+        return for_world(self.config, build_interleaved(self.config, out, scored), domain)
 
     def _run(self, tok: Tokens, cache):
         """-> (logits [1, V] at the last token, cache); ids the text tokenizer lacks can never be chosen."""
@@ -117,13 +118,13 @@ class Reasoner:
         gen = torch.Generator().manual_seed(params.seed)
         seq = prompt
         logits, cache = self._run(prompt, None)
-        pos, group = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1
+        pos, group, world = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1, int(prompt.world.max())
         for _ in range(params.max_new_tokens):
             nxt = int(sample_next(logits.cpu(), params, gen)[0])
             if nxt in self.stop_ids:
                 return
             yield nxt
-            new = _text_token(self.config, nxt, pos, group)
+            new = _text_token(self.config, nxt, pos, group, world)
             pos, group = pos + 1, group + 1
             if use_cache:
                 logits, cache = self._run(new, cache)
@@ -131,13 +132,14 @@ class Reasoner:
                 seq = _cat(seq, new)
                 logits, _ = self._run(seq, None)
 
-    def stream(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True) -> Iterator[str]:
+    def stream(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True,
+               domain: str | None = None) -> Iterator[str]:
         """Yield the answer's text as it grows (pieces join to exactly `answer`'s string). With params.stop the
         answer ends before the first stop string it holds (no more tokens are drawn), and text that may begin
         one is held back until the next tokens tell."""
         params = params or SamplingParams()
         ids, said, text = [], "", ""
-        for i in self.generate_ids(self.prompt(messages), params, use_cache=use_cache):
+        for i in self.generate_ids(self.prompt(messages, domain=domain), params, use_cache=use_cache):
             ids.append(i)
             text = self.text.decode(ids)
             cut = _stop_at(text, params.stop)
@@ -151,12 +153,13 @@ class Reasoner:
         if len(text) > len(said):
             yield text[len(said):]
 
-    def answer(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True) -> str:
-        return "".join(self.stream(messages, params, use_cache=use_cache))  # the same text, streamed or not
+    def answer(self, messages, params: SamplingParams | None = None, *, use_cache: bool = True,
+               domain: str | None = None) -> str:
+        return "".join(self.stream(messages, params, use_cache=use_cache, domain=domain))  # the same, streamed or not
 
-    def choice_logprobs(self, messages, choices: list[str]) -> list[float]:
+    def choice_logprobs(self, messages, choices: list[str], domain: str | None = None) -> list[float]:
         """log P(answer = choice) for each choice string (its tokens, then <|im_end|>)."""
-        return self.score_tokens(self.prompt(messages), choices)
+        return self.score_tokens(self.prompt(messages, domain=domain), choices)
 
     def min_risk(self, prompt: Tokens, choices: list[str], loss) -> tuple[int, np.ndarray]:
         """Minimum-Bayes-risk answer: the choice with the least expected loss(choice, answer) under the model's
@@ -175,7 +178,7 @@ class Reasoner:
 
         last, cache = self._run(prompt, None)
         first = torch.log_softmax(last[0].float().cpu(), -1)
-        pos, group = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1
+        pos, group, world = float(prompt.pos.max()) + 1, int(prompt.group.max()) + 1, int(prompt.world.max())
         end = self.text.token_id("<|im_end|>")
         ids = [self.text.encode(c) + [end] for c in choices]
         out = [float(first[i[0]]) for i in ids]
@@ -183,7 +186,7 @@ class Reasoner:
         for at in range(0, len(longer), chunk):
             rows = longer[at : at + chunk]
             n = len(rows)
-            b = collate([_cat_all([_text_token(self.config, t, pos + j, group + j) for j, t in enumerate(ids[r][:-1])])
+            b = collate([_cat_all([_text_token(self.config, t, pos + j, group + j, world) for j, t in enumerate(ids[r][:-1])])
                          for r in rows], multiple=1).to(self.pipeline.device)
             wide = Cache([LayerCache(lc.k.expand(n, -1, -1, -1), lc.v.expand(n, -1, -1, -1)) for lc in cache.layers],
                          cache.group.expand(n, -1), cache.valid.expand(n, -1))
@@ -208,11 +211,13 @@ def _may_begin_stop(text: str, stop) -> int:
     return max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
 
-def _text_token(cfg, token_id: int, pos: float, group: int) -> Tokens:
+def _text_token(cfg, token_id: int, pos: float, group: int, world: int = 0) -> Tokens:
+    """One answer token; world: the prompt's (its adapter made the cache this token continues)."""
     return Tokens(kind=torch.tensor([TEXT]), gen=torch.zeros(1, dtype=torch.bool), group=torch.tensor([group]),
                   pos=torch.full((1, 3), pos), text=torch.tensor([token_id]), value=torch.zeros(1, cfg.value_dim),
                   dims=torch.zeros(1, dtype=torch.long), domain=torch.zeros(1, dtype=torch.long),
-                  index=torch.zeros(1, dtype=torch.long), target=torch.full((1,), -1), cond=torch.zeros(1, cfg.cond_dim))
+                  index=torch.zeros(1, dtype=torch.long), target=torch.full((1,), -1), cond=torch.zeros(1, cfg.cond_dim),
+                  world=torch.full((1,), world))
 
 
 def _cat_all(toks: list[Tokens]) -> Tokens:
@@ -248,15 +253,17 @@ class ReasonerJudge:
     def __init__(self, reasoner: Reasoner, name: str = "reasoner"):
         self.reasoner, self.name = reasoner, name
 
-    def _log_odds(self, video: dict, question: str) -> float:
+    def _log_odds(self, video: dict, question: str, domain: str | None = None) -> float:
         msgs = [{"role": "user", "content": [video, {"type": "text", "text": question}]}]
-        yes, no = self.reasoner.choice_logprobs(msgs, ["yes", "no"])
+        yes, no = self.reasoner.choice_logprobs(msgs, ["yes", "no"], domain=domain)
         return yes - no
 
     def score(self, item) -> float:
-        video = {"type": "video", "video": item, "fps": DEFAULT_FPS} if isinstance(item, np.ndarray) \
-            else episode_video(item, item.cameras[0])
-        return self._log_odds(video, PLAUSIBILITY_QUESTION)
+        """A clip (uint8 frames) or an Episode, whose world is named (a world's own adapter, if it has one)."""
+        if isinstance(item, np.ndarray):
+            return self._log_odds({"type": "video", "video": item, "fps": DEFAULT_FPS}, PLAUSIBILITY_QUESTION)
+        return self._log_odds(episode_video(item, item.cameras[0]), PLAUSIBILITY_QUESTION,
+                              domain=getattr(item, "scenario", None))
 
     def caption(self, frames: np.ndarray, fps: float, texts: list[str]) -> list[float]:
         """uint8 [T, H, W, 3] (silent) -> log P(text | the clip) for each text as the answer to CAPTION_QUESTION

@@ -65,6 +65,8 @@ class Tokens:
     index: torch.Tensor   # int64, the token's place inside its segment (to unpack outputs)
     target: torch.Tensor  # int64, the text id the reasoner must predict from this token (-1: not scored)
     cond: torch.Tensor    # float32 [..., cond_dim], on a noisy vision token: the given frame and actions since (above)
+    world: torch.Tensor   # int64, on a question's tokens: which reasoner adapter it takes (0: the shared one;
+                          # k: the k-th world of config.reason_own, its own)
 
     @property
     def valid(self) -> torch.Tensor:
@@ -79,6 +81,13 @@ class Tokens:
 
     def __len__(self) -> int:
         return self.kind.shape[-1]
+
+
+def for_world(cfg, tok: Tokens, world: str | None) -> Tokens:
+    """A question's tokens marked with the world its video shows: a world with a reasoner adapter of its own
+    (cfg.reason_own) is asked through it, any other (or None: not said) through the shared one."""
+    tok.world = torch.full_like(tok.kind, cfg.reason_slot(world))
+    return tok
 
 
 def patchify(latent: torch.Tensor, patch) -> torch.Tensor:
@@ -215,7 +224,8 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
     return Tokens(kind=kinds, gen=torch.cat([p[1] for p in parts]), group=torch.cat([p[2] for p in parts]),
                   pos=torch.cat([p[3] for p in parts]).float(), text=torch.cat([p[4] for p in parts]),
                   value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]),
-                  target=torch.full((len(kinds),), -1), cond=torch.cat([p[8] for p in parts]))
+                  target=torch.full((len(kinds),), -1), cond=torch.cat([p[8] for p in parts]),
+                  world=torch.zeros(len(kinds), dtype=torch.long))
 
 
 def audio_tokens(cfg, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,7 +360,8 @@ def build_interleaved(cfg, segments, scored=()) -> Tokens:
     L = len(kinds)
     return Tokens(kind=kinds, gen=torch.zeros(L, dtype=torch.bool), group=torch.cat(groups), pos=torch.cat(pos).float(),
                   text=torch.cat(ids), value=torch.cat(values), dims=torch.cat(dims), domain=torch.zeros(L, dtype=torch.long),
-                  index=torch.cat(index), target=torch.cat(target), cond=torch.zeros(L, cfg.cond_dim))
+                  index=torch.cat(index), target=torch.cat(target), cond=torch.zeros(L, cfg.cond_dim),
+                  world=torch.zeros(L, dtype=torch.long))
 
 
 def collate(samples: list[Tokens], multiple: int = 16) -> Tokens:

@@ -199,6 +199,12 @@ def train(args) -> Path:
     if own and not inverse:
         raise ValueError(f"--inverse-own {own}: an embodiment's own inverse-dynamics adapters start as the shared "
                          "ones and train as they do: give --inverse-adapter too")
+    reason_own = getattr(args, "reason_own", None)
+    if reason_own and (not args.init or args.reason_weight != 1 or adapter or args.data):
+        raise ValueError(f"--reason-own {reason_own}: a world's own reasoner adapter trains on questions alone from a "
+                         "checkpoint with a shared one: give --init, --reason-weight 1 and --reason-data, without "
+                         f"--reason-adapter or --data (got init={args.init!r}, reason weight {args.reason_weight}, "
+                         f"reason adapter {adapter}, data {args.data})")
     first = getattr(args, "reason_adapter_layers", None)
     keep = getattr(args, "reason_keep", 0.0)
     if keep and (not args.init or not keep > 0):
@@ -229,6 +235,9 @@ def train(args) -> Path:
             emb.register_embodiment(init_embodiments, name, dim, timing=timing,
                                     max_action_dim=raw["model"]["max_action_dim"],
                                     max_embodiments=raw["model"]["max_embodiments"])
+        if reason_own and not raw["model"].get("reason_adapter"):
+            raise ValueError(f"--reason-own {reason_own}: {args.init} has no reasoner adapter to start the world's "
+                             "own from (its reason_adapter is 0)")
         if own and own not in [e.name for e in init_embodiments]:
             raise ValueError(f"--inverse-own {own!r}: not an embodiment of {args.init} (registered: "
                              f"{[e.name for e in init_embodiments]})")
@@ -257,6 +266,10 @@ def train(args) -> Path:
                 model_cfg.update(reason_adapter=adapter)
             if inverse:
                 model_cfg.update(inverse_adapter=inverse, inverse_context=context or model_cfg.get("inverse_context", 0))
+            if reason_own and reason_own not in model_cfg.get("reason_own", ()):
+                model_cfg.update(reason_own=[*model_cfg.get("reason_own", ()), reason_own])
+                if getattr(args, "reason_own_rank", 0):
+                    model_cfg.update(reason_own_rank=args.reason_own_rank)
             if own and own not in model_cfg.get("inverse_own", ()):
                 model_cfg.update(inverse_own=[*model_cfg.get("inverse_own", ()), own])
             if new_embodiments:  # registered without statistics: prepare fills them from the data
@@ -303,7 +316,8 @@ def train(args) -> Path:
 
         reason = ReasonTasks(reason_shards[0], config, text, task_weights=task_weights,
                              question=getattr(args, "reason_question", None),
-                             question_share=getattr(args, "reason_question_share", None), question_shards=reason_shards[1])
+                             question_share=getattr(args, "reason_question_share", None), question_shards=reason_shards[1],
+                             worlds=(reason_own,) if reason_own else None)
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
         dataset = draws(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
@@ -322,6 +336,12 @@ def train(args) -> Path:
             if any(k not in state for k in copied):
                 print(f"init: {own}'s own inverse-dynamics adapters ({site}) start as the shared ones")
                 state.update({k: v for k, v in copied.items() if k not in state})
+        if reason_own:  # a world's own update starts at zero (B = 0): its answers start where the shared one's are
+            fresh = {k: v for k, v in model.state_dict().items() if f".lora_{reason_own}." in k and k not in state}
+            if fresh:
+                print(f"init: {reason_own}'s own reasoner adapter (lora_{reason_own}, rank "
+                      f"{config.reason_own_rank or config.reason_adapter}) starts with no effect: the shared one's answers")
+                state.update({k: v.detach().clone() for k, v in fresh.items()})
         for part, what in NEW_PARTS.items():  # parts an older checkpoint lacks start as a fresh model's
             fresh = {k: v for k, v in model.state_dict().items() if part in k and k not in state}
             if fresh:
@@ -343,6 +363,11 @@ def train(args) -> Path:
                 f"adapter, {'pixel view, ' if config.pixel_cell else ''}final reasoner norm, text head")
         print(f"--reason-adapter {adapter}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train "
               f"({what}); {sum(frozen) / 1e6:.2f}M stay still")
+    if reason_own:
+        trainable = dict(model.reason_own_parameters((reason_own,)))
+        frozen = [p.requires_grad_(False).numel() for name, p in model.named_parameters() if name not in trainable]
+        print(f"--reason-own {reason_own}: {sum(p.numel() for p in trainable.values()) / 1e6:.2f}M parameters train "
+              f"(its own adapter); {sum(frozen) / 1e6:.2f}M stay still")
     if inverse:
         sites = (config.inverse_sites[1 + config.inverse_own.index(own)],) if own else None
         trainable = dict(model.inverse_parameters(sites))
@@ -504,6 +529,14 @@ def add_parser(sub) -> None:
                         "own, which start as the shared ones and alone train: its inverse dynamics learns while every "
                         "other embodiment's stays exactly as it was (give data of this embodiment only: the others' "
                         "samples would pass through frozen weights)")
+    p.add_argument("--reason-own", default=None, metavar="WORLD",
+                   help="questions about this world take a reasoner adapter of its own, an update on top of the "
+                        "shared one that starts at zero and alone trains, on this world's questions only: its answers "
+                        "learn while every other world's and the generator stay exactly as they were (use with --init, "
+                        "--reason-weight 1 and --reason-data; asked with `kinema reason --domain WORLD`)")
+    p.add_argument("--reason-own-rank", type=int, default=0, metavar="RANK",
+                   help="with --reason-own: the rank of the world's own adapter, an update added on top of the shared "
+                        "one (0: the shared one's rank)")
     p.add_argument("--high-noise-share", type=float, default=0.0, metavar="P",
                    help="draw a share P of the samples' noise levels uniformly from t in [0.9, 1] (rectified flow), "
                         "where inverse dynamics' one-step estimate is made; the rest from the schedule (0: all)")

@@ -21,7 +21,10 @@ small MLP of the pooled pixels they carry after the latent patch (the reasoner w
 encoder; bias-free, so tokens without pixels add nothing, and its
 output layer zero-initialised, so a checkpoint without it starts unchanged). With config.reason_adapter too,
 the pixel view is part of the adapter's path: only adapted tokens (a question's) read it, so training it with
-the adapter leaves every generator output as it was. With config.inverse_adapter, the noisy tokens of a sample
+the adapter leaves every generator output as it was. A world named in config.reason_own has a question adapter of
+its own (site `lora_{world}`: a low-rank update on top of the shared one, zero at the start), which the questions
+marked with that world take (tok.world): one world's answers are taught while every other world's stay bit for
+bit. With config.inverse_adapter, the noisy tokens of a sample
 that generates actions and nothing else (inverse dynamics: the policy also generates frames, forward dynamics no
 actions) run the generator through its own adapter, so inverse dynamics can be taught alone; with
 config.inverse_context too, such a sample's clean tokens (its prompt and given frames) run the reasoner through an
@@ -90,7 +93,8 @@ class WorldModel(nn.Module):
         self.moved_in = DomainLinear(c.max_embodiments, c.cond_rows * c.max_action_dim, D) if c.frame_condition else None
         self.backbone = MoT(D, c.depth, c.heads, c.hidden, c.rope_theta, adapter=c.reason_adapter,
                             gen_adapter=c.inverse_adapter, context_adapter=c.inverse_context,
-                            inverse_sites=c.inverse_sites)
+                            inverse_sites=c.inverse_sites, reason_sites=c.reason_sites or ("lora",),
+                            own_rank=c.reason_own_rank)
         self.vision_out = nn.Linear(D, c.vision_dim)
         self.audio_out = nn.Linear(D, c.audio_dim)
         self.action_out = DomainLinear(c.max_embodiments, D, c.max_action_dim)
@@ -172,13 +176,28 @@ class WorldModel(nn.Module):
         level (level[:, 0]), last; computed here so distributed wrappers see it used in the forward."""
         adapt = None if text_at is None else (text_at.any(1) & ~tok.gen.any(1))[:, None]
         h, _ = self.backbone(self.embed(tok, level, adapt), tok.gen, tok.group, tok.valid, tok.pos, cache=cache,
-                             adapt=adapt, inverse=self.inverse_samples(tok))
+                             adapt=self.question_sites(tok, adapt), inverse=self.inverse_samples(tok))
         out = (self.heads(tok, h),) + (() if text_at is None else (self.text_out(h[text_at]),))
         if logvar:
             if self.loss_logvar is None:
                 raise ValueError("logvar: this model has no learned loss uncertainty (config.loss_uncertainty)")
             out += (self.loss_logvar(level[:, 0]),)
         return out[0] if len(out) == 1 else out
+
+    def question_sites(self, tok: Tokens, adapt: torch.Tensor | bool | None):
+        """The tokens that run the reasoner's question adapters (adapt: bool, or bool [B, 1] / [B, L]), split by the
+        world each question is marked with (tok.world): {site: bool [B, L]}, the shared `lora` or a world's own
+        `lora_{world}` (config.reason_own); without own worlds `adapt` as given (the shared adapter takes them all)."""
+        if adapt is None or adapt is False or not self.config.reason_own:
+            return adapt
+        base = torch.ones_like(tok.gen) if adapt is True else adapt.expand_as(tok.gen)
+        return {site: base & (tok.world == k) for k, site in enumerate(self.config.reason_sites)}
+
+    def reason_own_parameters(self, worlds: tuple[str, ...]):
+        """(name, parameter) of these worlds' own question adapters: training them alone leaves every other world's
+        answers and every generator output exactly as they were."""
+        sites = tuple(f".lora_{w}." for w in worlds)
+        return ((name, p) for name, p in self.named_parameters() if any(s in name for s in sites))
 
     def inverse_samples(self, tok: Tokens) -> dict[str, torch.Tensor] | None:
         """{site: bool [B, 1]}: the samples whose noisy tokens are all actions (inverse dynamics), which take the
@@ -213,7 +232,7 @@ class WorldModel(nn.Module):
         if tok.gen.any():
             raise ValueError("reason takes clean (context) tokens only; noisy tokens belong to the generator")
         return self.backbone(self.embed(tok, torch.zeros_like(tok.pos[..., 0]), adapt=True), tok.gen, tok.group,
-                             tok.valid, tok.pos, cache=cache, keep_cache=keep_cache, adapt=True)
+                             tok.valid, tok.pos, cache=cache, keep_cache=keep_cache, adapt=self.question_sites(tok, True))
 
     @torch.no_grad()
     def encode_context(self, tok: Tokens, inverse: dict[str, torch.Tensor] | None = None) -> Cache:

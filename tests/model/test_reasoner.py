@@ -88,6 +88,38 @@ def test_an_adapted_reasoner_decodes_and_scores_through_its_adapter(tiny_pipelin
     assert lp[1] == pytest.approx(want, abs=1e-4)
 
 
+def test_a_named_world_with_an_adapter_of_its_own_is_asked_through_it(tiny_pipeline, reasoner):
+    """reason_own: `domain` names the clip's world; the seesaw's questions decode (cached = recomputed) and score
+    through its own adapter, any other world's (or an unnamed one's) through the shared one, bit for bit as a model
+    without own worlds answers them."""
+    from kinema.model.pipeline import Pipeline
+
+    p = tiny_pipeline
+    shared = tiny_model(tiny_config(reason_adapter=4))
+    own = tiny_model(tiny_config(reason_adapter=4, reason_own=("seesaw",)))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        shared.load_state_dict(reasoner.model.state_dict(), strict=False)
+        for name, w in shared.adapter_parameters():
+            if name.endswith(".B"):
+                w.copy_(torch.randn(w.shape, generator=g) * 0.5)
+        own.load_state_dict(shared.state_dict(), strict=False)
+        for _, w in own.reason_own_parameters(("seesaw",)):
+            w.copy_(torch.randn(w.shape, generator=g) * 0.5)
+    rs, ro = (Reasoner(Pipeline(m, p.text, p.video_tokenizer, p.audio_tokenizer, device="cpu", dtype="fp32"))
+              for m in (shared, own))
+    params = SamplingParams(max_new_tokens=12)
+    for domain in (None, "dominoes"):
+        assert ro.answer(messages(), params, domain=domain) == rs.answer(messages(), params)
+        assert ro.choice_logprobs(messages(), ["yes", "no"], domain=domain) == rs.choice_logprobs(messages(), ["yes", "no"])
+    prompt = ro.prompt(messages(), domain="seesaw")
+    assert int(prompt.world.max()) == 1
+    cached = list(ro.generate_ids(prompt, params))
+    assert len(cached) > 3 and cached == list(ro.generate_ids(prompt, params, use_cache=False))
+    assert cached != list(rs.generate_ids(rs.prompt(messages()), params))
+    assert ro.choice_logprobs(messages(), ["yes", "no"], domain="seesaw") != rs.choice_logprobs(messages(), ["yes", "no"])
+
+
 def test_seeded_sampling_reproduces_and_seeds_differ(reasoner):
     p = lambda s: SamplingParams(temperature=1.5, top_k=50, max_new_tokens=16, seed=s)  # noqa: E731
     a = reasoner.answer(messages(), p(1))

@@ -372,6 +372,25 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     assert raw7["model"]["reason_adapter"] == 8 and a.shape == (8, 64) and b.shape == (3 * 64, 8)
     assert torch.allclose(a[:4], state6["backbone.layers.0.und.lora.qkv.A"].float(), atol=1e-2)
     assert a[4:].abs().sum() > 0 and b[:, 4:].abs().max() < 1e-3
+    # --reason-own WORLD: that world's questions take an adapter of its own (an update on top of the shared one, at
+    # --reason-own-rank), which starts with no effect and alone trains, on that world's questions only; refused beside
+    # --reason-adapter, and for a world the shards lack
+    world = shards[0][0]["world"]
+    assert main([*ada, "--out", str(tmp_path / "ownada"), "--reason-own", world, "--reason-adapter", "4"]) == 2
+    assert "without --reason-adapter" in capsys.readouterr().err and not (tmp_path / "ownada").exists()
+    assert main([*ada, "--out", str(tmp_path / "nowhere"), "--reason-own", "atlantis"]) == 2
+    assert "no clip in the shards shows ['atlantis']" in capsys.readouterr().err
+    assert main([*ada[:-4], "--steps", "2", "--lr", "1e-2", "--ema-decay", "0", "--out", str(tmp_path / "own"),
+                 "--reason-own", world, "--reason-own-rank", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"(lora_{world}, rank 2) starts with no effect" in out and f"--reason-own {world}:" in out
+    raw8, state8 = load_pretrained(tmp_path / "own" / "final")
+    assert raw8["model"]["reason_own"] == [world] and raw8["model"]["reason_own_rank"] == 2
+    own = {k for k in state8 if k not in state6}
+    assert own and all(f".lora_{world}." in k for k in own)
+    assert state8[f"backbone.layers.0.und.lora_{world}.qkv.A"].shape == (2, 64)
+    assert state8[f"backbone.layers.0.und.lora_{world}.qkv.B"].float().abs().sum() > 0  # trained from zero
+    assert all(torch.equal(state8[k], v) for k, v in state6.items())  # everything else bit for bit
 
 
 def test_adapters_average_as_the_updates_they_make():

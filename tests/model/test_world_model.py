@@ -219,6 +219,58 @@ def test_reason_adapter_moves_questions_only():
 
 
 @torch.no_grad()
+def test_a_world_with_a_reasoner_adapter_of_its_own_leaves_the_other_worlds_bit_for_bit():
+    """config.reason_own: questions marked with an own world (tok.world, sequence.for_world) take its adapter
+    (site lora_seesaw, an update on top of the shared one), every other question the shared one alone; moving the
+    own site's weights moves only its questions' answers (through forward with scored text and through reason(),
+    cached or not), and neither site moves a generator output."""
+    from kinema.model.reasoner import _cat, _text_token
+    from kinema.model.sequence import for_world
+
+    cfg = replace(CFG, reason_adapter=4, reason_own=("seesaw",), reason_own_rank=2)
+    assert cfg.reason_sites == ("lora", "lora_seesaw") and cfg.reason_slot("seesaw") == 1 and cfg.reason_slot("x") == 0
+    m = tiny_model(cfg)
+    for _, p in m.adapter_parameters():
+        p.normal_(0, 0.3)
+    for _, p in m.reason_own_parameters(("seesaw",)):
+        p.normal_(0, 0.3)
+    assert {n.split(".")[4] for n, _ in m.reason_own_parameters(("seesaw",))} == {"lora_seesaw"}
+    qs = [for_world(cfg, mixed_sample(cfg, n_text=4, t=2, vision_gen=(False, False), audio=False, rows=0, seed=s), w)
+          for s, w in ((9, "seesaw"), (10, "dominoes"), (11, None))]
+    assert [int(q.world.max()) for q in qs] == [1, 0, 0]
+    batch = collate(_batch())
+    level = torch.full(batch.kind.shape, 0.7)
+
+    def answers():
+        out = []
+        for q in qs:
+            one = collate([q], multiple=1)
+            at = torch.zeros_like(one.valid)
+            at[0, -3:] = True
+            full = m(one, torch.zeros(one.kind.shape), text_at=at)[1]
+            assert torch.allclose(full[-1], m.reason(one)[0][0], atol=1e-5)  # forward and reason take one adapter
+            nxt = _text_token(cfg, 3, float(q.pos.max()) + 1, int(q.group.max()) + 1, int(q.world.max()))
+            cached = m.reason(collate([nxt], multiple=1), m.reason(one)[1])[0]
+            assert torch.allclose(cached, m.reason(collate([_cat(q, nxt)], multiple=1))[0], atol=1e-5)  # one adapter
+            out.append(full)
+        return out
+
+    before, gen = answers(), m(batch, level)
+    for site, moved in (("lora_seesaw", [True, False, False]), ("lora", [True, True, True])):  # own: on top of shared
+        for name, p in m.named_parameters():
+            if f".{site}." in name:
+                p.add_(0.2)
+        after = answers()
+        assert [not torch.equal(a, b) for a, b in zip(after, before)] == moved, site
+        assert torch.equal(m(batch, level), gen)  # the generator never reads a question adapter
+        before = after
+    with pytest.raises(ValueError, match="give reason_adapter too"):
+        replace(CFG, reason_own=("seesaw",))
+    with pytest.raises(ValueError, match="distinct world names"):
+        replace(CFG, reason_adapter=4, reason_own=("seesaw", "seesaw"))
+
+
+@torch.no_grad()
 def test_inverse_context_adapter_gives_inverse_dynamics_a_context_of_its_own():
     """config.inverse_context: an inverse-dynamics sample's clean tokens run the reasoner through an adapter of its
     own, so its context cache is its own: cached sampling equals the full sequence when the cache is made with the
