@@ -10,7 +10,11 @@
 #   bash recipes/reasoner_own.sh more     # candidate 2: 800 more seesaws with twins (seeds 117-120), then 300 steps
 #                                         # on from candidate 1 with plausibility drawn 3x (~20 min)
 #   RUN=outputs/runs/world-model-reason-own-seesaw-2 CAND=outputs/reason-own-2/ckpt/world-model-small bash recipes/reasoner_own.sh export
-#   bash recipes/reasoner_own.sh sets     # the evaluation's seesaw sets (seeds 81-86 with twins) and held-out seeds 1, 5
+#     (candidate 2: tried, not shipped: the same 16 plausibility answers lost)
+#   bash recipes/reasoner_own.sh keep     # candidate 3 (benchmarks/prereg/reason-own-seesaw-3.md): 300 steps on from
+#                                         # candidate 2, keeping the shared adapter's plausibility answers (~20 min)
+#   RUN=outputs/runs/world-model-reason-own-seesaw-3 CAND=outputs/reason-own-3/ckpt/world-model-small bash recipes/reasoner_own.sh export
+#   bash recipes/reasoner_own.sh sets     # the evaluation's seesaw sets (seeds 81-90 with twins) and held-out seeds 1, 5
 #   bash recipes/reasoner_own.sh eval MODEL NAME   # every answerable question of each set -> outputs/cand/NAME-SET/reason
 set -euo pipefail
 KINEMA=${KINEMA:-kinema}
@@ -40,6 +44,13 @@ case "${1:-}" in
       --reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.35 \
       --reason-task-weights count=4,outcome=5,attribute=2,timing=2,plausibility=12 \
       --steps 300 --batch-size 32 --lr 2e-4 --warmup 20 --seed 51 --dtype bf16 --ckpt-every 100 --out $RUN-2 ;;
+  keep)  # benchmarks/prereg/reason-own-seesaw-3.md
+    $KINEMA train --preset small --init ${FROM:-outputs/reason-own-2/ckpt/world-model-small} --reason-own seesaw \
+      --reason-weight 1 --reason-data $RUN/reason_latents $RUN-2/reason_latents \
+      --reason-question "Which end of the seesaw ends up lower?" --reason-question-share 0.35 \
+      --reason-task-weights count=4,outcome=5,attribute=2,timing=2,plausibility=12 \
+      --reason-keep 4 --reason-keep-tasks plausibility \
+      --steps 300 --batch-size 32 --lr 2e-4 --warmup 20 --seed 52 --dtype bf16 --ckpt-every 100 --out $RUN-3 ;;
   export)
     python scripts/ship_world_model.py --run $RUN --out $CAND
     for t in tokenizer-cv4x8x8 tokenizer-audio; do ln -sfn "$(realpath checkpoints/$t)" "$(dirname $CAND)/$t"; done ;;
@@ -50,13 +61,13 @@ case "${1:-}" in
     for w in $WORLDS; do
       $KINEMA worlds generate --scenario $w --episodes 6 --seed 5 --twins --out $DATA/heldout-reason/$w-twins --workers 2
     done
-    for seed in 81 82 83 84 85 86; do
+    for seed in 81 82 83 84 85 86 87 88 89 90; do
       n=$([ $seed -ge 84 ] && echo 24 || echo 12)
       $KINEMA worlds generate --scenario seesaw --episodes $n --seed $seed --twins --out $DATA/confirm$seed/seesaw-twins --workers 2
     done ;;
   eval)
     model=${2:?model folder} name=${3:?a name for its results}
-    for s in ${SETS:-co s81 s82 s83 s84 s85 s86}; do
+    for s in ${SETS:-co s81 s82 s83 s84 s85 s86 s87 s88 s89 s90}; do
       case $s in
         co) data="$DATA/heldout $DATA/heldout-reason" ;;
         s*) data=$DATA/confirm${s#s}/seesaw-twins ;;
@@ -67,5 +78,5 @@ case "${1:-}" in
       $KINEMA eval reason --model $model --data $data --tasks ${TASKS:-count,outcome,timing,plausibility} \
         --max-per-task 5000 --out $out --no-progress ${EVAL_FLAGS:-}
     done ;;
-  *) sed -n 2,15p "$0"; exit 2 ;;
+  *) sed -n 2,19p "$0"; exit 2 ;;
 esac

@@ -26,16 +26,21 @@ def lm_loss(logits: torch.Tensor, target: torch.Tensor, z_weight: float = Z_WEIG
     return ce + z_weight * z, {"ce": float(ce.detach()), "z": float(z.detach())}
 
 
-def keep_loss(logits: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def keep_loss(logits: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor,
+              hold: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Learning without forgetting (Li & Hoiem 2016): KL(teacher || student) at the positions the teacher
     already predicts right (its argmax is the target), averaged over all N positions; a fine-tune that drills
     one question keeps the teacher's whole answer distribution on what it knew, and is free where it was wrong.
+    hold: bool [N], the positions that may be kept at all (None: every one; the tasks a fine-tune keeps).
     logits, teacher [N, V], target [N] -> (loss, {"keep": float, "kept": fraction of positions held})."""
-    if logits.shape != teacher.shape or logits.shape[0] != target.shape[0]:
-        raise ValueError(f"keep loss: student {tuple(logits.shape)}, teacher {tuple(teacher.shape)} and target "
-                         f"{tuple(target.shape)} must agree ([N, V], [N, V], [N])")
+    if logits.shape != teacher.shape or logits.shape[0] != target.shape[0] or (
+            hold is not None and hold.shape != target.shape):
+        raise ValueError(f"keep loss: student {tuple(logits.shape)}, teacher {tuple(teacher.shape)}, target "
+                         f"{tuple(target.shape)} and hold {None if hold is None else tuple(hold.shape)} must agree "
+                         "([N, V], [N, V], [N], [N])")
     log_t = F.log_softmax(teacher.float(), -1)
     kl = (log_t.exp() * (log_t - F.log_softmax(logits.float(), -1))).sum(-1)  # [N]
-    held = (teacher.argmax(-1) == target).float()
+    held = (teacher.argmax(-1) == target) & (True if hold is None else hold)
+    held = held.float()
     loss = (kl * held).sum() / max(target.shape[0], 1)
     return loss, {"keep": float(loss.detach()), "kept": float(held.mean())}

@@ -338,7 +338,7 @@ class ReasonTasks(torch.utils.data.Dataset):
 
     def __init__(self, shards, config, text_tokenizer, mute: float = 0.2, task_weights: dict | None = None,
                  question: str | None = None, question_share: float | None = None, question_shards=(),
-                 worlds: tuple[str, ...] | None = None):
+                 worlds: tuple[str, ...] | None = None, hold_tasks: tuple[str, ...] | None = None):
         if not 0 <= mute <= 1:
             raise ValueError(f"mute: expected a probability in [0, 1], got {mute}")
         if question_share is not None and (question is None or not 0 < question_share < 1):
@@ -346,7 +346,11 @@ class ReasonTasks(torch.utils.data.Dataset):
                              f"got {question_share} for {question!r}")
         if question_shards and question is None:
             raise ValueError("question shards give only the drilled question: give the question too")
+        if hold_tasks is not None and not (hold_tasks and set(hold_tasks) <= set(TASK_OF.values())):
+            raise ValueError(f"keep tasks: expected some of {sorted(set(TASK_OF.values()))}, got {list(hold_tasks)}")
         self.config, self.text, self.mute = config, text_tokenizer, mute
+        # hold_tasks: the tasks whose answers a run with a teacher keeps where it was right (None: every task)
+        self.hold_tasks = None if hold_tasks is None else set(hold_tasks)
         base = load_reason_shards(shards)
         extra = load_reason_shards(question_shards) if question_shards else ([], [], [], [])
         self.vision, self.clips, self.audio, self.keys = (a + b for a, b in zip(base, extra))
@@ -394,9 +398,13 @@ class ReasonTasks(torch.utils.data.Dataset):
         i, j = self.items[k]
         c = self.clips[i]
         hear = self.config.reason_audio and float(torch.rand(())) >= self.mute
-        return question_tokens(self.config, self.text, self.vision[i], c["fps"], c["questions"][j],
-                               latent_mean=self.mean, latent_std=self.std, audio=self.audio[i] if hear else None,
-                               audio_stats=self.audio_stats, keys=self.keys[i], world=c.get("world"))
+        q = c["questions"][j]
+        tok = question_tokens(self.config, self.text, self.vision[i], c["fps"], q,
+                              latent_mean=self.mean, latent_std=self.std, audio=self.audio[i] if hear else None,
+                              audio_stats=self.audio_stats, keys=self.keys[i], world=c.get("world"))
+        if self.hold_tasks is None or TASK_OF.get(q["type"], q["type"]) in self.hold_tasks:
+            tok.hold = tok.target >= 0
+        return tok
 
 
 class JointTasks(torch.utils.data.Dataset):

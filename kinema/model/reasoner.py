@@ -217,7 +217,7 @@ def _text_token(cfg, token_id: int, pos: float, group: int, world: int = 0) -> T
                   pos=torch.full((1, 3), pos), text=torch.tensor([token_id]), value=torch.zeros(1, cfg.value_dim),
                   dims=torch.zeros(1, dtype=torch.long), domain=torch.zeros(1, dtype=torch.long),
                   index=torch.zeros(1, dtype=torch.long), target=torch.full((1,), -1), cond=torch.zeros(1, cfg.cond_dim),
-                  world=torch.full((1,), world))
+                  world=torch.full((1,), world), hold=torch.zeros(1, dtype=torch.bool))
 
 
 def _cat_all(toks: list[Tokens]) -> Tokens:

@@ -67,6 +67,8 @@ class Tokens:
     cond: torch.Tensor    # float32 [..., cond_dim], on a noisy vision token: the given frame and actions since (above)
     world: torch.Tensor   # int64, on a question's tokens: which reasoner adapter it takes (0: the shared one;
                           # k: the k-th world of config.reason_own, its own)
+    hold: torch.Tensor    # bool, on a scored answer token: the starting weights' answer is kept there where it was
+                          # right (train --reason-keep; --reason-keep-tasks picks the tasks)
 
     @property
     def valid(self) -> torch.Tensor:
@@ -225,7 +227,7 @@ def build(cfg, *, text=(), vision=None, vision_gen=None, fps: float = 16.0, audi
                   pos=torch.cat([p[3] for p in parts]).float(), text=torch.cat([p[4] for p in parts]),
                   value=torch.cat([p[5] for p in parts]), dims=dims, domain=dom, index=torch.cat([p[7] for p in parts]),
                   target=torch.full((len(kinds),), -1), cond=torch.cat([p[8] for p in parts]),
-                  world=torch.zeros(len(kinds), dtype=torch.long))
+                  world=torch.zeros(len(kinds), dtype=torch.long), hold=torch.zeros(len(kinds), dtype=torch.bool))
 
 
 def audio_tokens(cfg, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,7 +363,7 @@ def build_interleaved(cfg, segments, scored=()) -> Tokens:
     return Tokens(kind=kinds, gen=torch.zeros(L, dtype=torch.bool), group=torch.cat(groups), pos=torch.cat(pos).float(),
                   text=torch.cat(ids), value=torch.cat(values), dims=torch.cat(dims), domain=torch.zeros(L, dtype=torch.long),
                   index=torch.cat(index), target=torch.cat(target), cond=torch.zeros(L, cfg.cond_dim),
-                  world=torch.zeros(L, dtype=torch.long))
+                  world=torch.zeros(L, dtype=torch.long), hold=torch.zeros(L, dtype=torch.bool))
 
 
 def collate(samples: list[Tokens], multiple: int = 16) -> Tokens:

@@ -57,9 +57,10 @@ def noised(schedule, batch: Tokens, t: torch.Tensor, noise: torch.Tensor) -> tup
 
 
 def world_model_loss(model, batch: Tokens, schedule, teacher=None, keep: float = 0.0,
-                     high_noise: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """teacher: a frozen copy of the starting weights; with keep > 0 its answers are kept where it was right
-    (lm_loss.keep_loss), weighted by keep. high_noise (rectified flow): the share of samples whose time is drawn
+                     high_noise: float = 0.0, teacher_shared: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """teacher: a frozen copy of the starting weights; with keep > 0 its answers are kept where it was right, at
+    the answer tokens marked batch.hold (lm_loss.keep_loss), weighted by keep; teacher_shared: it answers through
+    the shared question adapter (a world's own adapter keeps the shared one's answers). high_noise (rectified flow): the share of samples whose time is drawn
     uniformly from [0.9, 1] instead, where a one-step estimate from pure noise is made."""
     B, L, V = batch.value.shape
     t = schedule.sample_training_t(B, device=batch.value.device)
@@ -95,8 +96,9 @@ def world_model_loss(model, batch: Tokens, schedule, teacher=None, keep: float =
         metrics["loss/text"] = parts["ce"]
         if teacher is not None and keep > 0:
             with torch.no_grad():
-                teacher_logits = teacher(tok, level, text_at=scored)[1]
-            kept, kparts = keep_loss(logits, teacher_logits, batch.target[scored])
+                asked = replace(tok, world=torch.zeros_like(tok.world)) if teacher_shared else tok
+                teacher_logits = teacher(asked, level, text_at=scored)[1]
+            kept, kparts = keep_loss(logits, teacher_logits, batch.target[scored], batch.hold[scored])
             total = total + keep * kept
             metrics.update({"loss/keep": kparts["keep"], "keep/held": kparts["kept"]})
     return total, metrics
@@ -209,6 +211,15 @@ def train(args) -> Path:
     keep = getattr(args, "reason_keep", 0.0)
     if keep and (not args.init or not keep > 0):
         raise ValueError(f"--reason-keep {keep}: give a weight > 0 and --init (the teacher is the starting checkpoint)")
+    hold_tasks = getattr(args, "reason_keep_tasks", None)
+    hold_tasks = tuple(t for t in hold_tasks.split(",") if t) if hold_tasks is not None else None
+    if hold_tasks is not None and not keep:
+        raise ValueError(f"--reason-keep-tasks {','.join(hold_tasks)}: the tasks kept need a teacher: give --reason-keep")
+    if hold_tasks is not None:
+        from kinema.model.reason_data import TASK_OF
+        if not hold_tasks or not set(hold_tasks) <= set(TASK_OF.values()):
+            raise ValueError(f"--reason-keep-tasks {','.join(hold_tasks)}: expected tasks among "
+                             f"{sorted(set(TASK_OF.values()))}")
     if getattr(args, "reason_question_data", None) and not getattr(args, "reason_question", None):
         raise ValueError("--reason-question-data gives clips for one question only: name it with --reason-question")
     if first is not None and (not adapter or first < 1):
@@ -317,7 +328,7 @@ def train(args) -> Path:
         reason = ReasonTasks(reason_shards[0], config, text, task_weights=task_weights,
                              question=getattr(args, "reason_question", None),
                              question_share=getattr(args, "reason_question_share", None), question_shards=reason_shards[1],
-                             worlds=(reason_own,) if reason_own else None)
+                             worlds=(reason_own,) if reason_own else None, hold_tasks=hold_tasks)
         print(f"{len(reason)} reasoner questions on {len(reason.clips)} clips; p(question) = {args.reason_weight}")
         dataset = draws(dataset, reason, args.reason_weight)
     tc = TrainConfig(out=str(out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
@@ -381,12 +392,13 @@ def train(args) -> Path:
         import copy
 
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        print(f"--reason-keep {keep}: answers the starting weights get right are kept (KL to them, weight {keep})")
+        print(f"--reason-keep {keep}: answers {'the shared adapter' if reason_own else 'the starting weights'} get "
+              f"right are kept (KL to them, weight {keep}; tasks: {', '.join(hold_tasks or ['all'])})")
 
     def loss_fn(m, b):
         if teacher is not None and next(teacher.parameters()).device != b.value.device:
             teacher.to(b.value.device)
-        return world_model_loss(m, b, schedule, teacher, keep, high_noise)
+        return world_model_loss(m, b, schedule, teacher, keep, high_noise, teacher_shared=bool(reason_own))
 
     # shifted for the data's resolution (every shard's latents share one grid: ClipTasks concatenates them)
     schedule = schedule_for(config, size=dataset_size(dataset, config))
@@ -563,6 +575,9 @@ def add_parser(sub) -> None:
                    help="with --init: keep the starting checkpoint's answers where they are right (KL to its "
                         "distribution at those answer tokens, times WEIGHT), meant to let a drill of one question keep "
                         "the rest (on the seesaw's drill it did not: BENCHMARKS.md, 'Keeping what it knew'; 0: off)")
+    p.add_argument("--reason-keep-tasks", default=None, metavar="TASK,...",
+                   help="with --reason-keep: keep the answers of these tasks only (e.g. plausibility), so the rest "
+                        "learn freely; with --reason-own the teacher is the shared adapter (default: every task)")
     p.add_argument("--stride", type=int, default=32, help="frames between clip starts in long episodes")
     add_train_flags(p, ("steps", "batch_size", "grad_accum", "lr", "warmup", "ema_decay"), steps=6000, batch_size=16,
                     lr=5e-4, warmup=200)

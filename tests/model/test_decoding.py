@@ -41,8 +41,14 @@ def test_keep_loss_by_hand_holds_only_what_the_teacher_got_right():
     kl = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
     assert float(loss) == pytest.approx(kl / 2, abs=1e-6) and m["kept"] == 0.5
     assert float(keep_loss(teacher, teacher, torch.tensor([1, 1]))[0]) == pytest.approx(0.0, abs=1e-7)
+    # hold: only the marked rows may be kept (the tasks a fine-tune keeps); both right, the first one held
+    both, hm = keep_loss(student, teacher, torch.tensor([1, 1]), torch.tensor([True, False]))
+    assert float(both) == pytest.approx(kl / 2, abs=1e-6) and hm["kept"] == 0.5
+    assert float(keep_loss(student, teacher, torch.tensor([1, 1]), torch.tensor([False, False]))[0]) == 0.0
     with pytest.raises(ValueError, match="must agree"):
         keep_loss(student, teacher[:1], torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match="must agree"):
+        keep_loss(student, teacher, torch.tensor([1, 0]), torch.tensor([True]))
 
 
 def kept(logits):

@@ -80,13 +80,41 @@ def test_keep_adds_the_teachers_kl_only_where_it_was_right():
             p.add_(0.05 * torch.randn_like(p))
         tok, level = noised(schedule, batch, torch.full((2,), 0.5), torch.randn_like(batch.value))
         right = teacher(tok, level, text_at=text)[1].argmax(-1)
-    answers = replace(batch, target=torch.full_like(batch.target, -1).masked_scatter(text, right))
+    answers = replace(batch, target=torch.full_like(batch.target, -1).masked_scatter(text, right), hold=text)
     _, m = world_model_loss(model, answers, schedule, teacher, keep=1.0)
     assert m["keep/held"] == 1.0 and m["loss/keep"] > 0
+    _, m = world_model_loss(model, replace(answers, hold=torch.zeros_like(text)), schedule, teacher, keep=1.0)
+    assert m["keep/held"] == 0.0 and m["loss/keep"] == 0.0  # answers not marked to hold (--reason-keep-tasks)
     _, m = world_model_loss(model, replace(answers, target=torch.where(text, (answers.target + 1) % CFG.vocab_size, -1)),
                             schedule, teacher, keep=1.0)
     assert m["keep/held"] == 0.0 and m["loss/keep"] == 0.0
     _, m = world_model_loss(model, answers, schedule, copy.deepcopy(model), keep=1.0)  # the same weights: nothing to keep
+    assert m["loss/keep"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_worlds_own_adapter_keeps_the_shared_adapters_answers():
+    """teacher_shared: a question about a world with its own adapter is answered by the teacher through the shared
+    adapter alone, so a copy of the student is no teacher of itself there (KL > 0 once the own update is not 0)."""
+    import copy
+    from dataclasses import replace
+
+    from kinema.model.sequence import TEXT, for_world
+
+    torch.manual_seed(0)
+    cfg = replace(CFG, reason_adapter=4, reason_own=("seesaw",), reason_own_rank=2)
+    model, schedule = WorldModel(cfg), schedule_for(cfg)
+    with torch.no_grad():
+        for _, p in model.reason_own_parameters(("seesaw",)):
+            p.normal_(0, 0.3)
+    q = collate([for_world(cfg, mixed_sample(cfg, n_text=4, t=2, vision_gen=(False, False), audio=False, rows=0,
+                                             seed=s), "seesaw") for s in (1, 2)])
+    text = q.kind == TEXT
+    with torch.no_grad():
+        shared = model(replace(q, world=torch.zeros_like(q.world)), torch.zeros(q.kind.shape), text_at=text)[1]
+    answers = replace(q, target=torch.full_like(q.target, -1).masked_scatter(text, shared.argmax(-1)), hold=text)
+    _, m = world_model_loss(model, answers, schedule, copy.deepcopy(model), keep=1.0, teacher_shared=True)
+    assert m["keep/held"] == 1.0 and m["loss/keep"] > 1e-4
+    _, m = world_model_loss(model, answers, schedule, copy.deepcopy(model), keep=1.0)  # the own adapter's answers
     assert m["loss/keep"] == pytest.approx(0.0, abs=1e-5)
 
 
@@ -391,6 +419,29 @@ def test_train_cli_then_post_training_adds_the_given_frame_inputs(tmp_path, caps
     assert state8[f"backbone.layers.0.und.lora_{world}.qkv.A"].shape == (2, 64)
     assert state8[f"backbone.layers.0.und.lora_{world}.qkv.B"].float().abs().sum() > 0  # trained from zero
     assert all(torch.equal(state8[k], v) for k, v in state6.items())  # everything else bit for bit
+    # --reason-keep with --reason-own: the teacher is the shared adapter (so from a trained own adapter the KL is
+    # not 0 at the first step), and --reason-keep-tasks holds only the tasks named (none of them: nothing held);
+    # an unknown task, or tasks without a teacher, refused before anything is written
+    own_keep = [*ada[:-4], "--steps", "1", "--lr", "1e-9", "--ema-decay", "0", "--log-every", "1", "--reason-own", world]
+    from_own = [a if a != str(tmp_path / "carried" / "final") else str(tmp_path / "own" / "final") for a in own_keep]
+    assert main([*from_own, "--out", str(tmp_path / "ownkeep"), "--reason-keep", "1"]) == 0
+    assert "answers the shared adapter get right are kept (KL to them, weight 1.0; tasks: all)" in \
+        capsys.readouterr().out
+    row = [json.loads(line) for line in (tmp_path / "ownkeep" / "log.jsonl").read_text().splitlines()][0]
+    assert "keep/held" in row and "loss/keep" in row
+    from kinema.model.reason_data import TASK_OF
+    absent = sorted(set(TASK_OF.values()) - {TASK_OF.get(q["type"], q["type"]) for c in shards[0] for q in c["questions"]})
+    if absent:  # a task the tiny shards never ask holds nothing
+        assert main([*from_own, "--out", str(tmp_path / "ownnone"), "--reason-keep", "1", "--reason-keep-tasks",
+                     absent[0]]) == 0
+        row = [json.loads(line) for line in (tmp_path / "ownnone" / "log.jsonl").read_text().splitlines()][0]
+        assert row["keep/held"] == 0 and row["loss/keep"] == 0
+    assert main([*from_own, "--out", str(tmp_path / "badtask"), "--reason-keep", "1", "--reason-keep-tasks",
+                 "juggling"]) == 2
+    assert "--reason-keep-tasks juggling: expected tasks among" in capsys.readouterr().err
+    assert main([*from_own, "--out", str(tmp_path / "noteacher"), "--reason-keep-tasks", "count"]) == 2
+    assert "give --reason-keep" in capsys.readouterr().err
+    assert not (tmp_path / "badtask").exists() and not (tmp_path / "noteacher").exists()
 
 
 def test_adapters_average_as_the_updates_they_make():
